@@ -1,0 +1,43 @@
+# govern: every command a person types. `make run` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# uv is bootstrapped from pip when missing; recursive expansion picks it up after bootstrap.
+UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+RUN = $(UV) run --locked --no-sync
+
+export GOV_HOST ?= 127.0.0.1
+export GOV_PORT ?= 8000
+
+.PHONY: help bootstrap install run serve migrate test test-sqlite lint format clean
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+bootstrap:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
+		{ echo "uv not found: installing it with pip"; python3 -m pip install --quiet --disable-pip-version-check "uv>=0.5,<1"; }
+
+install: bootstrap ## Install exactly what uv.lock pins into .venv
+	$(UV) sync --locked
+
+migrate: install ## Bring the database (GOV_DATABASE_URL, default var/govern.db) to head
+	$(RUN) govern migrate
+
+run: migrate ## Install, migrate and serve on $GOV_HOST:$GOV_PORT
+	$(RUN) govern serve
+
+test: install ## Run the whole suite (PostgreSQL too when GOV_TEST_DATABASE_URL is set)
+	$(RUN) pytest $(PYTEST_ARGS)
+
+lint: install ## ruff check, ruff format --check, mypy
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy .
+
+format: install ## Apply ruff's fixes and formatting
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+clean: ## Remove the local database, artifacts and caches (var/)
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

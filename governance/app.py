@@ -1,0 +1,69 @@
+"""The app factory. ``create_app(settings)`` builds a complete, independent service instance."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from governance import __version__, health
+from governance.auth.router import router as keys_router
+from governance.config import Settings, get_settings
+from governance.db import make_engine, session_factory
+from governance.errors import is_connection_error, register_error_handlers
+from governance.middleware import BodySizeLimit
+from governance.migrate import ensure_at_head
+
+log = logging.getLogger("govern")
+
+API_PREFIX = "/api/v1"
+
+
+def _check_schema(app: FastAPI) -> None:
+    """Refuse to serve on a schema that is not at head; tolerate a database that is down.
+
+    A database that is down at start-up may come back, and /readyz says so meanwhile. A
+    database at the wrong revision will not fix itself, so that stops the start.
+    """
+    try:
+        ensure_at_head(app.state.engine)
+    except Exception as exc:
+        if not is_connection_error(exc):
+            raise
+        log.warning("database unreachable at start-up; /readyz answers 503 until it is back")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    engine = make_engine(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _check_schema(app)
+        try:
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(
+        title="govern",
+        version=__version__,
+        summary="Lineage-first model governance and audit",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = session_factory(engine)
+
+    register_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+
+    app.include_router(health.router)
+    api = APIRouter(prefix=API_PREFIX)
+    api.include_router(keys_router)
+    app.include_router(api)
+    return app

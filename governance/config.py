@@ -1,0 +1,76 @@
+"""The one settings object. Every knob is an environment variable with the ``GOV_`` prefix."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_VAR_DIR = Path("var")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GOV_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    var_dir: Path = DEFAULT_VAR_DIR
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL. Empty means the embedded SQLite database under var_dir.",
+    )
+    artifact_dir: Path | None = Field(
+        default=None, description="Content-addressed artifact store. Defaults to var_dir/artifacts."
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Requests with a larger body get 413."
+    )
+    db_connect_timeout_s: int = Field(default=3, ge=1, le=60)
+    sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
+    db_pool_size: int = Field(default=10, ge=1)
+
+    ray_address: str | None = None
+    retention_days: int = Field(default=762, ge=1)
+
+    @field_validator("database_url")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _fill_paths(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.var_dir / 'govern.db').as_posix()}"
+        if self.artifact_dir is None:
+            self.artifact_dir = self.var_dir / "artifacts"
+        if self.database_url.startswith("postgresql://"):
+            # Pin the driver we ship, so a plain libpq URL works as users expect.
+            self.database_url = "postgresql+psycopg://" + self.database_url.removeprefix(
+                "postgresql://"
+            )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def artifacts(self) -> Path:
+        assert self.artifact_dir is not None
+        return self.artifact_dir
+
+    @property
+    def admin_key_file(self) -> Path:
+        return self.var_dir / "admin.key"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,101 @@
+"""Shared dependencies: the session that owns the transaction, the caller, and role checks.
+
+Every route under ``/api/v1`` declares the roles it allows with ``allow(...)``, or says it is
+``public``. A test walks every route and fails on one that declares neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from governance.auth import service as auth_service
+from governance.auth.models import Role
+from governance.auth.schemas import Principal
+from governance.config import Settings
+from governance.errors import Forbidden, Unauthorized
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One transaction per request: commit when the handler returns, roll back when it raises."""
+    session: Session = request.app.state.sessions()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer gov_...`")
+
+
+def current_principal(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or not credentials.credentials:
+        raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
+    return auth_service.authenticate(session=session, token=credentials.credentials)
+
+
+class RoleGuard:
+    """Lets a request through only when its key has one of the allowed roles.
+
+    ``admin`` passes every check: it is the operator's role.
+    """
+
+    def __init__(self, *roles: Role) -> None:
+        self.roles = frozenset(roles) | {Role.admin}
+
+    def __call__(self, principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        if principal.role not in self.roles:
+            allowed = sorted(r.value for r in self.roles)
+            raise Forbidden(
+                f"role {principal.role.value!r} may not use this route; "
+                f"allowed: {', '.join(allowed)}",
+                details={"role": principal.role.value, "allowed_roles": allowed},
+            )
+        return principal
+
+    def __repr__(self) -> str:
+        return f"RoleGuard({', '.join(sorted(r.value for r in self.roles))})"
+
+
+def allow(*roles: Role) -> RoleGuard:
+    return RoleGuard(*roles)
+
+
+class PublicRoute:
+    """Marks a route as open to everyone, on purpose."""
+
+    def __call__(self) -> None:
+        return None
+
+
+public = PublicRoute()
+
+ANY_ROLE = tuple(Role)
+AdminOnly = Annotated[Principal, Depends(allow())]
+AnyRole = Annotated[Principal, Depends(allow(*ANY_ROLE))]

@@ -1,0 +1,191 @@
+"""Error types and the handlers that give every error the same body.
+
+Services raise ``GovernanceError`` subclasses and never ``HTTPException``. Every error body is
+``{"error": {"code": str, "message": str, "details": ...}}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("govern.errors")
+
+
+class GovernanceError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        code: str | None = None,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if status_code is not None:
+            self.status_code = status_code
+        if code is not None:
+            self.code = code
+        self.details = details
+        self.headers = headers
+
+
+class InvalidInput(GovernanceError):
+    status_code = 422
+    code = "invalid_input"
+
+
+class Unauthorized(GovernanceError):
+    status_code = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"WWW-Authenticate": "Bearer"})
+        super().__init__(message, **kwargs)
+
+
+class Forbidden(GovernanceError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(GovernanceError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(GovernanceError):
+    status_code = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(GovernanceError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class ServiceUnavailable(GovernanceError):
+    status_code = 503
+    code = "service_unavailable"
+
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+    429: "too_many_requests",
+    503: "service_unavailable",
+}
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def error_response(
+    status_code: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        error_body(code, message, details), status_code=status_code, headers=headers
+    )
+
+
+def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in {"body", "query", "path", "header", "cookie"}:
+        parts = parts[1:] or parts
+    return ".".join(parts)
+
+
+def validation_details(errors: Any) -> list[dict[str, Any]]:
+    details = []
+    for err in errors:
+        loc = err.get("loc", ())
+        entry = {
+            "field": _field_path(loc),
+            "in": str(loc[0]) if loc else "body",
+            "message": err.get("msg", "invalid"),
+            "type": err.get("type", "invalid"),
+        }
+        details.append(entry)
+    return details
+
+
+async def _governance_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, GovernanceError)
+    return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = validation_details(exc.errors())
+    if any(d["type"] == "json_invalid" for d in details):
+        message = "the request body is not valid JSON"
+    else:
+        fields = ", ".join(sorted({d["field"] for d in details}))
+        message = f"invalid request: {fields}"
+    return error_response(422, "invalid_input", message, details)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _STATUS_CODES.get(exc.status_code, "error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    if exc.status_code == 404 and message == "Not Found":
+        message = "no such route"
+    return error_response(
+        exc.status_code, code, message, None, dict(exc.headers) if exc.headers else None
+    )
+
+
+async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable: %s", exc)
+    return error_response(
+        503,
+        "database_unavailable",
+        "the database is unavailable; retry later",
+        None,
+        {"Retry-After": "1"},
+    )
+
+
+async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(500, "internal_error", "internal error; it has been logged")
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    if isinstance(exc, OperationalError | PoolTimeoutError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def register_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(GovernanceError, _governance_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(OperationalError, _database_error)
+    app.add_exception_handler(PoolTimeoutError, _database_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,117 @@
+"""Fixtures shared by every test.
+
+Every test that touches the database runs once on SQLite and once on PostgreSQL (when
+GOV_TEST_DATABASE_URL is set). Databases are built by the real migrations, and every table is
+emptied after each test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from governance import migrate
+from governance.app import create_app
+from governance.auth import service as auth_service
+from governance.auth.models import Role
+from governance.config import Settings, get_settings
+from governance.db import make_engine, session_factory, transaction
+from governance.tables import metadata
+from tests.support.databases import PG_ADMIN_URL, fresh_database, truncate_all
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgresql" and not PG_ADMIN_URL:
+        pytest.skip("GOV_TEST_DATABASE_URL is not set")
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def migrated_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    directory = tmp_path_factory.mktemp(f"db-{backend}")
+    with fresh_database(backend, directory) as url:
+        migrate.upgrade(Settings(database_url=url, var_dir=directory, environment="test"))
+        yield url
+
+
+@pytest.fixture
+def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A brand-new database with no migrations applied."""
+    with fresh_database(backend, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def settings(migrated_url: str, tmp_path: Path) -> Iterator[Settings]:
+    settings = Settings(database_url=migrated_url, var_dir=tmp_path / "var", environment="test")
+    yield settings
+    engine = make_engine(settings)
+    try:
+        truncate_all(engine, metadata)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[sa.Engine]:
+    engine = make_engine(settings)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def app(settings: Settings) -> FastAPI:
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+KeyMaker = Callable[..., str]
+
+
+@pytest.fixture
+def make_key(engine: sa.Engine) -> KeyMaker:
+    """Create a real API key with a role and return its secret."""
+
+    def _make(role: Role | str = Role.admin, name: str = "test", **kwargs: Any) -> str:
+        with transaction(session_factory(engine)) as session:
+            created = auth_service.create_key(
+                session=session, name=name, role=Role(role), created_by="test", **kwargs
+            )
+        return created.key
+
+    return _make
+
+
+@pytest.fixture
+def auth(make_key: KeyMaker) -> Callable[[Role | str], dict[str, str]]:
+    """Headers for a new key of the given role."""
+
+    def _headers(role: Role | str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {make_key(role)}"}
+
+    return _headers
+
+
+@pytest.fixture
+def env_settings(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """Point the environment (and so the CLI) at the test database."""
+    monkeypatch.setenv("GOV_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("GOV_VAR_DIR", str(settings.var_dir))
+    monkeypatch.setenv("GOV_ENVIRONMENT", "test")
+    get_settings.cache_clear()
+    yield settings
+    get_settings.cache_clear()
