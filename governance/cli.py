@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
@@ -81,15 +80,16 @@ def serve(
         engine.dispose()
 
     base = f"http://{host}:{port}"
+    # Plain print: these lines are copied by people and parsed by scripts, so never wrap them.
     if new_key:
-        out.print("[bold]First start: created an admin API key. It is shown only this once:[/]")
-        out.print(f"  {new_key}", highlight=False, soft_wrap=True)
-        out.print(f"  (saved to {settings.admin_key_file}, mode 0600)")
+        print("First start: created an admin API key. It is shown only this once:")
+        print(f"  {new_key}")
+        print(f"  (saved to {settings.admin_key_file}, mode 0600)")
     else:
-        out.print(f"admin key: see {settings.admin_key_file} or `govern keys create --role admin`")
-    out.print(f"API docs:  {base}/docs")
-    out.print(f"health:    {base}/healthz   readiness: {base}/readyz")
-    sys.stdout.flush()
+        print(f"admin key: see {settings.admin_key_file}, or: govern keys create --role admin")
+    print(f"API docs:   {base}/docs")
+    print(f"health:     {base}/healthz")
+    print(f"readiness:  {base}/readyz", flush=True)
     uvicorn.run(
         "governance.app:create_app",
         factory=True,
