@@ -15,6 +15,9 @@ from governance.db import make_engine, session_factory
 from governance.errors import is_connection_error, register_error_handlers
 from governance.middleware import BodySizeLimit
 from governance.migrate import ensure_at_head
+from lineage.executor import make_executor
+from lineage.router import router as lineage_router
+from lineage.runner import fail_interrupted_runs
 
 log = logging.getLogger("govern")
 
@@ -35,6 +38,17 @@ def _check_schema(app: FastAPI) -> None:
         log.warning("database unreachable at start-up; /readyz answers 503 until it is back")
 
 
+def _recover_jobs(app: FastAPI) -> None:
+    try:
+        failed = fail_interrupted_runs(app.state.sessions)
+    except Exception as exc:
+        if not is_connection_error(exc):
+            raise
+        return
+    if failed:
+        log.warning("marked %d interrupted training run(s) as failed", failed)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     engine = make_engine(settings)
@@ -42,9 +56,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _check_schema(app)
+        _recover_jobs(app)
+        app.state.executor = make_executor(settings)
         try:
             yield
         finally:
+            app.state.executor.shutdown()
             engine.dispose()
 
     app = FastAPI(
@@ -65,5 +82,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(keys_router)
+    api.include_router(lineage_router)
     app.include_router(api)
     return app

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
 
     ray_address: str | None = None
+    job_workers: int = Field(default=1, ge=1, le=16, description="In-process job threads.")
     retention_days: int = Field(default=762, ge=1)
 
     @field_validator("database_url")

@@ -126,7 +126,7 @@ def validation_details(errors: Any) -> list[dict[str, Any]]:
         entry = {
             "field": _field_path(loc),
             "in": str(loc[0]) if loc else "body",
-            "message": err.get("msg", "invalid"),
+            "message": str(err.get("msg", "invalid")).removeprefix("Value error, "),
             "type": err.get("type", "invalid"),
         }
         details.append(entry)

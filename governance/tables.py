@@ -4,7 +4,8 @@ from sqlmodel import SQLModel
 
 import governance.db  # noqa: F401  (sets the naming convention first)
 from governance.auth import models as auth_models
+from lineage import models as lineage_models
 
 metadata = SQLModel.metadata
 
-__all__ = ["auth_models", "metadata"]
+__all__ = ["auth_models", "lineage_models", "metadata"]

@@ -24,6 +24,7 @@ from governance.config import Settings, get_settings
 from governance.db import make_engine, session_factory, transaction
 from governance.tables import metadata
 from tests.support.databases import PG_ADMIN_URL, fresh_database, truncate_all
+from tests.support.factories import DataRepo, make_data_repo
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -115,3 +116,12 @@ def env_settings(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterato
     get_settings.cache_clear()
     yield settings
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def data_repo(tmp_path_factory: pytest.TempPathFactory) -> DataRepo:
+    """A real git + DVC repo with a local remote and two committed versions of a loan book.
+
+    Shared by the session: tests that damage a repo build their own with ``make_data_repo``.
+    """
+    return make_data_repo(tmp_path_factory.mktemp("dvc"))

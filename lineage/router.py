@@ -1,0 +1,276 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+
+from governance.auth.models import Role
+from governance.auth.schemas import Principal
+from governance.deps import SessionDep, SettingsDep, allow
+from governance.errors import InvalidInput
+from governance.pagination import Page, Paged, page_params
+from lineage import service
+from lineage.models import ModelVersion, RegisteredModel, Stage
+from lineage.runner import execute_run
+from lineage.schemas import (
+    DatasetCreate,
+    DatasetPublic,
+    LineagePublic,
+    ModelPublic,
+    ModelVersionPublic,
+    RunPublic,
+    StageChange,
+    StageTransitionPublic,
+)
+from lineage.spec import NAME_PATTERN, load_spec_text
+
+router = APIRouter()
+
+Writer = Annotated[Principal, Depends(allow(Role.data_scientist))]
+Reader = Annotated[Principal, Depends(allow(Role.data_scientist, Role.compliance))]
+PageDep = Annotated[Page, Depends(page_params)]
+ModelName = Annotated[str, Path(pattern=NAME_PATTERN)]
+VersionNumber = Annotated[int, Path(ge=1)]
+
+
+def _next(rows: list[Any], page: Page, key: str = "id") -> int | None:
+    return getattr(rows[-1], key) if len(rows) == page.limit and rows else None
+
+
+# Datasets ---------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/datasets",
+    response_model=DatasetPublic,
+    status_code=status.HTTP_201_CREATED,
+    tags=["datasets"],
+    summary="Register a version of a DVC-tracked CSV or Parquet file",
+    responses={200: {"description": "already registered: the existing version"}},
+)
+def register_dataset(
+    body: DatasetCreate, session: SessionDep, principal: Writer, response: Response
+) -> DatasetPublic:
+    dataset, created = service.register_dataset(
+        session=session,
+        name=body.name,
+        repo=body.repo,
+        path=body.path,
+        rev=body.rev,
+        actor=principal.key_id,
+    )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return service.dataset_public(dataset)
+
+
+@router.get("/datasets", response_model=Paged[DatasetPublic], tags=["datasets"])
+def list_datasets(
+    session: SessionDep,
+    _principal: Reader,
+    page: PageDep,
+    name: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
+) -> Paged[DatasetPublic]:
+    rows = service.list_datasets(session=session, page=page, name=name)
+    return Paged(
+        data=[service.dataset_public(d) for d in rows],
+        count=len(rows),
+        next_cursor=_next(rows, page),
+    )
+
+
+@router.get("/datasets/{dataset_id}", response_model=DatasetPublic, tags=["datasets"])
+def get_dataset(
+    dataset_id: Annotated[int, Path(ge=1)], session: SessionDep, _principal: Reader
+) -> DatasetPublic:
+    return service.dataset_public(service.get_dataset(session=session, dataset_id=dataset_id))
+
+
+# Runs -------------------------------------------------------------------------------------------
+
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain")
+
+
+async def spec_body(request: Request) -> dict[str, Any]:
+    """A spec as JSON, or as YAML with a YAML content type. Only safe YAML loading is used."""
+    raw = await request.body()
+    if not raw.strip():
+        raise InvalidInput(
+            "the request body must hold a training spec",
+            details=[{"field": "", "message": "empty body"}],
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(
+            "the spec is not valid UTF-8", details=[{"field": "", "message": "bad encoding"}]
+        ) from None
+    return load_spec_text(text)
+
+
+SPEC_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/yaml": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+@router.post(
+    "/runs",
+    response_model=RunPublic,
+    status_code=status.HTTP_202_ACCEPTED,
+    tags=["runs"],
+    summary="Validate a training spec and queue a run",
+    openapi_extra=SPEC_OPENAPI,
+)
+def create_run(
+    spec: Annotated[dict[str, Any], Depends(spec_body)],
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Writer,
+    request: Request,
+    background: BackgroundTasks,
+) -> JSONResponse:
+    run = service.create_run(session=session, spec_data=spec, actor=principal.key_id)
+    assert run.id is not None
+    public = service.run_public(session, run)
+    # Background tasks start after the session has committed, so the job always finds its run.
+    background.add_task(request.app.state.executor.submit, execute_run, settings, run.id)
+    return JSONResponse(
+        public.model_dump(mode="json"),
+        status_code=status.HTTP_202_ACCEPTED,
+        headers={"Location": f"/api/v1/runs/{run.id}"},
+        background=background,
+    )
+
+
+@router.get("/runs", response_model=Paged[RunPublic], tags=["runs"])
+def list_runs(session: SessionDep, _principal: Reader, page: PageDep) -> Paged[RunPublic]:
+    rows = service.list_runs(session=session, page=page)
+    return Paged(
+        data=[service.run_public(session, r) for r in rows],
+        count=len(rows),
+        next_cursor=_next(rows, page),
+    )
+
+
+@router.get("/runs/{run_id}", response_model=RunPublic, tags=["runs"])
+def get_run(
+    run_id: Annotated[int, Path(ge=1)], session: SessionDep, _principal: Reader
+) -> RunPublic:
+    return service.run_public(session, service.get_run(session=session, run_id=run_id))
+
+
+# Registry ---------------------------------------------------------------------------------------
+
+
+def valid_model(name: ModelName, session: SessionDep) -> RegisteredModel:
+    return service.get_model(session=session, name=name)
+
+
+def valid_version(
+    name: ModelName, version: VersionNumber, session: SessionDep
+) -> tuple[RegisteredModel, ModelVersion]:
+    return service.get_version(session=session, name=name, version=version)
+
+
+ModelDep = Annotated[RegisteredModel, Depends(valid_model)]
+VersionDep = Annotated[tuple[RegisteredModel, ModelVersion], Depends(valid_version)]
+
+
+@router.get("/models", response_model=Paged[ModelPublic], tags=["models"])
+def list_models(session: SessionDep, _principal: Reader, page: PageDep) -> Paged[ModelPublic]:
+    rows = service.list_models(session=session, page=page)
+    return Paged(
+        data=[service.model_public(session, m) for m in rows],
+        count=len(rows),
+        next_cursor=_next(rows, page),
+    )
+
+
+@router.get(
+    "/models/{name}",
+    response_model=ModelPublic,
+    tags=["models"],
+    summary="A model and its versions; with `at`, each version's stage at that moment",
+)
+def get_model(
+    model: ModelDep,
+    session: SessionDep,
+    _principal: Reader,
+    at: Annotated[
+        datetime | None, Query(description="ISO time with zone, e.g. 2026-03-03T12:00:00Z")
+    ] = None,
+    stage: Annotated[Stage | None, Query(description="only versions in this stage")] = None,
+) -> ModelPublic:
+    if at is not None and at.tzinfo is None:
+        raise InvalidInput(
+            "at must include a time zone", details=[{"field": "at", "message": "add Z or +00:00"}]
+        )
+    return service.model_public(session, model, at=at, stage=stage)
+
+
+@router.get("/models/{name}/versions/{version}", response_model=ModelVersionPublic, tags=["models"])
+def get_version(found: VersionDep, session: SessionDep, _principal: Reader) -> ModelVersionPublic:
+    return service.version_public(session, *found)
+
+
+@router.get(
+    "/models/{name}/versions/{version}/lineage",
+    response_model=LineagePublic,
+    tags=["models"],
+    summary="Everything behind a model version, in one document",
+)
+def get_lineage(found: VersionDep, session: SessionDep, _principal: Reader) -> LineagePublic:
+    model, version = found
+    history = [h for h in service.stage_history(session, model) if h.version == version.version]
+    return LineagePublic(
+        model=model.name,
+        version=version.version,
+        stage=service.current_stage(session, version),
+        lineage=version.lineage,
+        stage_history=history,
+    )
+
+
+@router.get(
+    "/models/{name}/stage-history",
+    response_model=list[StageTransitionPublic],
+    tags=["models"],
+    summary="Every stage change of every version: who, when, from, to and why",
+)
+def get_stage_history(
+    model: ModelDep, session: SessionDep, _principal: Reader
+) -> list[StageTransitionPublic]:
+    return service.stage_history(session, model)
+
+
+@router.post(
+    "/models/{name}/versions/{version}/stage",
+    response_model=StageTransitionPublic,
+    status_code=status.HTTP_201_CREATED,
+    tags=["models"],
+    summary="Move a version to staging, production or archived",
+)
+def change_stage(
+    name: ModelName,
+    version: VersionNumber,
+    body: StageChange,
+    session: SessionDep,
+    principal: Writer,
+) -> StageTransitionPublic:
+    transition = service.change_stage(
+        session=session,
+        name=name,
+        version=version,
+        stage=body.stage,
+        reason=body.reason,
+        actor=principal.key_id,
+    )
+    return service.transition_public(transition, version)

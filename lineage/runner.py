@@ -1,0 +1,251 @@
+"""Run one training job from its recorded spec, and record everything needed to rebuild it.
+
+Order: load the data by its commit and check its hashes, split with the recorded seed, fit,
+evaluate, apply the gate, write the artifact, create the model version.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session, col, select
+
+from governance.config import Settings
+from governance.db import make_engine, session_factory, transaction, utcnow
+from governance.errors import GovernanceError
+from lineage import service
+from lineage.artifacts import PICKLE_PROTOCOL, ArtifactStore, serialize_model
+from lineage.environment import capture_environment, code_version
+from lineage.executor import worker_id
+from lineage.fingerprint import fingerprint
+from lineage.models import DatasetVersion, ModelVersion, RunStatus, TrainingRun
+from lineage.spec import TrainingSpec, parse_spec, spec_hash
+from lineage.training import TrainingOutcome, train
+
+log = logging.getLogger("govern.runner")
+
+Progress = Callable[[float, str], None]
+
+
+def _update(factory: sessionmaker[Session], run_id: int, **fields: Any) -> None:
+    with transaction(factory) as session:
+        run = session.get(TrainingRun, run_id)
+        assert run is not None
+        for key, value in fields.items():
+            setattr(run, key, value)
+        session.add(run)
+
+
+def dataset_lineage(dataset: DatasetVersion) -> dict[str, Any]:
+    return {
+        "id": dataset.id,
+        "name": dataset.name,
+        "version": dataset.version,
+        "repo": dataset.repo,
+        "path": dataset.path,
+        "rev": dataset.rev,
+        "commit": dataset.commit_sha,
+        "md5": dataset.md5,
+        "sha256": dataset.sha256,
+        "size_bytes": dataset.size_bytes,
+        "format": dataset.format,
+        "row_count": dataset.row_count,
+        "columns": dataset.columns,
+    }
+
+
+def build_lineage(
+    *,
+    spec: TrainingSpec,
+    resolved: dict[str, Any],
+    dataset: DatasetVersion,
+    outcome: TrainingOutcome,
+    artifact: dict[str, Any],
+    started_at: Any,
+    finished_at: Any,
+    run_id: int | None,
+) -> dict[str, Any]:
+    return {
+        "schema_version": 1,
+        "run_id": run_id,
+        "dataset": dataset_lineage(dataset),
+        "spec": resolved,
+        "spec_sha256": spec_hash(resolved),
+        "seeds": outcome.seeds,
+        "split": outcome.split,
+        "estimator": {
+            "class": spec.estimator.class_path,
+            "params": outcome.pipeline.named_steps["model"].get_params(deep=False),
+        },
+        "environment": capture_environment(),
+        "code": code_version(),
+        "metrics": outcome.metrics,
+        "metrics_by_group": outcome.metrics_by_group,
+        "gate": outcome.gate,
+        "artifact": artifact,
+        "timing": {
+            "started_at": started_at.isoformat(),
+            "finished_at": finished_at.isoformat(),
+            "duration_s": (finished_at - started_at).total_seconds(),
+            "fit_s": outcome.fit_seconds,
+        },
+    }
+
+
+def execute_run(settings: Settings, run_id: int, progress: Progress | None = None) -> None:
+    """The job. Never raises for a failure of the run itself: the run records it instead."""
+    engine = make_engine(settings)
+    try:
+        _execute(engine, settings, run_id, progress or (lambda _f, _m: None))
+    finally:
+        engine.dispose()
+
+
+def _execute(engine: Engine, settings: Settings, run_id: int, progress: Progress) -> None:
+    factory = session_factory(engine)
+    started_at = utcnow()
+    started = time.perf_counter()
+
+    def report(fraction: float, message: str) -> None:
+        _update(factory, run_id, progress=fraction, message=message)
+        progress(fraction, message)
+
+    _update(
+        factory, run_id, status=RunStatus.running.value, started_at=started_at, worker=worker_id()
+    )
+    try:
+        with transaction(factory) as session:
+            run = session.get(TrainingRun, run_id)
+            assert run is not None
+            resolved = dict(run.spec)
+            dataset = session.get(DatasetVersion, run.dataset_version_id)
+            assert dataset is not None
+            created_by = run.created_by
+        spec = parse_spec(resolved)
+
+        report(0.05, f"reading {dataset.name} v{dataset.version} at {dataset.commit_sha[:12]}")
+        frame = service.read_dataset_frame(dataset)
+
+        outcome = train(spec, frame, report)
+
+        report(0.85, "writing the artifact")
+        content = serialize_model(outcome.pipeline)
+        store = ArtifactStore(settings.artifacts)
+        digest = store.put(content)
+        artifact = {
+            "sha256": digest,
+            "size_bytes": len(content),
+            "format": f"pickle-{PICKLE_PROTOCOL}",
+            "fingerprint": fingerprint(outcome.pipeline),
+        }
+        finished_at = utcnow()
+
+        report(0.95, "registering the model version")
+        with transaction(factory) as session:
+            model = service.get_or_create_model(
+                session=session,
+                name=spec.model_name,
+                description=spec.description,
+                actor=created_by,
+            )
+            lineage = build_lineage(
+                spec=spec,
+                resolved=resolved,
+                dataset=dataset,
+                outcome=outcome,
+                artifact=artifact,
+                started_at=started_at,
+                finished_at=finished_at,
+                run_id=run_id,
+            )
+            version = service.add_version(
+                session=session,
+                model=model,
+                fields={
+                    "artifact_sha256": digest,
+                    "fingerprint": artifact["fingerprint"],
+                    "estimator_class": spec.estimator.class_path,
+                    "input_schema": outcome.input_schema,
+                    "metrics": outcome.metrics,
+                    "lineage": lineage,
+                    "source": "run",
+                    "dataset_version_id": dataset.id,
+                    "run_id": run_id,
+                    "gate_passed": outcome.gate["passed"],
+                    "created_by": created_by,
+                },
+            )
+            run = session.get(TrainingRun, run_id)
+            assert run is not None
+            run.status = RunStatus.succeeded.value
+            run.progress = 1.0
+            run.message = (
+                f"{spec.model_name} v{version.version} registered in "
+                f"{time.perf_counter() - started:.1f}s; gate "
+                f"{'passed' if outcome.gate['passed'] else 'FAILED'}"
+            )
+            run.finished_at = utcnow()
+            session.add(run)
+        progress(1.0, "done")
+    except Exception as exc:
+        error = _describe(exc)
+        log.warning("training run %s failed: %s", run_id, error["message"])
+        _update(
+            factory,
+            run_id,
+            status=RunStatus.failed.value,
+            message=f"failed: {error['message']}"[:500],
+            error=error,
+            finished_at=utcnow(),
+        )
+
+
+def _describe(exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, GovernanceError):
+        return {"code": exc.code, "message": exc.message, "details": exc.details}
+    return {"code": type(exc).__name__, "message": str(exc) or type(exc).__name__, "details": None}
+
+
+def fail_interrupted_runs(factory: sessionmaker[Session]) -> int:
+    """Runs left queued or running by a process on this host that no longer exists failed."""
+    host = socket.gethostname()
+    failed = 0
+    with transaction(factory) as session:
+        runs = session.exec(
+            select(TrainingRun).where(
+                col(TrainingRun.status).in_([RunStatus.queued.value, RunStatus.running.value])
+            )
+        ).all()
+        for run in runs:
+            owner = run.worker or ""
+            owner_host, _, pid = owner.rpartition(":")
+            if owner_host != host or (pid.isdigit() and _alive(int(pid))):
+                continue
+            run.status = RunStatus.failed.value
+            run.message = "failed: interrupted by a restart of the process running it"
+            run.error = {"code": "interrupted", "message": run.message, "details": None}
+            run.finished_at = utcnow()
+            session.add(run)
+            failed += 1
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def version_for_run(session: Session, run_id: int) -> ModelVersion | None:
+    return session.exec(select(ModelVersion).where(ModelVersion.run_id == run_id)).first()

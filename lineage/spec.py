@@ -1,0 +1,378 @@
+"""The training spec: what to train, on which data version, how, and with which seeds.
+
+A spec is YAML or JSON. It is validated completely before anything runs, and every error names
+its field (``features.2.bounds``). ``resolve`` fills in every default, so the stored spec says
+exactly what ran.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from enum import StrEnum
+from typing import Any, Literal, Self
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from governance.errors import InvalidInput, validation_details
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+
+# Estimators a spec may name. Anything else is refused before import: a spec is data, and a class
+# path from data must never reach an arbitrary callable.
+ESTIMATORS: dict[str, str] = {
+    "sklearn.ensemble.HistGradientBoostingClassifier": "tree",
+    "sklearn.ensemble.GradientBoostingClassifier": "tree",
+    "sklearn.ensemble.RandomForestClassifier": "tree",
+    "sklearn.ensemble.ExtraTreesClassifier": "tree",
+    "sklearn.tree.DecisionTreeClassifier": "tree",
+    "sklearn.linear_model.LogisticRegression": "linear",
+}
+
+
+def import_estimator(class_path: str) -> type[Any]:
+    """Import an allowlisted estimator class. Never called with a path outside the allowlist."""
+    if class_path not in ESTIMATORS:
+        raise ValueError(f"{class_path!r} is not an allowed estimator")
+    import importlib
+
+    module_name, class_name = class_path.rsplit(".", 1)
+    cls: type[Any] = getattr(importlib.import_module(module_name), class_name)
+    return cls
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeatureType(StrEnum):
+    numeric = "numeric"
+    categorical = "categorical"
+
+
+class Direction(StrEnum):
+    increase = "increase"
+    decrease = "decrease"
+    any = "any"
+
+
+class DatasetRef(Strict):
+    """Either a registered dataset version by id, or a DVC location registered on first use."""
+
+    id: int | None = Field(default=None, ge=1)
+    name: str | None = Field(default=None, pattern=NAME_PATTERN)
+    repo: str | None = Field(default=None, min_length=1, max_length=2000)
+    path: str | None = Field(default=None, min_length=1, max_length=1000)
+    rev: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Self:
+        location = (self.name, self.repo, self.path, self.rev)
+        if self.id is None and any(v is None for v in location):
+            raise ValueError("give either id, or all of name, repo, path and rev")
+        if self.id is not None and any(v is not None for v in location):
+            raise ValueError("give either id, or name/repo/path/rev, not both")
+        return self
+
+
+class Target(Strict):
+    column: str = Field(min_length=1)
+    positive_class: Any = Field(description="The class whose probability the model scores.")
+    favourable_class: Any = Field(
+        default=None,
+        description="The class that is good for the subject (e.g. 'repaid'). "
+        "Defaults to the positive class.",
+    )
+
+    @field_validator("positive_class", "favourable_class")
+    @classmethod
+    def _scalar(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str | int | bool):
+            raise ValueError("must be a string, integer or boolean label")
+        return value
+
+
+class Feature(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    type: FeatureType
+    description: str | None = Field(
+        default=None,
+        max_length=300,
+        description="Plain-language text used in adverse-action reasons.",
+    )
+    bounds: tuple[float, float] | None = None
+    immutable: bool = False
+    direction: Direction = Direction.any
+    categories: list[str] | None = Field(
+        default=None, description="Allowed categories; learned from the training data if unset."
+    )
+    unseen: Literal["reject", "ignore"] = Field(
+        default="reject",
+        description="What predict does with a category the model never saw.",
+    )
+
+    @field_validator("bounds")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None:
+            low, high = value
+            if not (math.isfinite(low) and math.isfinite(high)):
+                raise ValueError("bounds must be finite numbers")
+            if low > high:
+                raise ValueError(f"lower bound {low} is above upper bound {high}")
+        return value
+
+    @model_validator(mode="after")
+    def _type_rules(self) -> Self:
+        if self.type is FeatureType.categorical:
+            if self.bounds is not None:
+                raise ValueError("bounds apply to numeric features only")
+            if self.direction is not Direction.any:
+                raise ValueError("direction applies to numeric features only")
+        elif self.categories is not None:
+            raise ValueError("categories apply to categorical features only")
+        return self
+
+
+class Protected(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    type: FeatureType = FeatureType.categorical
+    bins: list[float] | None = Field(
+        default=None, description="Bin edges for a numeric attribute, e.g. age."
+    )
+
+    @field_validator("bins")
+    @classmethod
+    def _increasing(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None:
+            if len(value) < 2:
+                raise ValueError("at least two bin edges are needed")
+            if any(b <= a for a, b in itertools.pairwise(value)):
+                raise ValueError("bin edges must be strictly increasing")
+        return value
+
+
+class NumericTransform(Strict):
+    impute: Literal["mean", "median", "most_frequent", "constant", "none"] = "median"
+    fill_value: float | None = None
+    scale: Literal["standard", "minmax", "robust", "none"] = "standard"
+
+
+class CategoricalTransform(Strict):
+    impute: Literal["most_frequent", "constant", "none"] = "constant"
+    fill_value: str = "missing"
+    encode: Literal["onehot", "ordinal"] = "onehot"
+
+
+class Transforms(Strict):
+    numeric: NumericTransform = NumericTransform()
+    categorical: CategoricalTransform = CategoricalTransform()
+    overrides: dict[str, NumericTransform | CategoricalTransform] = Field(
+        default_factory=dict, description="Per-feature transforms, by feature name."
+    )
+
+
+class Estimator(Strict):
+    class_path: str = Field(alias="class")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("class_path")
+    @classmethod
+    def _allowed(cls, value: str) -> str:
+        if value not in ESTIMATORS:
+            allowed = ", ".join(sorted(ESTIMATORS))
+            raise ValueError(f"{value!r} is not an allowed estimator; allowed: {allowed}")
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _params_fit_class(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if "random_state" in value:
+            raise ValueError("set seeds.estimator instead of params.random_state")
+        _check_plain(value, "params")
+        class_path = info.data.get("class_path")
+        if class_path is None:  # the class itself was refused; that error is reported
+            return value
+        estimator_class = import_estimator(class_path)
+        known = set(estimator_class().get_params())
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(
+                f"{class_path.rsplit('.', 1)[1]} has no parameter(s) {unknown}; "
+                f"known: {sorted(known - {'random_state'})}"
+            )
+        try:
+            estimator_class(**value)._validate_params()
+        except (ValueError, TypeError) as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
+class Seeds(Strict):
+    split: int = Field(default=0, ge=0, le=2**32 - 1)
+    estimator: int = Field(default=0, ge=0, le=2**32 - 1)
+
+
+class Validation(Strict):
+    fraction: float = Field(default=0.2, gt=0, lt=1)
+    stratify: bool = True
+
+
+class Gate(Strict):
+    metric: Literal["roc_auc", "accuracy", "brier"] = "roc_auc"
+    threshold: float = 0.5
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric != "brier"
+
+
+class Decision(Strict):
+    threshold: float = Field(
+        default=0.5, gt=0, lt=1, description="Score at or above which the positive class is given."
+    )
+
+
+class TrainingSpec(Strict):
+    model_name: str = Field(alias="model", pattern=NAME_PATTERN)
+    description: str = Field(default="", max_length=2000)
+    intended_use: str = Field(default="", max_length=4000)
+    dataset: DatasetRef
+    target: Target
+    features: list[Feature] = Field(min_length=1)
+    protected: list[Protected] = Field(default_factory=list)
+    transforms: Transforms = Transforms()
+    estimator: Estimator
+    seeds: Seeds = Seeds()
+    validation: Validation = Validation()
+    gate: Gate = Gate()
+    decision: Decision = Decision()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("features")
+    @classmethod
+    def _unique_features(cls, value: list[Feature], info: ValidationInfo) -> list[Feature]:
+        names = [f.name for f in value]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate feature names {duplicates}")
+        target = info.data.get("target")
+        if target is not None and target.column in names:
+            raise ValueError(f"the target column {target.column!r} cannot be a feature")
+        return value
+
+    @field_validator("protected")
+    @classmethod
+    def _never_inputs(cls, value: list[Protected], info: ValidationInfo) -> list[Protected]:
+        features = {f.name for f in info.data.get("features") or []}
+        overlap = sorted({p.name for p in value} & features)
+        if overlap:
+            raise ValueError(
+                f"protected attributes are never model inputs, but {overlap} are also features"
+            )
+        target = info.data.get("target")
+        if target is not None and target.column in {p.name for p in value}:
+            raise ValueError(f"the target column {target.column!r} cannot be protected")
+        return value
+
+    @field_validator("transforms")
+    @classmethod
+    def _overrides_fit(cls, value: Transforms, info: ValidationInfo) -> Transforms:
+        by_name = {f.name: f for f in info.data.get("features") or []}
+        unknown = sorted(set(value.overrides) - set(by_name))
+        if unknown:
+            raise ValueError(f"overrides name unknown features {unknown}")
+        for name, override in value.overrides.items():
+            numeric = by_name[name].type is FeatureType.numeric
+            expected = NumericTransform if numeric else CategoricalTransform
+            if not isinstance(override, expected):
+                raise ValueError(
+                    f"the override for {name!r} does not fit a {by_name[name].type} feature"
+                )
+        return value
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def favourable_class(self) -> Any:
+        fav = self.target.favourable_class
+        return self.target.positive_class if fav is None else fav
+
+    def transform_for(self, feature: Feature) -> NumericTransform | CategoricalTransform:
+        if feature.name in self.transforms.overrides:
+            return self.transforms.overrides[feature.name]
+        if feature.type is FeatureType.numeric:
+            return self.transforms.numeric
+        return self.transforms.categorical
+
+    def resolved(self) -> dict[str, Any]:
+        """The spec with every default filled in: what is stored and what a rebuild re-runs."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def _check_plain(value: Any, where: str) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{where}: keys must be strings")
+            _check_plain(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{where}.{i}")
+    elif not (value is None or isinstance(value, str | int | float | bool)):
+        raise ValueError(f"{where}: only plain JSON values are allowed")
+
+
+def load_spec_text(text: str, *, source: str = "spec") -> dict[str, Any]:
+    """Parse YAML or JSON (JSON is YAML) with the safe loader only: no Python object tags."""
+    if re.search(r"!!python|!<tag:yaml.org,2002:python", text):
+        raise InvalidInput(
+            f"{source}: Python object tags are not allowed in a spec",
+            details=[{"field": "", "message": "YAML python tags are refused"}],
+        )
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidInput(
+            f"{source} is neither valid YAML nor JSON: {exc}",
+            details=[{"field": "", "message": str(exc)}],
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidInput(
+            f"{source} must be a mapping of fields",
+            details=[{"field": "", "message": "expected a mapping"}],
+        )
+    return data
+
+
+def parse_spec(data: dict[str, Any] | str) -> TrainingSpec:
+    if isinstance(data, str):
+        data = load_spec_text(data)
+    try:
+        return TrainingSpec.model_validate(data)
+    except ValidationError as exc:
+        details = validation_details(exc.errors())
+        fields = ", ".join(d["field"] or "spec" for d in details)
+        raise InvalidInput(f"invalid training spec: {fields}", details=details) from None
+
+
+def spec_hash(resolved: dict[str, Any]) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,87 @@
+"""Test data builders, in one place: DVC repos with real data versions, specs, trained models."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from lineage.dvc_repo import commit_data, init_data_repo
+from lineage.synthetic import demo_spec, generate_loans
+
+DATA_PATH = "data/loans.csv"
+
+
+@dataclass
+class DataRepo:
+    repo: Path
+    remote: Path
+    path: str = DATA_PATH
+    commits: list[str] = field(default_factory=list)
+
+    def add_version(
+        self, content: bytes, message: str, *, path: str | None = None, push: bool = True
+    ) -> str:
+        commit = commit_data(self.repo, path or self.path, content, message, push=push)
+        self.commits.append(commit)
+        return commit
+
+
+def loans_csv(n: int = 1500, seed: int = 1, bias: float = 0.0) -> bytes:
+    return generate_loans(n, seed=seed, bias=bias).to_csv(index=False).encode()
+
+
+def make_data_repo(base: Path, versions: int = 2, n: int = 1500) -> DataRepo:
+    data = DataRepo(
+        repo=init_data_repo(base / "repo", base / "remote"), remote=(base / "remote").resolve()
+    )
+    for i in range(versions):
+        data.add_version(loans_csv(n=n, seed=i + 1), f"loans v{i + 1}")
+    return data
+
+
+def spec_for(
+    data: DataRepo,
+    *,
+    rev: str | None = None,
+    seed: int = 7,
+    model: str = "credit",
+    **overrides: Any,
+) -> dict[str, Any]:
+    spec = demo_spec(
+        model=model,
+        dataset={
+            "name": "loans",
+            "repo": str(data.repo),
+            "path": data.path,
+            "rev": rev or data.commits[-1],
+        },
+        seed=seed,
+    )
+    spec["estimator"]["params"]["max_iter"] = 40  # type: ignore[index]
+    spec.update(overrides)
+    return spec
+
+
+def wait_for_run(
+    client: TestClient, run_id: int, headers: dict[str, str], timeout: float = 120
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        body: dict[str, Any] = client.get(f"/api/v1/runs/{run_id}", headers=headers).json()
+        if body["status"] in {"succeeded", "failed"} or time.monotonic() > deadline:
+            return body
+        time.sleep(0.1)
+
+
+def train_via_api(
+    client: TestClient, headers: dict[str, str], spec: dict[str, Any]
+) -> dict[str, Any]:
+    response = client.post("/api/v1/runs", headers=headers, json=spec)
+    assert response.status_code == 202, response.text
+    run = wait_for_run(client, response.json()["id"], headers)
+    assert run["status"] == "succeeded", run
+    return run
