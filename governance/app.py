@@ -77,7 +77,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessions = session_factory(engine)
 
     register_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_artifact_bytes,
+    )
 
     app.include_router(health.router)
     api = APIRouter(prefix=API_PREFIX)

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Requests with a larger body get 413."
     )
+    max_artifact_bytes: int = Field(
+        default=256 * 1_048_576, ge=1024, description="Body limit for model version uploads."
+    )
     db_connect_timeout_s: int = Field(default=3, ge=1, le=60)
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
     db_pool_size: int = Field(default=10, ge=1)

@@ -3,23 +3,40 @@
 from __future__ import annotations
 
 import json
+import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from governance.errors import error_body
 
+_UPLOAD_PATH = re.compile(r"^/api/v1/models/[^/]+/versions/?$")
+
 
 class BodySizeLimit:
-    """Refuses bodies above ``max_bytes`` with 413, whether or not Content-Length is sent."""
+    """Refuses bodies above the limit with 413, whether or not Content-Length is sent.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    Model uploads (``POST /api/v1/models/{name}/versions``) get their own, larger limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, max_upload_bytes: int | None = None) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_bytes = max_bytes
+        self.upload_bytes = max_upload_bytes or max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        upload = scope.get("method") == "POST" and bool(_UPLOAD_PATH.match(scope.get("path", "")))
+        limit = LimitedRequest(self.upload_bytes if upload else self.default_bytes)
+        await limit(self.app, scope, receive, send)
+
+
+class LimitedRequest:
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+
+    async def __call__(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -55,7 +72,7 @@ class BodySizeLimit:
                 await send(message)
 
         try:
-            await self.app(scope, limited_receive, guarded_send)
+            await app(scope, limited_receive, guarded_send)
         except Exception:
             if not too_large:
                 raise

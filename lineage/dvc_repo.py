@@ -7,12 +7,15 @@ is resolved against the wrong directory when an old revision is read.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+# DVC logs hints meant for its own CLI ("To track the changes with git, run ...").
+logging.getLogger("dvc").setLevel(logging.WARNING)
 
 _GIT_ENV = {
     "GIT_AUTHOR_NAME": "govern",

@@ -31,6 +31,12 @@ def _feed(h: Any, value: Any, depth: int = 0) -> None:  # noqa: PLR0912 - one br
             h.update(f"objarray{value.shape};".encode())
             for item in value.ravel():
                 _feed(h, item, depth + 1)
+        elif value.dtype.names:
+            # Structured arrays (tree nodes) carry padding bytes with arbitrary contents: hash
+            # field by field so that only the values count.
+            h.update(f"struct{value.shape}:{value.dtype.names};".encode())
+            for name in value.dtype.names:
+                _feed(h, np.ascontiguousarray(value[name]), depth + 1)
         else:
             array = np.ascontiguousarray(value)
             h.update(f"array:{array.dtype.str}:{array.shape};".encode())

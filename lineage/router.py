@@ -12,6 +12,8 @@ from governance.deps import SessionDep, SettingsDep, allow
 from governance.errors import InvalidInput
 from governance.pagination import Page, Paged, page_params
 from lineage import service
+from lineage.artifacts import ArtifactStore
+from lineage.external import register_external
 from lineage.models import ModelVersion, RegisteredModel, Stage
 from lineage.runner import execute_run
 from lineage.schemas import (
@@ -249,6 +251,30 @@ def get_stage_history(
     model: ModelDep, session: SessionDep, _principal: Reader
 ) -> list[StageTransitionPublic]:
     return service.stage_history(session, model)
+
+
+@router.post(
+    "/models/{name}/versions",
+    response_model=ModelVersionPublic,
+    status_code=status.HTTP_201_CREATED,
+    tags=["models"],
+    summary="Register a version trained outside govern (skops artifact plus lineage)",
+)
+def register_external_version(
+    name: ModelName,
+    body: dict[str, Any],
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Writer,
+) -> ModelVersionPublic:
+    model, version = register_external(
+        session=session,
+        store=ArtifactStore(settings.artifacts),
+        name=name,
+        data=body,
+        actor=principal.key_id,
+    )
+    return service.version_public(session, model, version)
 
 
 @router.post(

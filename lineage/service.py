@@ -32,7 +32,7 @@ from lineage.schemas import (
     RunPublic,
     StageTransitionPublic,
 )
-from lineage.spec import FeatureType, TrainingSpec, parse_spec
+from lineage.spec import DatasetRef, FeatureType, TrainingSpec, parse_spec
 
 
 class DataIntegrityError(GovernanceError):
@@ -149,7 +149,10 @@ def read_dataset_frame(dataset: DatasetVersion) -> pd.DataFrame:
 
 
 def _resolve_dataset(session: Session, spec: TrainingSpec, actor: str) -> DatasetVersion:
-    ref = spec.dataset
+    return resolve_dataset_ref(session, spec.dataset, actor)
+
+
+def resolve_dataset_ref(session: Session, ref: DatasetRef, actor: str) -> DatasetVersion:
     if ref.id is not None:
         dataset = session.get(DatasetVersion, ref.id)
         if dataset is None:
@@ -189,6 +192,24 @@ def _check_spec_against_data(spec: TrainingSpec, dataset: DatasetVersion) -> Non
 
 def _numeric_dtype(dtype: str) -> bool:
     return dtype.startswith(("int", "uint", "float", "Int", "UInt", "Float", "bool"))
+
+
+def spec_like(registration: Any, name: str) -> TrainingSpec:
+    """A spec that describes an externally trained model, for schema and evaluation."""
+    return TrainingSpec.model_validate(
+        {
+            "model": name,
+            "description": registration.description,
+            "intended_use": registration.intended_use,
+            "dataset": registration.dataset.model_dump(exclude_none=True),
+            "target": registration.target.model_dump(),
+            "features": [f.model_dump() for f in registration.features],
+            "protected": [p.model_dump() for p in registration.protected],
+            "estimator": {"class": "sklearn.linear_model.LogisticRegression"},
+            "decision": registration.decision.model_dump(),
+            **({"gate": registration.gate.model_dump()} if registration.gate else {}),
+        }
+    )
 
 
 def resolved_spec(spec: TrainingSpec, dataset: DatasetVersion) -> dict[str, Any]:

@@ -1,0 +1,226 @@
+"""Register a model version trained outside govern, with its lineage.
+
+The upload is a scikit-learn Pipeline in skops format: skops loads only the types we trust
+(scikit-learn, NumPy, SciPy), so an upload can never run code the way an unpickled one could.
+The stored artifact is then written by govern itself and verified by hash like any other.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlmodel import Session
+
+from governance.errors import InvalidInput, validation_details
+from lineage import service
+from lineage.artifacts import PICKLE_PROTOCOL, ArtifactStore, serialize_model
+from lineage.fingerprint import fingerprint
+from lineage.models import ModelVersion, RegisteredModel
+from lineage.runner import dataset_lineage
+from lineage.schema import build_input_schema, frame_from_table
+from lineage.spec import DatasetRef, Decision, Feature, Gate, Protected, Target
+from lineage.training import apply_gate, binary_target, evaluate
+
+_NOT_DECLARED = {"estimator", "seeds", "validation", "transforms"}
+TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
+
+
+class ExternalArtifact(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    format: str = Field(pattern="^skops$")
+    content_base64: str = Field(min_length=1)
+
+
+class ExternalRegistration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = ""
+    intended_use: str = ""
+    dataset: DatasetRef | None = None
+    seeds: dict[str, int] | None = None
+    target: Target
+    features: list[Feature] = Field(min_length=1)
+    protected: list[Protected] = Field(default_factory=list)
+    decision: Decision = Decision()
+    gate: Gate | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    environment: dict[str, Any] = Field(default_factory=dict)
+    code: dict[str, Any] = Field(default_factory=dict)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    artifact: ExternalArtifact
+
+    @field_validator("seeds")
+    @classmethod
+    def _non_empty(cls, value: dict[str, int] | None) -> dict[str, int] | None:
+        if value is not None and not value:
+            raise ValueError("at least one seed is required")
+        return value
+
+
+def _missing_lineage(data: dict[str, Any]) -> list[dict[str, str]]:
+    missing = []
+    if not data.get("dataset"):
+        missing.append(
+            {"field": "dataset", "message": "the data version the model was trained on is missing"}
+        )
+    if not data.get("seeds"):
+        missing.append(
+            {"field": "seeds", "message": "the random seeds used in training are missing"}
+        )
+    return missing
+
+
+def parse_registration(data: dict[str, Any]) -> ExternalRegistration:
+    missing = _missing_lineage(data)
+    if missing:
+        raise InvalidInput(
+            "a model version needs its lineage: "
+            + " and ".join(m["field"] for m in missing)
+            + " missing",
+            details=missing,
+        )
+    try:
+        return ExternalRegistration.model_validate(data)
+    except ValidationError as exc:
+        details = validation_details(exc.errors())
+        raise InvalidInput(
+            "invalid registration: " + ", ".join(d["field"] for d in details), details=details
+        ) from None
+
+
+def load_skops(content: bytes) -> Any:
+    import skops.io as sio
+
+    try:
+        untrusted = sio.get_untrusted_types(data=content)
+    except Exception as exc:
+        raise InvalidInput(
+            f"the artifact is not a readable skops file: {exc}",
+            details=[{"field": "artifact.content_base64", "message": "not skops"}],
+        ) from None
+    refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+    if refused:
+        raise InvalidInput(
+            f"the artifact contains types govern does not load: {refused}",
+            details=[{"field": "artifact.content_base64", "message": f"untrusted types {refused}"}],
+        )
+    return sio.loads(content, trusted=untrusted)
+
+
+def register_external(
+    *, session: Session, store: ArtifactStore, name: str, data: dict[str, Any], actor: str
+) -> tuple[RegisteredModel, ModelVersion]:
+    reg = parse_registration(data)
+    try:
+        upload = base64.b64decode(reg.artifact.content_base64, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput(
+            "artifact.content_base64 is not base64",
+            details=[{"field": "artifact.content_base64", "message": "not base64"}],
+        ) from None
+    pipeline = load_skops(upload)
+    if not hasattr(pipeline, "predict_proba"):
+        raise InvalidInput(
+            "the artifact is not a classifier with predict_proba",
+            details=[{"field": "artifact", "message": type(pipeline).__name__}],
+        )
+
+    assert reg.dataset is not None
+    assert reg.seeds is not None
+    dataset = service.resolve_dataset_ref(session, reg.dataset, actor)
+    frame = service.read_dataset_frame(dataset)
+    names = [f.name for f in reg.features]
+    required = {reg.target.column: "target.column"} | {
+        n: f"features.{i}.name" for i, n in enumerate(names)
+    }
+    required |= {p.name: f"protected.{i}.name" for i, p in enumerate(reg.protected)}
+    from lineage.datasets import check_columns
+
+    check_columns(dataset.columns, required)
+
+    spec = service.spec_like(reg, name)
+    y, classes = binary_target(spec, frame)
+    schema = build_input_schema(spec, frame, classes)
+    try:
+        pipeline.predict_proba(frame_from_table(schema, frame.head(5)[names]))
+    except Exception as exc:
+        raise InvalidInput(
+            f"the uploaded model cannot score the declared features: {exc}",
+            details=[{"field": "features", "message": str(exc)}],
+        ) from None
+    metrics, by_group = evaluate(spec, pipeline, frame, y, schema)
+    gate = (
+        apply_gate(spec, metrics)
+        if reg.gate is not None
+        else {
+            "metric": None,
+            "threshold": None,
+            "value": None,
+            "rule": "no gate declared",
+            "passed": True,
+        }
+    )
+    content = serialize_model(pipeline)
+    digest = store.put(content)
+    model_fingerprint = fingerprint(pipeline)
+    estimator = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
+    estimator_class = f"{type(estimator).__module__}.{type(estimator).__qualname__}"
+    lineage: dict[str, Any] = {
+        "schema_version": 1,
+        "source": "external",
+        "run_id": None,
+        "dataset": dataset_lineage(dataset),
+        # Only what the uploader declared; how it trained is in estimator, seeds and code.
+        "spec": {k: v for k, v in spec.resolved().items() if k not in _NOT_DECLARED},
+        "seeds": reg.seeds,
+        "estimator": {"class": estimator_class, "params": reg.params},
+        "environment": reg.environment,
+        "code": reg.code,
+        "metrics": {
+            "all_rows": metrics,
+            "note": "scored by govern on every row of the data version",
+        },
+        "metrics_by_group": by_group,
+        "gate": gate,
+        "artifact": {
+            "sha256": digest,
+            "size_bytes": len(content),
+            "format": f"pickle-{PICKLE_PROTOCOL}",
+            "fingerprint": model_fingerprint,
+            "uploaded_skops_sha256": hashlib.sha256(upload).hexdigest(),
+        },
+        "timing": {
+            "started_at": reg.started_at.isoformat() if reg.started_at else None,
+            "finished_at": reg.finished_at.isoformat() if reg.finished_at else None,
+            "duration_s": (reg.finished_at - reg.started_at).total_seconds()
+            if reg.started_at and reg.finished_at
+            else None,
+        },
+    }
+    model = service.get_or_create_model(
+        session=session, name=name, description=reg.description, actor=actor
+    )
+    version = service.add_version(
+        session=session,
+        model=model,
+        fields={
+            "artifact_sha256": digest,
+            "fingerprint": model_fingerprint,
+            "estimator_class": estimator_class,
+            "input_schema": schema,
+            "metrics": lineage["metrics"],
+            "lineage": lineage,
+            "source": "external",
+            "dataset_version_id": dataset.id,
+            "run_id": None,
+            "gate_passed": gate["passed"],
+            "created_by": actor,
+        },
+    )
+    return model, version
