@@ -14,8 +14,13 @@ import subprocess
 from pathlib import Path
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-# DVC logs hints meant for its own CLI ("To track the changes with git, run ...").
-logging.getLogger("dvc").setLevel(logging.WARNING)
+
+
+def _quiet_dvc() -> None:
+    # DVC logs hints meant for its own CLI ("To track the changes with git, run ..."), and its
+    # logger setup runs on import, so this must come after DVC is imported.
+    logging.getLogger("dvc").setLevel(logging.WARNING)
+
 
 _GIT_ENV = {
     "GIT_AUTHOR_NAME": "govern",
@@ -37,6 +42,7 @@ def init_data_repo(repo: Path, remote: Path) -> Path:
     """git init + dvc init + an absolute local remote, committed before any data."""
     from dvc.repo import Repo
 
+    _quiet_dvc()
     repo = repo.resolve()
     remote = remote.resolve()
     repo.mkdir(parents=True, exist_ok=True)
@@ -59,6 +65,7 @@ def commit_data(repo: Path, relpath: str, content: bytes, message: str, push: bo
     """Write ``content`` to ``relpath``, track it with DVC, commit, push; return the commit sha."""
     from dvc.repo import Repo
 
+    _quiet_dvc()
     target = repo / relpath
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(content)

@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import sys
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,10 @@ _SOURCE_DIR = Path(__file__).resolve().parent.parent
 _DETERMINISM_ENV = ("PYTHONHASHSEED", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+@lru_cache(maxsize=1)
 def installed_packages() -> dict[str, str]:
+    """Read once per process: scanning package metadata is slow, and the set loaded does not
+    change under a running process."""
     packages: dict[str, str] = {}
     for dist in metadata.distributions():
         name = dist.metadata["Name"]
@@ -60,7 +64,7 @@ def capture_environment() -> dict[str, Any]:
         "machine": platform.machine(),
         "executable": sys.executable,
         "env": {k: os.environ[k] for k in _DETERMINISM_ENV if k in os.environ},
-        "packages": installed_packages(),
+        "packages": dict(installed_packages()),
     }
 
 

@@ -74,5 +74,17 @@ def to_frame(schema: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) ->
 
 
 def frame_from_table(schema: Mapping[str, Any], table: pd.DataFrame) -> pd.DataFrame:
-    records: list[dict[str, Any]] = table.to_dict(orient="records")  # type: ignore[assignment]
-    return to_frame(schema, records)
+    """The column-wise equivalent of ``to_frame`` for a whole table (training, evaluation)."""
+    data: dict[str, Any] = {}
+    for feature in schema["features"]:
+        column = table[feature["name"]]
+        if feature["type"] == "numeric":
+            data[feature["name"]] = (
+                pd.to_numeric(column, errors="raise").astype("float64").to_numpy()
+            )
+        else:
+            present = column.notna().to_numpy()
+            values = np.full(len(column), np.nan, dtype=object)
+            values[present] = [str(v) for v in column.to_numpy()[present]]
+            data[feature["name"]] = pd.Series(values, dtype=object)
+    return pd.DataFrame(data)

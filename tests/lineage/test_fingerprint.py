@@ -45,3 +45,19 @@ def test_fingerprint_changes_with_what_was_learned(class_path: str, params: dict
     assert fingerprint(_fit(class_path, params, seed=1)) != fingerprint(
         _fit(class_path, params, seed=2)
     )
+
+
+def test_table_and_record_conversions_agree() -> None:
+    from lineage.schema import to_frame
+
+    spec = parse_spec(demo_spec(dataset={"id": 1}))
+    frame = generate_loans(300, seed=9)
+    frame.loc[3, "purpose"] = None
+    frame.loc[4, "income"] = None
+    _, classes = binary_target(spec, frame)
+    schema = build_input_schema(spec, frame, classes)
+    by_table = frame_from_table(schema, frame[spec.feature_names])
+    by_records = to_frame(schema, frame[spec.feature_names].to_dict(orient="records"))  # type: ignore[arg-type]
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(by_table, by_records)
