@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from governance import __version__, health
+from governance.audit.router import router as audit_router
 from governance.auth.router import router as keys_router
 from governance.config import Settings, get_settings
 from governance.db import make_engine, session_factory
@@ -18,6 +19,10 @@ from governance.migrate import ensure_at_head
 from lineage.executor import make_executor
 from lineage.router import router as lineage_router
 from lineage.runner import fail_interrupted_runs
+from serving import router as serving_router
+from serving.service import Serving
+from serving.v2 import health as v2_health
+from serving.v2 import router as v2_router
 
 log = logging.getLogger("govern")
 
@@ -58,9 +63,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         _check_schema(app)
         _recover_jobs(app)
         app.state.executor = make_executor(settings)
+        app.state.serving.start()
         try:
             yield
         finally:
+            app.state.serving.stop()
             app.state.executor.shutdown()
             engine.dispose()
 
@@ -75,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
+    app.state.serving = Serving.create(settings, app.state.sessions)
 
     register_error_handlers(app)
     app.add_middleware(
@@ -84,8 +92,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     app.include_router(health.router)
+    app.include_router(serving_router.metrics_router)
+    app.include_router(v2_router)
+    app.include_router(v2_health)
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(keys_router)
     api.include_router(lineage_router)
+    api.include_router(serving_router.router)
+    api.include_router(audit_router)
     app.include_router(api)
     return app

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from governance.audit.cli import audit_app
 from governance.auth import service as auth_service
 from governance.auth.models import Role
 from governance.config import Settings, get_settings
@@ -21,6 +22,7 @@ app.add_typer(keys_app, name="keys")
 app.command("train")(lineage_cli.train)
 app.add_typer(lineage_cli.datasets_app, name="datasets")
 app.add_typer(lineage_cli.models_app, name="models")
+app.add_typer(audit_app, name="audit")
 
 out = Console()
 err = Console(stderr=True)

@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
     db_pool_size: int = Field(default=10, ge=1)
 
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="Ed25519 key that signs audit checkpoints; keep it off the database host.",
+    )
+    decision_log_max_batch: int = Field(default=256, ge=1, le=10_000)
+    endpoint_cache_ttl_s: float = Field(default=1.0, ge=0.0, le=60.0)
+    model_cache_size: int = Field(default=16, ge=1, le=1000)
     ray_address: str | None = None
     job_workers: int = Field(default=1, ge=1, le=16, description="In-process job threads.")
     retention_days: int = Field(default=762, ge=1)
@@ -69,6 +76,10 @@ class Settings(BaseSettings):
     def artifacts(self) -> Path:
         assert self.artifact_dir is not None
         return self.artifact_dir
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.signing_key_file or self.var_dir / "signing.key"
 
     @property
     def admin_key_file(self) -> Path:

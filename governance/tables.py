@@ -3,9 +3,11 @@
 from sqlmodel import SQLModel
 
 import governance.db  # noqa: F401  (sets the naming convention first)
+from governance.audit import models as audit_models
 from governance.auth import models as auth_models
 from lineage import models as lineage_models
+from serving import models as serving_models
 
 metadata = SQLModel.metadata
 
-__all__ = ["auth_models", "lineage_models", "metadata"]
+__all__ = ["audit_models", "auth_models", "lineage_models", "metadata", "serving_models"]

@@ -147,6 +147,15 @@ def register_external(
     spec = service.spec_like(reg, name)
     y, classes = binary_target(spec, frame)
     schema = build_input_schema(spec, frame, classes)
+    learned = [str(c) for c in getattr(pipeline, "classes_", [])]
+    if str(classes[1]) not in learned:
+        raise InvalidInput(
+            f"the uploaded model never learned the positive class {classes[1]!r}; it knows {learned}",
+            details=[
+                {"field": "target.positive_class", "message": "not among the model's classes"}
+            ],
+        )
+    schema["positive_index"] = learned.index(str(classes[1]))
     try:
         pipeline.predict_proba(frame_from_table(schema, frame.head(5)[names]))
     except Exception as exc:

@@ -73,6 +73,11 @@ def to_frame(schema: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) ->
     return pd.DataFrame(data)
 
 
+def positive_proba(pipeline: Any, frame: pd.DataFrame, schema: Mapping[str, Any]) -> Any:
+    """P(positive class) for each row, whatever order the estimator keeps its classes in."""
+    return pipeline.predict_proba(frame)[:, int(schema.get("positive_index", 1))]
+
+
 def frame_from_table(schema: Mapping[str, Any], table: pd.DataFrame) -> pd.DataFrame:
     """The column-wise equivalent of ``to_frame`` for a whole table (training, evaluation)."""
     data: dict[str, Any] = {}

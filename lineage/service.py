@@ -442,6 +442,29 @@ def version_public(
     )
 
 
+def lineage_summary(session: Session, version: ModelVersion) -> dict[str, Any]:
+    """The part of a version's lineage that travels with each decision."""
+    lineage = version.lineage
+    data = lineage.get("dataset", {})
+    return {
+        "model_version_created_at": version.created_at.isoformat(),
+        "stage": current_stage(session, version).value,
+        "source": version.source,
+        "run_id": version.run_id,
+        "artifact_sha256": version.artifact_sha256,
+        "fingerprint": version.fingerprint,
+        "estimator": lineage.get("estimator", {}).get("class"),
+        "dataset": {
+            k: data.get(k)
+            for k in ("id", "name", "version", "repo", "path", "commit", "md5", "sha256")
+        },
+        "seeds": lineage.get("seeds"),
+        "gate": lineage.get("gate"),
+        "code": lineage.get("code"),
+        "trained_at": lineage.get("timing", {}).get("finished_at"),
+    }
+
+
 def model_public(
     session: Session, model: RegisteredModel, at: datetime | None = None, stage: Stage | None = None
 ) -> ModelPublic:

@@ -17,7 +17,7 @@ from sklearn.pipeline import Pipeline
 
 from governance.errors import InvalidInput
 from lineage.pipeline import build_pipeline
-from lineage.schema import build_input_schema, frame_from_table
+from lineage.schema import build_input_schema, frame_from_table, positive_proba
 from lineage.spec import FeatureType, TrainingSpec
 
 Progress = Callable[[float, str], None]
@@ -111,7 +111,7 @@ def evaluate(
     schema: dict[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     X = frame_from_table(schema, frame[spec.feature_names])
-    proba = pipeline.predict_proba(X)[:, 1]
+    proba = positive_proba(pipeline, X, schema)
     predicted = (proba >= spec.decision.threshold).astype(int)
     metrics = _scores(y, proba, predicted)
     favourable_is_positive = str(spec.favourable_class) == str(schema["positive_class"])

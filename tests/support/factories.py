@@ -85,3 +85,47 @@ def train_via_api(
     run = wait_for_run(client, response.json()["id"], headers)
     assert run["status"] == "succeeded", run
     return run
+
+
+def train_model(
+    settings: Any, data: DataRepo, *, seed: int = 7, model: str = "credit", **overrides: Any
+) -> int:
+    """Train through the real service and runner, in process; returns the version number."""
+    from governance.db import make_engine, session_factory, transaction
+    from lineage import service
+    from lineage.runner import execute_run
+
+    engine = make_engine(settings)
+    try:
+        factory = session_factory(engine)
+        with transaction(factory) as session:
+            run = service.create_run(
+                session=session,
+                spec_data=spec_for(data, seed=seed, model=model, **overrides),
+                actor="test",
+            )
+            run_id = run.id
+        assert run_id is not None
+        execute_run(settings, run_id)
+        with transaction(factory) as session:
+            public = service.run_public(session, service.get_run(session=session, run_id=run_id))
+        assert public.model_version is not None, public.error
+        return public.model_version
+    finally:
+        engine.dispose()
+
+
+APPLICANT = {
+    "income": 52000.0,
+    "debt_to_income": 0.31,
+    "credit_history_months": 84,
+    "late_payments": 1,
+    "employment_years": 4.5,
+    "loan_amount": 12000.0,
+    "purpose": "car",
+    "housing": "rent",
+}
+
+
+def applicant(**changes: Any) -> dict[str, Any]:
+    return {**APPLICANT, **changes}

@@ -1,0 +1,98 @@
+"""`govern audit ...`: verify the chains, sign checkpoints, make the signing key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from governance.audit import service, signing
+from governance.config import get_settings
+from governance.db import make_engine, session_factory, transaction
+
+audit_app = typer.Typer(
+    help="Tamper evidence: verify hash chains, sign checkpoints.", no_args_is_help=True
+)
+out = Console()
+
+
+@audit_app.command("verify")
+def verify(
+    checkpoint: Annotated[
+        list[Path] | None,
+        typer.Option(help="An exported checkpoint (JSON) to verify against; repeatable."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
+) -> None:
+    """Recompute every chain; exit 0 only if every record and checkpoint holds."""
+    settings = get_settings()
+    extra = []
+    for path in checkpoint or []:
+        data = json.loads(path.read_text())
+        extra.extend(data if isinstance(data, list) else [data])
+    engine = make_engine(settings)
+    try:
+        with transaction(session_factory(engine)) as session:
+            report = service.verify_report(session, settings, extra_checkpoints=extra)
+    finally:
+        engine.dispose()
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        for chain in report["chains"]:
+            if chain["ok"]:
+                out.print(
+                    f"[green]ok[/] chain {chain['chain']}: {chain['records_checked']} records, head {chain['head_seq']}"
+                )
+            else:
+                p = chain["first_problem"]
+                out.print(
+                    f"[bold red]FAILED[/] chain {chain['chain']}: record {p['seq']} ({p['id'] or 'unknown id'}) "
+                    f"{p['problem']}: {p['detail']}"
+                )
+        for cp in report["checkpoints"]:
+            mark = "[green]ok[/]" if cp["matches"] else "[bold red]FAILED[/]"
+            out.print(
+                f"{mark} checkpoint {cp['chain']}@{cp['seq']} signed {cp['signed_at']}: {cp.get('problem', 'holds')}"
+            )
+    raise typer.Exit(0 if report["ok"] else 1)
+
+
+@audit_app.command("checkpoint")
+def checkpoint(
+    chain: Annotated[str, typer.Option(help="Which chain")] = "decision",
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Also write the checkpoint here")
+    ] = None,
+) -> None:
+    """Sign the chain head; keep the printed JSON somewhere the database's admins cannot write."""
+    settings = get_settings()
+    engine = make_engine(settings)
+    try:
+        with transaction(session_factory(engine)) as session:
+            data = service.checkpoint_dict(
+                service.create_checkpoint(session, settings, chain, "cli")
+            )
+    finally:
+        engine.dispose()
+    text = json.dumps(data, indent=2)
+    if out_file:
+        out_file.write_text(text + "\n")
+    print(text)
+
+
+@audit_app.command("keygen")
+def keygen() -> None:
+    """Create the Ed25519 checkpoint signing key (GOV_SIGNING_KEY_FILE), mode 0600."""
+    settings = get_settings()
+    path = settings.signing_key_path
+    if path.exists():
+        out.print(f"{path} already exists; not overwriting it")
+        raise typer.Exit(1)
+    signing.generate_key_file(path)
+    out.print(
+        f"wrote {path}; public key {signing.public_key_b64(signing.load_signing_key(settings))}"
+    )

@@ -1,0 +1,196 @@
+"""Verifying hash chains and signing checkpoints of their heads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from governance.audit import signing
+from governance.audit.chain import ChainRow, VerifyResult, verify_rows
+from governance.audit.models import AuditCheckpoint, ChainHead
+from governance.config import Settings
+from governance.db import utcnow
+from governance.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class ChainTable:
+    table: sa.Table
+    ident: str
+    columns_of: Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _chains() -> dict[str, ChainTable]:
+    from serving.decision_log import CHAIN as DECISIONS
+    from serving.decision_log import columns_of
+    from serving.models import DecisionRecord
+
+    return {
+        DECISIONS: ChainTable(DecisionRecord.__table__, "decision_id", columns_of),  # type: ignore[attr-defined]
+    }
+
+
+def chain_names() -> list[str]:
+    return sorted(_chains())
+
+
+def _columns_match(row: Any, spec: ChainTable) -> bool:
+    if row.payload is None:
+        return True
+    try:
+        expected = spec.columns_of(json.loads(row.payload))
+    except (ValueError, KeyError, TypeError):
+        return False
+    return all(getattr(row, name) == value for name, value in expected.items())
+
+
+def _rows(session: Session, spec: ChainTable, chunk: int = 5000) -> Iterator[ChainRow]:
+    table = spec.table
+    last = 0
+    while True:
+        rows = session.execute(
+            sa.select(table).where(table.c.seq > last).order_by(table.c.seq).limit(chunk)
+        ).all()
+        if not rows:
+            return
+        for row in rows:
+            yield ChainRow(
+                seq=row.seq,
+                ident=getattr(row, spec.ident),
+                payload=row.payload,
+                content_hash=row.content_hash,
+                prev_hash=row.prev_hash,
+                record_hash=row.record_hash,
+                columns_match=_columns_match(row, spec),
+            )
+        last = rows[-1].seq
+
+
+def verify_chain(session: Session, chain: str) -> VerifyResult:
+    specs = _chains()
+    if chain not in specs:
+        raise InvalidInput(
+            f"unknown chain {chain!r}",
+            details=[{"field": "chain", "message": f"one of {sorted(specs)}"}],
+        )
+    head = session.get(ChainHead, chain)
+    recorded = (head.seq, head.record_hash) if head else None
+    return verify_rows(chain, _rows(session, specs[chain]), recorded)
+
+
+def record_hash_at(session: Session, chain: str, seq: int) -> str | None:
+    table = _chains()[chain].table
+    return session.execute(
+        sa.select(table.c.record_hash).where(table.c.seq == seq)
+    ).scalar_one_or_none()
+
+
+def check_checkpoint(
+    session: Session, checkpoint: dict[str, Any], trusted_public_key: str | None
+) -> dict[str, Any]:
+    """A checkpoint holds if its signature is valid and the chain still has that hash at that seq."""
+    valid = signing.signature_valid(checkpoint, trusted_public_key)
+    result: dict[str, Any] = {
+        "chain": checkpoint.get("chain"),
+        "seq": checkpoint.get("seq"),
+        "signed_at": checkpoint.get("signed_at"),
+        "signature_valid": valid,
+    }
+    if not valid:
+        result.update(matches=False, problem="the signature does not verify against the public key")
+        return result
+    found = record_hash_at(session, checkpoint["chain"], int(checkpoint["seq"]))
+    matches = found == checkpoint["record_hash"]
+    result["matches"] = matches
+    if not matches:
+        result["problem"] = (
+            f"record {checkpoint['seq']} is missing"
+            if found is None
+            else f"record {checkpoint['seq']} now hashes to {found}, the signed head was {checkpoint['record_hash']}: "
+            "the chain was rewritten"
+        )
+    return result
+
+
+def stored_checkpoints(session: Session, chain: str | None = None) -> list[AuditCheckpoint]:
+    query = select(AuditCheckpoint).order_by(col(AuditCheckpoint.id))
+    if chain:
+        query = query.where(AuditCheckpoint.chain == chain)
+    return list(session.exec(query).all())
+
+
+def checkpoint_dict(checkpoint: AuditCheckpoint) -> dict[str, Any]:
+    return {
+        "chain": checkpoint.chain,
+        "seq": checkpoint.seq,
+        "record_hash": checkpoint.record_hash,
+        "signed_at": checkpoint.signed_at.isoformat(),
+        "signature": checkpoint.signature,
+        "public_key": checkpoint.public_key,
+        "algorithm": "Ed25519",
+    }
+
+
+def create_checkpoint(
+    session: Session, settings: Settings, chain: str, actor: str
+) -> AuditCheckpoint:
+    if chain not in _chains():
+        raise InvalidInput(
+            f"unknown chain {chain!r}",
+            details=[{"field": "chain", "message": f"one of {chain_names()}"}],
+        )
+    key = signing.load_signing_key(settings)
+    head = session.get(ChainHead, chain)
+    seq, digest = (head.seq, head.record_hash) if head else (0, "0" * 64)
+    signed_at = utcnow()
+    checkpoint = AuditCheckpoint(
+        chain=chain,
+        seq=seq,
+        record_hash=digest,
+        signed_at=signed_at,
+        signature=signing.sign(key, chain, seq, digest, signed_at.isoformat()),
+        public_key=signing.public_key_b64(key),
+        created_by=actor,
+    )
+    session.add(checkpoint)
+    session.flush()
+    return checkpoint
+
+
+def verify_report(
+    session: Session,
+    settings: Settings,
+    chains: list[str] | None = None,
+    extra_checkpoints: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Every chain, every stored checkpoint, and any exported checkpoints given."""
+    trusted = None
+    if settings.signing_key_path.exists():
+        trusted = signing.public_key_b64(signing.load_signing_key(settings))
+    report: dict[str, Any] = {"ok": True, "chains": [], "checkpoints": []}
+    for chain in chains or chain_names():
+        result = verify_chain(session, chain)
+        report["chains"].append(
+            {
+                "chain": chain,
+                "ok": result.ok,
+                "records_checked": result.checked,
+                "head_seq": result.head_seq,
+                "head_hash": result.head_hash,
+                "first_problem": result.first_problem.as_dict() if result.first_problem else None,
+            }
+        )
+        report["ok"] &= result.ok
+    given = [checkpoint_dict(c) for c in stored_checkpoints(session)] + list(
+        extra_checkpoints or []
+    )
+    for checkpoint in given:
+        checked = check_checkpoint(session, checkpoint, trusted)
+        report["checkpoints"].append(checked)
+        report["ok"] &= bool(checked["matches"])
+    return report

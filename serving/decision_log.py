@@ -1,0 +1,140 @@
+"""The durable decision log with group commit.
+
+Predict calls hand their records to one writer thread per process and wait. The writer takes
+everything queued, appends it to the hash chain in one transaction and commits once, then wakes
+every waiter: at low load a batch is one record and nothing waits for company; under load,
+records that arrive during a commit share the next one. A waiter learns of success only after
+the commit returned, and of failure as an exception, so predict can fail closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session
+
+from governance.audit import ledger
+from governance.db import transaction
+from serving import metrics
+from serving.models import DecisionRecord
+
+log = logging.getLogger("govern.decision_log")
+
+CHAIN = "decision"
+_STOP = object()
+
+
+def columns_of(content: dict[str, Any]) -> dict[str, Any]:
+    """The queryable columns, all taken from the hashed content."""
+    model = content.get("model") or {}
+    label = content.get("label")
+    return {
+        "decision_id": content["decision_id"],
+        "kind": content["kind"],
+        "created_at": datetime.fromisoformat(content["created_at"]),
+        "endpoint": content["endpoint"],
+        "model": model.get("name"),
+        "version": model.get("version"),
+        "artifact_sha256": model.get("sha256"),
+        "route": content.get("route"),
+        "subject_id": content.get("subject_id"),
+        "label": None if label is None else str(label),
+        "score": content.get("score"),
+        "parent_decision_id": content.get("parent_decision_id"),
+        "key_id": content["key_id"],
+    }
+
+
+@dataclass
+class _Batch:
+    contents: list[dict[str, Any]]
+    future: Future[list[tuple[int, str]]] = field(default_factory=Future)
+
+
+class DecisionLog:
+    def __init__(self, sessions: sessionmaker[Session], max_batch: int = 256) -> None:
+        self.sessions = sessions
+        self.max_batch = max_batch
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="govern-decision-log", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+            self._thread = None
+
+    def submit(self, contents: list[dict[str, Any]]) -> Future[list[tuple[int, str]]]:
+        """Queue records; the future resolves to (seq, record_hash) each, after the commit."""
+        batch = _Batch(contents)
+        if self._thread is None:
+            batch.future.set_exception(RuntimeError("the decision log is not running"))
+            return batch.future
+        self._queue.put(batch)
+        metrics.LOG_QUEUE.inc(len(contents))
+        return batch.future
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batches = [first]
+            size = len(first.contents)
+            stop = False
+            while size < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                batches.append(item)
+                size += len(item.contents)
+            self._write(batches, size)
+            if stop:
+                return
+
+    def _write(self, batches: list[_Batch], size: int) -> None:
+        metrics.LOG_QUEUE.dec(size)
+        started = time.perf_counter()
+        contents = [c for b in batches for c in b.contents]
+        try:
+            with transaction(self.sessions) as session:
+                placed = ledger.append(
+                    session,
+                    chain=CHAIN,
+                    table=DecisionRecord.__table__,  # type: ignore[attr-defined]
+                    contents=contents,
+                    columns_of=columns_of,
+                )
+        except BaseException as exc:
+            metrics.LOG_FAILURES.inc()
+            log.error("decision log write failed for %d records: %s", size, exc)
+            for batch in batches:
+                if not batch.future.done():
+                    batch.future.set_exception(exc)
+            return
+        metrics.LOG_WRITE.observe(time.perf_counter() - started)
+        metrics.LOG_BATCH.observe(size)
+        offset = 0
+        for batch in batches:
+            n = len(batch.contents)
+            batch.future.set_result(placed[offset : offset + n])
+            offset += n

@@ -1,0 +1,84 @@
+"""Prometheus metrics. With several worker processes, `govern serve` sets
+PROMETHEUS_MULTIPROC_DIR so that /metrics aggregates every worker."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LATENCY_BUCKETS = (
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+
+PREDICT_REQUESTS = Counter(
+    "govern_predict_requests_total",
+    "Predict requests by endpoint and HTTP status",
+    ["endpoint", "status"],
+)
+DECISIONS = Counter(
+    "govern_decisions_total",
+    "Logged decisions by endpoint, model, version and route (shadow decisions have route=shadow)",
+    ["endpoint", "model", "version", "route"],
+)
+REJECTIONS = Counter(
+    "govern_rejections_total",
+    "Rejected predict requests (4xx), logged as attempts",
+    ["endpoint", "reason"],
+)
+PREDICT_LATENCY = Histogram(
+    "govern_predict_latency_seconds",
+    "Predict latency, request to logged answer",
+    ["endpoint"],
+    buckets=LATENCY_BUCKETS,
+)
+LOG_WRITE = Histogram(
+    "govern_decision_log_write_seconds",
+    "Time to commit one batch of log records",
+    buckets=LATENCY_BUCKETS,
+)
+LOG_BATCH = Histogram(
+    "govern_decision_log_batch_records",
+    "Records per group commit",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+LOG_QUEUE = Gauge(
+    "govern_decision_log_queue_depth",
+    "Records waiting for the log writer",
+    multiprocess_mode="livesum",
+)
+LOG_FAILURES = Counter("govern_decision_log_failures_total", "Batches that failed to commit")
+SHADOW_DISAGREEMENTS = Counter(
+    "govern_shadow_disagreements_total",
+    "Shadow decisions whose label differs from the live decision",
+    ["endpoint", "model", "version"],
+)
+
+
+def render() -> tuple[bytes, str]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request, status
+from fastapi.responses import JSONResponse, Response
+
+from governance.auth.models import Role
+from governance.auth.schemas import Principal
+from governance.deps import SessionDep, allow, public
+from governance.errors import GovernanceError
+from lineage.spec import NAME_PATTERN
+from serving import metrics, service
+from serving.schemas import (
+    DecisionOut,
+    DecisionRecordPublic,
+    DecisionsOut,
+    EndpointConfigIn,
+    EndpointPublic,
+    PredictRequest,
+)
+
+router = APIRouter()
+metrics_router = APIRouter(dependencies=[Depends(public)])
+
+EndpointName = Annotated[str, Path(pattern=NAME_PATTERN)]
+Changer = Annotated[Principal, Depends(allow(Role.data_scientist))]
+Viewer = Annotated[Principal, Depends(allow(Role.data_scientist, Role.compliance))]
+Predictor = Annotated[Principal, Depends(allow(Role.predictor))]
+DecisionReader = Annotated[
+    Principal, Depends(allow(Role.compliance, Role.appeals, Role.data_scientist))
+]
+
+
+@router.put(
+    "/endpoints/{name}",
+    response_model=EndpointPublic,
+    tags=["endpoints"],
+    summary="Set an endpoint's routes, shadows and stickiness; every change is kept",
+)
+def put_endpoint(
+    name: EndpointName,
+    body: EndpointConfigIn,
+    session: SessionDep,
+    principal: Changer,
+    request: Request,
+) -> EndpointPublic:
+    service.put_endpoint(session=session, name=name, config_in=body, actor=principal.key_id)
+    request.app.state.serving.forget(name)
+    return service.endpoint_public(session, name)
+
+
+@router.get("/endpoints", response_model=list[str], tags=["endpoints"])
+def list_endpoints(session: SessionDep, _principal: Viewer) -> list[str]:
+    return service.list_endpoints(session)
+
+
+@router.get("/endpoints/{name}", response_model=EndpointPublic, tags=["endpoints"])
+def get_endpoint(name: EndpointName, session: SessionDep, _principal: Viewer) -> EndpointPublic:
+    return service.endpoint_public(session, name)
+
+
+PREDICT_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": PredictRequest.model_json_schema(
+                    ref_template="#/components/schemas/{model}"
+                )
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/endpoints/{name}/predict",
+    tags=["predict"],
+    summary="Score one instance or a batch; every answer is durably logged first",
+    responses={200: {"model": DecisionOut | DecisionsOut}, 422: {}, 503: {}},
+    openapi_extra=PREDICT_OPENAPI,
+)
+async def predict(name: EndpointName, request: Request, principal: Predictor) -> JSONResponse:
+    started = time.perf_counter()
+    status_code = 200
+    try:
+        raw = await request.body()
+        outs, batch = await service.predict(
+            request.app.state.serving, name, raw, principal, started
+        )
+    except GovernanceError as exc:
+        status_code = exc.status_code
+        raise
+    finally:
+        metrics.PREDICT_REQUESTS.labels(name, str(status_code)).inc()
+        metrics.PREDICT_LATENCY.labels(name).observe(time.perf_counter() - started)
+    if batch:
+        return JSONResponse(DecisionsOut(decisions=outs).model_dump(mode="json"))
+    return JSONResponse(outs[0].model_dump(mode="json"))
+
+
+@router.get(
+    "/decisions/{decision_id}",
+    response_model=DecisionRecordPublic,
+    tags=["decisions"],
+    summary="One logged record with its model's lineage; protected attributes for compliance only",
+)
+def get_decision(
+    decision_id: str, session: SessionDep, principal: DecisionReader
+) -> DecisionRecordPublic:
+    return service.decision_public(session, service.get_record(session, decision_id), principal)
+
+
+@metrics_router.get(
+    "/metrics", tags=["health"], summary="Prometheus metrics", include_in_schema=True
+)
+def prometheus_metrics() -> Response:
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type)
+
+
+__all__ = ["metrics_router", "router", "status"]

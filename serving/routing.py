@@ -1,0 +1,39 @@
+"""Choosing a route: weighted random, or sticky by subject. Pure."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Sequence
+from typing import Any
+
+
+def subject_point(endpoint: str, subject_id: str) -> float:
+    """A stable point in [0, 1) for a subject: the same applicant always lands in the same place."""
+    digest = hashlib.sha256(f"{endpoint}\x00{subject_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def pick(routes: Sequence[dict[str, Any]], point: float) -> dict[str, Any]:
+    total = sum(float(r["weight"]) for r in routes)
+    threshold = point * total
+    running = 0.0
+    for route in routes:
+        running += float(route["weight"])
+        if threshold < running:
+            return route
+    return routes[-1]
+
+
+def choose_route(
+    endpoint: str,
+    config: dict[str, Any],
+    subject_id: str | None,
+    rng: random.Random,
+) -> dict[str, Any]:
+    routes = config["routes"]
+    if len(routes) == 1:
+        return dict(routes[0])
+    if config.get("sticky") and subject_id:
+        return dict(pick(routes, subject_point(endpoint, subject_id)))
+    return dict(pick(routes, rng.random()))
