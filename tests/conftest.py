@@ -8,6 +8,7 @@ emptied after each test.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from governance.config import Settings, get_settings
 from governance.db import make_engine, session_factory, transaction
 from governance.tables import metadata
 from tests.support.databases import PG_ADMIN_URL, fresh_database, truncate_all
-from tests.support.factories import DataRepo, make_data_repo
+from tests.support.factories import DataRepo, make_data_repo, train_model
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -125,3 +126,27 @@ def data_repo(tmp_path_factory: pytest.TempPathFactory) -> DataRepo:
     Shared by the session: tests that damage a repo build their own with ``make_data_repo``.
     """
     return make_data_repo(tmp_path_factory.mktemp("dvc"))
+
+
+@dataclass
+class Served:
+    """An endpoint with real trained models behind it."""
+
+    endpoint: str
+    versions: list[int]
+    headers: dict[str, str]
+
+
+@pytest.fixture
+def served(settings: Settings, data_repo: DataRepo, client: TestClient, auth: Any) -> Served:
+    """Two trained versions of `credit` (different seeds); endpoint `credit` serves v1 live."""
+    v1 = train_model(settings, data_repo, seed=7)
+    v2 = train_model(settings, data_repo, seed=8)
+    admin = auth(Role.admin)
+    response = client.put(
+        "/api/v1/endpoints/credit",
+        headers=admin,
+        json={"routes": [{"model": "credit", "version": v1}]},
+    )
+    assert response.status_code == 200, response.text
+    return Served(endpoint="credit", versions=[v1, v2], headers=admin)

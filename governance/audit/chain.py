@@ -88,11 +88,22 @@ def verify_rows(
     """Walk rows in seq order and report the first record altered, deleted or inserted."""
     expected_seq, prev = 1, GENESIS
     checked = 0
-    beyond_head: str | None = None
     for row in rows:
         checked += 1
-        if recorded_head is not None and row.seq == recorded_head[0] + 1:
-            beyond_head = row.ident
+        if recorded_head is not None and row.seq > recorded_head[0] and row.seq == expected_seq:
+            # Appenders always move the head; a record beyond it was put there by hand.
+            return VerifyResult(
+                chain,
+                checked,
+                row.seq - 1,
+                prev,
+                Finding(
+                    row.seq,
+                    row.ident,
+                    "inserted",
+                    f"it lies beyond the recorded chain head {recorded_head[0]}",
+                ),
+            )
         if row.seq > expected_seq:
             missing = (
                 f"{expected_seq}"
@@ -177,7 +188,7 @@ def verify_rows(
                 prev,
                 Finding(
                     recorded_seq + 1,
-                    beyond_head,
+                    None,
                     "inserted",
                     f"records after the recorded head {recorded_seq}",
                 ),

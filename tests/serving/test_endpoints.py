@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from governance.auth.models import Role
+from tests.conftest import Served
+
+
+def test_configuration_changes_are_kept_with_who_and_when(
+    client: TestClient, auth, served: Served
+) -> None:
+    ds = auth(Role.data_scientist)
+    v1, v2 = served.versions
+    canary = {
+        "routes": [
+            {"model": "credit", "version": v1, "weight": 9},
+            {"model": "credit", "version": v2, "weight": 1},
+        ]
+    }
+    response = client.put("/api/v1/endpoints/credit", headers=ds, json=canary)
+    assert response.status_code == 200
+    body = response.json()
+    assert [r["name"] for r in body["config"]["routes"]] == ["live", "canary"]
+    assert len(body["history"]) == 2
+    first, second = body["history"]
+    assert first["old"] is None
+    assert second["old"] == first["new"]
+    assert second["new"]["routes"][1]["version"] == v2
+    assert second["by"] == client.get("/api/v1/whoami", headers=ds).json()["key_id"]
+    assert client.get("/api/v1/endpoints/credit", headers=auth(Role.compliance)).json() == body
+    assert client.get("/api/v1/endpoints", headers=ds).json() == ["credit"]
+
+
+def test_only_admins_and_data_scientists_change_endpoints(
+    client: TestClient, auth, served: Served
+) -> None:
+    config = {"routes": [{"model": "credit", "version": served.versions[0]}]}
+    for role in (Role.compliance, Role.appeals, Role.predictor):
+        assert (
+            client.put("/api/v1/endpoints/credit", headers=auth(role), json=config).status_code
+            == 403
+        )
+    for role in (Role.appeals, Role.predictor):
+        assert client.get("/api/v1/endpoints/credit", headers=auth(role)).status_code == 403
+
+
+def test_bad_configurations_name_the_field(client: TestClient, auth, served: Served) -> None:
+    ds = auth(Role.data_scientist)
+    cases = [
+        ({"routes": [{"model": "credit", "version": 99}]}, "routes.0"),
+        (
+            {
+                "routes": [{"model": "credit", "version": 1}],
+                "shadows": [{"model": "nope", "version": 1}],
+            },
+            "shadows.0",
+        ),
+        ({"routes": []}, "routes"),
+        ({"routes": [{"model": "credit", "version": 1, "weight": 0}]}, "routes.0.weight"),
+        ({"routes": [{"model": "credit", "version": 1}], "extra": 1}, "extra"),
+    ]
+    for config, field in cases:
+        response = client.put("/api/v1/endpoints/credit", headers=ds, json=config)
+        assert response.status_code == 422, (config, response.text)
+        assert field in [d["field"] for d in response.json()["error"]["details"]], response.text
+    assert client.get("/api/v1/endpoints/nope", headers=ds).status_code == 404
+
+
+def test_archived_versions_cannot_serve(client: TestClient, auth, served: Served) -> None:
+    ds = auth(Role.data_scientist)
+    v2 = served.versions[1]
+    archived = client.post(
+        f"/api/v1/models/credit/versions/{v2}/stage",
+        headers=ds,
+        json={"stage": "archived", "reason": "retired"},
+    )
+    assert archived.status_code == 201
+    response = client.put(
+        "/api/v1/endpoints/credit",
+        headers=ds,
+        json={"routes": [{"model": "credit", "version": v2}]},
+    )
+    assert response.status_code == 422
+    assert "archived" in response.json()["error"]["details"][0]["message"]
