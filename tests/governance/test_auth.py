@@ -91,7 +91,7 @@ def test_admin_manages_keys_and_secrets_are_not_stored(
 
     # No column of any stored key holds the plaintext or its secret part.
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(ApiKey.__table__)).mappings().all()  # type: ignore[attr-defined]
+        rows = conn.execute(sa.select(ApiKey.__table__)).mappings().all()
     stored = " ".join(str(v) for row in rows for v in row.values())
     assert secret not in stored
     assert token not in stored
@@ -126,7 +126,7 @@ def test_expired_key_fails(client: TestClient, make_key: KeyMaker, engine: sa.En
     token = make_key(Role.compliance, expires_in_days=1)
     headers = {"Authorization": f"Bearer {token}"}
     assert client.get("/api/v1/whoami", headers=headers).status_code == 200
-    table = ApiKey.__table__  # type: ignore[attr-defined]
+    table = ApiKey.__table__
     with engine.begin() as conn:
         conn.execute(
             table.update()

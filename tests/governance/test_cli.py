@@ -29,7 +29,7 @@ def test_keys_create_list_revoke(env_settings: Settings, engine: sa.Engine) -> N
     assert revoked.exit_code == 0
     with engine.connect() as conn:
         row = conn.execute(
-            sa.select(ApiKey.__table__).where(ApiKey.__table__.c.key_id == key_id)  # type: ignore[attr-defined]
+            sa.select(ApiKey.__table__).where(ApiKey.__table__.c.key_id == key_id)
         ).one()
     assert row.revoked_at is not None
     assert row.revoked_by == "cli"
@@ -55,4 +55,4 @@ def test_first_start_creates_one_admin_key(settings: Settings, engine: sa.Engine
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert ensure_admin_key(settings, engine) is None
     with engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(ApiKey.__table__)).scalar() == 1  # type: ignore[attr-defined]
+        assert conn.execute(sa.select(sa.func.count()).select_from(ApiKey.__table__)).scalar() == 1

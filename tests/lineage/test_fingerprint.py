@@ -57,7 +57,7 @@ def test_table_and_record_conversions_agree() -> None:
     _, classes = binary_target(spec, frame)
     schema = build_input_schema(spec, frame, classes)
     by_table = frame_from_table(schema, frame[spec.feature_names])
-    by_records = to_frame(schema, frame[spec.feature_names].to_dict(orient="records"))  # type: ignore[arg-type]
+    by_records = to_frame(schema, frame[spec.feature_names].to_dict(orient="records"))
     import pandas as pd
 
     pd.testing.assert_frame_equal(by_table, by_records)

@@ -21,8 +21,8 @@ from serving.models import DecisionRecord
 from tests.conftest import Served
 from tests.support.factories import applicant
 
-DECISIONS = DecisionRecord.__table__  # type: ignore[attr-defined]
-HEADS = ChainHead.__table__  # type: ignore[attr-defined]
+DECISIONS = DecisionRecord.__table__
+HEADS = ChainHead.__table__
 
 
 def _writer(url: str, var_dir: str, worker: int, count: int) -> None:

@@ -12,7 +12,7 @@ from serving.models import DecisionRecord
 from tests.conftest import Served
 from tests.support.factories import applicant
 
-DECISIONS = DecisionRecord.__table__  # type: ignore[attr-defined]
+DECISIONS = DecisionRecord.__table__
 
 
 def _rows(engine: sa.Engine, kind: str | None = None) -> list:

@@ -61,7 +61,7 @@ def spec_for(
         },
         seed=seed,
     )
-    spec["estimator"]["params"]["max_iter"] = 40  # type: ignore[index]
+    spec["estimator"]["params"]["max_iter"] = 40
     spec.update(overrides)
     return spec
 
