@@ -24,7 +24,8 @@ install: bootstrap ## Install exactly what uv.lock pins into .venv
 migrate: install ## Bring the database (GOV_DATABASE_URL, default var/govern.db) to head
 	$(RUN) govern migrate
 
-run: migrate ## Install, migrate and serve on $GOV_HOST:$GOV_PORT
+run: migrate ## Install, migrate, set up the demo once, and serve on $GOV_HOST:$GOV_PORT
+	$(RUN) govern demo
 	$(RUN) govern serve
 
 test: install ## Run the whole suite (PostgreSQL too when GOV_TEST_DATABASE_URL is set)

@@ -106,6 +106,17 @@ def serve(
     )
 
 
+@app.command()
+def demo(
+    decisions: Annotated[int, typer.Option(min=0, max=100_000, help="Decisions to send")] = 300,
+) -> None:
+    """Set up the demo (data, model, endpoint `credit`, decisions) if it is not there yet."""
+    from governance.demo import run_demo
+
+    if not run_demo(get_settings(), decisions):
+        out.print("demo: already set up (endpoint credit exists)")
+
+
 @keys_app.command("create")
 def keys_create(
     role: Annotated[Role, typer.Option(help="The key's role.")],
