@@ -117,7 +117,11 @@ def run_demo(settings: Settings, decisions: int = 300) -> bool:
             predictor = auth_service.create_key(
                 session=session, name="demo traffic", role=Role.predictor, created_by="demo"
             )
-        sent = asyncio.run(_send_traffic(settings, factory, predictor.key_id, decisions))
+        sent = (
+            asyncio.run(_send_traffic(settings, factory, predictor.key_id, decisions))
+            if decisions
+            else 0
+        )
         out.print(f"demo: endpoint {ENDPOINT} serves credit v{version}; {sent} decisions logged")
         return True
     finally:

@@ -73,13 +73,28 @@ def _steps_for(spec: TrainingSpec, feature: Feature) -> list[tuple[str, Any]]:
 
 
 def build_pipeline(spec: TrainingSpec) -> Pipeline:
-    """One ColumnTransformer branch per feature (so every output column maps back to exactly one
-    feature, which SHAP aggregation relies on), then the estimator, seeded from ``seeds``."""
-    branches = []
+    """Features that share a type and a transform share one ColumnTransformer branch (fewer
+    branches make a one-row transform several times faster), then the estimator, seeded from
+    ``seeds``. ``output_features`` maps every output column back to its feature."""
+    groups: dict[str, tuple[list[tuple[str, Any]], list[str]]] = {}
     for feature in spec.features:
-        steps = _steps_for(spec, feature)
+        transform = spec.transform_for(feature)
+        key = f"{feature.type.value}:{transform.model_dump_json()}:{feature.categories}"
+        if key not in groups:
+            groups[key] = (_steps_for(spec, feature), [])
+        groups[key][1].append(feature.name)
+    branches = []
+    counters: dict[str, int] = {}
+    for key, (steps, columns) in groups.items():
+        kind = "num" if key.startswith("numeric") else "cat"
+        counters[kind] = counters.get(kind, 0) + 1
+        name = kind if counters[kind] == 1 else f"{kind}{counters[kind]}"
         transformer: Any = Pipeline(steps) if steps else "passthrough"
-        branches.append((feature.name, transformer, [feature.name]))
+        if steps and any(step == "encode" for step, _ in steps):
+            transformer = Pipeline(
+                [(n, _per_column(t, len(columns)) if n == "encode" else t) for n, t in steps]
+            )
+        branches.append((name, transformer, columns))
     preprocess = ColumnTransformer(branches, remainder="drop", verbose_feature_names_out=True)
     estimator_class = import_estimator(spec.estimator.class_path)
     params = dict(spec.estimator.params)
@@ -88,11 +103,27 @@ def build_pipeline(spec: TrainingSpec) -> Pipeline:
     return Pipeline([("preprocess", preprocess), ("model", estimator_class(**params))])
 
 
-def output_feature_map(pipeline: Pipeline) -> dict[str, str]:
-    """Transformed column name -> the spec feature it came from."""
+def _per_column(encoder: Any, n_columns: int) -> Any:
+    """Fixed categories are given per feature; a group of n features repeats the list."""
+    categories = encoder.get_params()["categories"]
+    if categories == "auto":
+        return encoder
+    return encoder.set_params(categories=list(categories) * n_columns)
+
+
+def output_features(pipeline: Pipeline) -> list[str]:
+    """For every column the preprocessor outputs, the spec feature it came from, in order."""
     preprocess: ColumnTransformer = pipeline.named_steps["preprocess"]
-    mapping = {}
-    for name in preprocess.get_feature_names_out():
-        branch, _, _ = str(name).partition("__")
-        mapping[str(name)] = branch
-    return mapping
+    owners: list[str] = []
+    for _name, transformer, columns in preprocess.transformers_:
+        if transformer == "drop" or not len(columns):
+            continue
+        encoder = (
+            transformer.named_steps.get("encode") if isinstance(transformer, Pipeline) else None
+        )
+        if isinstance(encoder, OneHotEncoder):
+            for column, cats in zip(columns, encoder.categories_, strict=True):
+                owners.extend([column] * len(cats))
+        else:
+            owners.extend(columns)
+    return owners

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from lineage.artifacts import ArtifactStore
 from lineage.models import ModelVersion
 from lineage.schema import positive_proba, to_frame
+from serving.fastpath import compile_pipeline, probe_rows
 
 
 @dataclass(frozen=True)
@@ -19,16 +23,17 @@ class LoadedModel:
     sha256: str
     pipeline: Any
     schema: dict[str, Any]
+    fast: Callable[[list[dict[str, Any]]], Any] | None = None
 
     @property
     def threshold(self) -> float:
         return float(self.schema.get("threshold", 0.5))
 
     def scores(self, records: list[dict[str, Any]]) -> list[float]:
-        return [
-            float(p)
-            for p in positive_proba(self.pipeline, to_frame(self.schema, records), self.schema)
-        ]
+        if self.fast is not None:
+            return [float(p) for p in self.fast(records)]
+        frame = to_frame(self.schema, records)
+        return [float(p) for p in positive_proba(self.pipeline, frame, self.schema)]
 
     def label_for(self, score: float) -> Any:
         negative, positive = self.schema["classes"]
@@ -39,12 +44,40 @@ class LoadedModel:
         return [p["name"] for p in self.schema.get("protected", [])]
 
 
+def checked_fast_path(
+    pipeline: Any, schema: dict[str, Any]
+) -> Callable[[list[dict[str, Any]]], Any] | None:
+    """The compiled path, only if it gives exactly the Pipeline's numbers on probe rows, in a
+    batch and one row at a time."""
+    fast = compile_pipeline(pipeline, schema)
+    if fast is None:
+        return None
+    probe = probe_rows(schema)
+    expected = positive_proba(pipeline, to_frame(schema, probe), schema)
+    if not np.array_equal(fast(probe), expected):
+        return None
+    for i in range(0, len(probe), 9):
+        single = positive_proba(pipeline, to_frame(schema, [probe[i]]), schema)
+        if not np.array_equal(fast([probe[i]]), single) or single[0] != expected[i]:
+            return None
+    return fast
+
+
 class ModelCache:
     def __init__(self, store: ArtifactStore, size: int) -> None:
         self.store = store
         self.size = size
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._versions: dict[tuple[str, int], str] = {}
         self._lock = threading.Lock()
+
+    def by_version(self, name: str, version: int) -> LoadedModel | None:
+        with self._lock:
+            key = self._versions.get((name, version))
+            model = self._models.get(key) if key else None
+            if model is not None and key is not None:
+                self._models.move_to_end(key)
+            return model
 
     def get(self, name: str, version: ModelVersion) -> LoadedModel:
         key = f"{version.artifact_sha256}:{name}:{version.version}"
@@ -53,15 +86,18 @@ class ModelCache:
             if model is not None:
                 self._models.move_to_end(key)
                 return model
+        pipeline = self.store.load_model(version.artifact_sha256)
         loaded = LoadedModel(
             name=name,
             version=version.version,
             sha256=version.artifact_sha256,
-            pipeline=self.store.load_model(version.artifact_sha256),
+            pipeline=pipeline,
             schema=version.input_schema,
+            fast=checked_fast_path(pipeline, version.input_schema),
         )
         with self._lock:
             self._models[key] = loaded
+            self._versions[(name, version.version)] = key
             while len(self._models) > self.size:
                 self._models.popitem(last=False)
         return loaded

@@ -110,6 +110,11 @@ class Serving:
         return config
 
     def model(self, name: str, version: int) -> LoadedModel:
+        # A model version never changes once registered, so once loaded (and verified) it is
+        # served from memory without asking the database again.
+        cached = self.models.by_version(name, version)
+        if cached is not None:
+            return cached
         with transaction(self.sessions) as session:
             _model, found = lineage_service.get_version(session=session, name=name, version=version)
         return self.models.get(name, found)

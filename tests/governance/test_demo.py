@@ -9,7 +9,9 @@ from governance.demo import run_demo
 from serving.models import DecisionRecord
 
 
-def test_demo_sets_up_a_working_system_once(settings: Settings, engine: sa.Engine, client: TestClient, auth) -> None:
+def test_demo_sets_up_a_working_system_once(
+    settings: Settings, engine: sa.Engine, client: TestClient, auth
+) -> None:
     assert run_demo(settings, decisions=60) is True
     assert run_demo(settings, decisions=60) is False, "a second run changes nothing"
     table = DecisionRecord.__table__
@@ -27,7 +29,17 @@ def test_demo_sets_up_a_working_system_once(settings: Settings, engine: sa.Engin
     answer = client.post(
         "/api/v1/endpoints/credit/predict",
         headers=auth(Role.predictor),
-        json={"features": {"income": 48000, "debt_to_income": 0.35, "credit_history_months": 60, "late_payments": 2,
-                           "employment_years": 3, "loan_amount": 15000, "purpose": "car", "housing": "rent"}},
+        json={
+            "features": {
+                "income": 48000,
+                "debt_to_income": 0.35,
+                "credit_history_months": 60,
+                "late_payments": 2,
+                "employment_years": 3,
+                "loan_amount": 15000,
+                "purpose": "car",
+                "housing": "rent",
+            }
+        },
     )
     assert answer.status_code == 200, answer.text

@@ -1,0 +1,503 @@
+"""Serving benchmark: govern (every decision durably logged) against MLServer 1.7 and bare sklearn.
+
+One run, one machine, one load generator, the same model artifact and the same applicants:
+
+1. bare in-process ``predict_proba`` of the Pipeline on a one-row DataFrame: the limit;
+2. MLServer 1.7.1 with its scikit-learn runtime serving the same artifact (installed here, in
+   its own venv, by this script), which logs nothing;
+3. govern predict with the decision log, on SQLite and on PostgreSQL.
+
+It reports throughput at a closed-loop concurrency of 8, and p50/p99 latency at a fixed
+200 requests/s (open loop, latency counted from each request's scheduled time), each with its
+ratio to MLServer. After each govern run it checks that the decisions in the log equal the
+200 responses received.
+
+    uv run python -m bench.serving [--seconds 15] [--no-postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from governance import migrate
+from governance.auth import service as auth_service
+from governance.auth.models import Role
+from governance.config import Settings
+from governance.db import make_engine, session_factory, transaction
+from governance.demo import run_demo
+from lineage import service as lineage_service
+from lineage.artifacts import ArtifactStore
+from lineage.schema import positive_proba, to_frame
+from lineage.synthetic import generate_loans
+
+MLSERVER = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1"]
+# uvloop 0.22+ removed what MLServer 1.7.1 calls at start-up ("no current event loop").
+PINS = ["scikit-learn==1.9.1", "pandas==2.3.3", "numpy==1.26.4", "scipy==1.17.1", "uvloop==0.21.0"]
+FEATURES = [
+    "income",
+    "debt_to_income",
+    "credit_history_months",
+    "late_payments",
+    "employment_years",
+    "loan_amount",
+    "purpose",
+    "housing",
+]
+NUMERIC = {
+    "income",
+    "debt_to_income",
+    "credit_history_months",
+    "late_payments",
+    "employment_years",
+    "loan_amount",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def applicants(n: int) -> list[dict[str, Any]]:
+    rows = generate_loans(n, seed=123).to_dict(orient="records")
+    return [{k: (float(r[k]) if k in NUMERIC else r[k]) for k in FEATURES} for r in rows]
+
+
+def govern_body(row: dict[str, Any], i: int) -> bytes:
+    return json.dumps(
+        {"subject_id": f"bench-{i}", "features": row, "context": {"sex": "F", "age": 40}}
+    ).encode()
+
+
+def mlserver_body(row: dict[str, Any]) -> bytes:
+    inputs = []
+    for name in FEATURES:
+        value = row[name]
+        if name in NUMERIC:
+            inputs.append({"name": name, "shape": [1], "datatype": "FP64", "data": [value]})
+        else:
+            inputs.append(
+                {
+                    "name": name,
+                    "shape": [1],
+                    "datatype": "BYTES",
+                    "data": [value],
+                    "parameters": {"content_type": "str"},
+                }
+            )
+    return json.dumps(
+        {
+            "parameters": {"content_type": "pd"},
+            "inputs": inputs,
+            "outputs": [{"name": "predict_proba"}],
+        }
+    ).encode()
+
+
+def wait_ready(url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"{url} never became ready")
+
+
+# Load generation ---------------------------------------------------------------------------------
+
+
+class Connection:
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams.
+
+    The load generator shares the machine with the servers, so it must be cheap: requests are
+    pre-encoded bytes and responses are read by Content-Length. Same client for every server.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, raw: bytes) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(raw)
+        status_line = await self.reader.readline()
+        length = 0
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        if length:
+            await self.reader.readexactly(length)
+        if not status_line:
+            raise ConnectionError("closed")
+        return int(status_line.split()[1])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def encode_requests(
+    url: str, headers: dict[str, str], bodies: list[bytes]
+) -> tuple[str, int, list[bytes]]:
+    parsed = httpx.URL(url)
+    head = "".join(
+        f"{k}: {v}\r\n" for k, v in {"Host": f"{parsed.host}:{parsed.port}", **headers}.items()
+    )
+    raws = [
+        f"POST {parsed.raw_path.decode()} HTTP/1.1\r\n{head}Content-Length: {len(b)}\r\n\r\n".encode()
+        + b
+        for b in bodies
+    ]
+    return str(parsed.host), int(parsed.port or 80), raws
+
+
+async def _send(pool: list[Connection], host: str, port: int, raw: bytes) -> int:
+    conn = pool.pop() if pool else Connection(host, port)
+    try:
+        status = await conn.request(raw)
+    except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError, IndexError):
+        conn.close()
+        return 0
+    pool.append(conn)
+    return status
+
+
+async def closed_loop(
+    url: str, headers: dict[str, str], bodies: list[bytes], seconds: float, concurrency: int = 8
+) -> dict[str, Any]:
+    host, port, raws = encode_requests(url, headers, bodies)
+    ok = errors = 0
+    stop = time.perf_counter() + seconds
+    latencies: list[float] = []
+    pool: list[Connection] = []
+
+    async def worker(offset: int) -> None:
+        nonlocal ok, errors
+        i = offset
+        while time.perf_counter() < stop:
+            started = time.perf_counter()
+            status = await _send(pool, host, port, raws[i % len(raws)])
+            latencies.append(time.perf_counter() - started)
+            if status == 200:
+                ok += 1
+            else:
+                errors += 1
+            i += concurrency
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(k) for k in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    for conn in pool:
+        conn.close()
+    return {
+        "ok": ok,
+        "errors": errors,
+        "throughput_rps": ok / elapsed,
+        "p50_ms": _pct(latencies, 50),
+        "p99_ms": _pct(latencies, 99),
+    }
+
+
+async def fixed_rate(
+    url: str, headers: dict[str, str], bodies: list[bytes], seconds: float, rate: float = 200
+) -> dict[str, Any]:
+    """Open loop: request i is due at start + i/rate; latency counts from when it was due."""
+    host, port, raws = encode_requests(url, headers, bodies)
+    latencies: list[float] = []
+    ok = errors = 0
+    pool: list[Connection] = []
+
+    async def one(i: int, scheduled: float) -> None:
+        nonlocal ok, errors
+        status = await _send(pool, host, port, raws[i % len(raws)])
+        latencies.append(time.perf_counter() - scheduled)
+        if status == 200:
+            ok += 1
+        else:
+            errors += 1
+
+    start = time.perf_counter() + 0.1
+    tasks = []
+    for i in range(int(seconds * rate)):
+        scheduled = start + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i, scheduled)))
+    await asyncio.gather(*tasks)
+    for conn in pool:
+        conn.close()
+    return {
+        "ok": ok,
+        "errors": errors,
+        "achieved_rps": ok / seconds,
+        "p50_ms": _pct(latencies, 50),
+        "p99_ms": _pct(latencies, 99),
+    }
+
+
+def _pct(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))
+    return ordered[index] * 1000
+
+
+def measure(
+    url: str, headers: dict[str, str], bodies: list[bytes], seconds: float
+) -> dict[str, Any]:
+    warm = asyncio.run(closed_loop(url, headers, bodies, 2.0))
+    closed = asyncio.run(closed_loop(url, headers, bodies, seconds))
+    fixed = asyncio.run(fixed_rate(url, headers, bodies, seconds))
+    return {"closed_loop_c8": closed, "fixed_200rps": fixed, "warmup_ok": warm["ok"]}
+
+
+# Systems under test ------------------------------------------------------------------------------
+
+
+def bare_sklearn(settings: Settings, rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    engine = make_engine(settings)
+    with transaction(session_factory(engine)) as session:
+        _m, version = lineage_service.get_version(session=session, name="credit", version=1)
+        schema = version.input_schema
+        pipeline = ArtifactStore(settings.artifacts).load_model(version.artifact_sha256)
+    engine.dispose()
+    for row in rows[:50]:
+        positive_proba(pipeline, to_frame(schema, [row]), schema)
+    latencies = []
+    stop = time.perf_counter() + seconds
+    i = 0
+    while time.perf_counter() < stop:
+        started = time.perf_counter()
+        positive_proba(pipeline, to_frame(schema, [rows[i % len(rows)]]), schema)
+        latencies.append(time.perf_counter() - started)
+        i += 1
+    return {
+        "calls": i,
+        "throughput_rps": i / seconds,
+        "p50_ms": _pct(latencies, 50),
+        "p99_ms": _pct(latencies, 99),
+    }
+
+
+def ensure_mlserver(base: Path) -> Path:
+    venv = base / "mlserver-venv"
+    uv = shutil.which("uv") or f"{sys.executable} -m uv"
+    if not (venv / "bin" / "mlserver").exists():
+        print("installing MLServer 1.7.1 in its own venv ...", flush=True)
+        subprocess.run([*uv.split(), "venv", "-q", "-p", "3.11", str(venv)], check=True)
+        env = {**os.environ, "VIRTUAL_ENV": str(venv)}
+        subprocess.run([*uv.split(), "pip", "install", "-q", *MLSERVER, *PINS], check=True, env=env)
+    return venv / "bin" / "mlserver"
+
+
+def run_mlserver(
+    base: Path, settings: Settings, bodies: list[bytes], seconds: float
+) -> dict[str, Any]:
+    mlserver = ensure_mlserver(Path(os.environ.get("GOV_BENCH_CACHE", base)))
+    engine = make_engine(settings)
+    with transaction(session_factory(engine)) as session:
+        _m, version = lineage_service.get_version(session=session, name="credit", version=1)
+        artifact = ArtifactStore(settings.artifacts).get(version.artifact_sha256)  # verified bytes
+    engine.dispose()
+    model_dir = base / "mlserver" / "credit"
+    model_dir.mkdir(parents=True)
+    (model_dir / "model.joblib").write_bytes(artifact)
+    (model_dir / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": "credit",
+                "implementation": "mlserver_sklearn.SKLearnModel",
+                "parameters": {"uri": "./model.joblib", "version": "v1"},
+            }
+        )
+    )
+    port = free_port()
+    (base / "mlserver" / "settings.json").write_text(
+        json.dumps(
+            {
+                "http_port": port,
+                "grpc_port": free_port(),
+                "metrics_port": free_port(),
+                "debug": False,
+            }
+        )
+    )
+    proc = subprocess.Popen(
+        [str(mlserver), "start", str(base / "mlserver")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/v2/models/credit/ready")
+        url = f"http://127.0.0.1:{port}/v2/models/credit/infer"
+        check = httpx.post(url, content=bodies[0], headers={"Content-Type": "application/json"})
+        assert check.status_code == 200, check.text
+        return measure(url, {"Content-Type": "application/json"}, bodies, seconds)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def run_govern(settings: Settings, key: str, bodies: list[bytes], seconds: float) -> dict[str, Any]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "GOV_DATABASE_URL": settings.database_url,
+        "GOV_VAR_DIR": str(settings.var_dir),
+        "GOV_LOG_LEVEL": "warning",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "governance.app:create_app",
+            "--factory",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/api/v1/endpoints/credit/predict"
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/readyz")
+        before = count_decisions(settings)
+        result = measure(url, headers, bodies, seconds)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    logged = count_decisions(settings) - before
+    answered = result["closed_loop_c8"]["ok"] + result["fixed_200rps"]["ok"] + result["warmup_ok"]
+    result["decisions_logged"] = logged
+    result["answered_200"] = answered
+    result["log_matches_200s"] = logged == answered
+    return result
+
+
+def count_decisions(settings: Settings) -> int:
+    engine = make_engine(settings)
+    with engine.connect() as conn:
+        n = conn.execute(
+            sa.text("SELECT count(*) FROM decision WHERE kind = 'decision'")
+        ).scalar_one()
+    engine.dispose()
+    return int(n)
+
+
+def prepare(settings: Settings) -> str:
+    migrate.upgrade(settings)
+    run_demo(settings, decisions=0)
+    engine = make_engine(settings)
+    with transaction(session_factory(engine)) as session:
+        key = auth_service.create_key(
+            session=session, name="bench", role=Role.predictor, created_by="bench"
+        ).key
+    engine.dispose()
+    return key
+
+
+def pg_database(admin_url: str) -> tuple[str, Callable[[], None]]:
+    name = f"govern_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return url, drop
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get(
+            "GOV_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+        ),
+    )
+    args = parser.parse_args()
+    rows = applicants(1000)
+    govern_bodies = [govern_body(r, i) for i, r in enumerate(rows)]
+    ml_bodies = [mlserver_body(r) for r in rows]
+    results: dict[str, Any] = {"seconds": args.seconds}
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        sqlite = Settings(var_dir=base / "sqlite", environment="test")
+        key = prepare(sqlite)
+        print("bare sklearn ...", flush=True)
+        results["bare_sklearn"] = bare_sklearn(sqlite, rows, args.seconds)
+        print("MLServer ...", flush=True)
+        results["mlserver"] = run_mlserver(base, sqlite, ml_bodies, args.seconds)
+        print("govern on SQLite ...", flush=True)
+        results["govern_sqlite"] = run_govern(sqlite, key, govern_bodies, args.seconds)
+        if not args.no_postgres:
+            url, drop = pg_database(args.pg_url)
+            try:
+                pg = Settings(var_dir=base / "pg", database_url=url, environment="test")
+                pg_key = prepare(pg)
+                print("govern on PostgreSQL ...", flush=True)
+                results["govern_postgres"] = run_govern(pg, pg_key, govern_bodies, args.seconds)
+            finally:
+                drop()
+    ml = results["mlserver"]
+    for name in ("govern_sqlite", "govern_postgres"):
+        if name in results:
+            r = results[name]
+            r["throughput_ratio_to_mlserver"] = round(
+                r["closed_loop_c8"]["throughput_rps"] / ml["closed_loop_c8"]["throughput_rps"], 2
+            )
+            r["p50_ratio_to_mlserver"] = round(
+                r["fixed_200rps"]["p50_ms"] / ml["fixed_200rps"]["p50_ms"], 2
+            )
+            r["p99_ratio_to_mlserver"] = round(
+                r["fixed_200rps"]["p99_ms"] / ml["fixed_200rps"]["p99_ms"], 2
+            )
+    print(
+        json.dumps(results, indent=2, default=lambda v: round(v, 3) if isinstance(v, float) else v)
+    )
+
+
+if __name__ == "__main__":
+    main()
