@@ -182,8 +182,15 @@ def encode_requests(
 async def _send(pool: list[Connection], host: str, port: int, raw: bytes) -> int:
     conn = pool.pop() if pool else Connection(host, port)
     try:
-        status = await conn.request(raw)
-    except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError, IndexError):
+        status = await asyncio.wait_for(conn.request(raw), 30)
+    except (
+        OSError,
+        ConnectionError,
+        asyncio.IncompleteReadError,
+        ValueError,
+        IndexError,
+        TimeoutError,
+    ):
         conn.close()
         return 0
     pool.append(conn)
@@ -364,8 +371,7 @@ def run_mlserver(
         assert check.status_code == 200, check.text
         return measure(url, {"Content-Type": "application/json"}, bodies, seconds)
     finally:
-        proc.terminate()
-        proc.wait(20)
+        stop(proc)
 
 
 def run_govern(settings: Settings, key: str, bodies: list[bytes], seconds: float) -> dict[str, Any]:
@@ -400,14 +406,22 @@ def run_govern(settings: Settings, key: str, bodies: list[bytes], seconds: float
         before = count_decisions(settings)
         result = measure(url, headers, bodies, seconds)
     finally:
-        proc.terminate()
-        proc.wait(20)
+        stop(proc)
     logged = count_decisions(settings) - before
     answered = result["closed_loop_c8"]["ok"] + result["fixed_200rps"]["ok"] + result["warmup_ok"]
     result["decisions_logged"] = logged
     result["answered_200"] = answered
     result["log_matches_200s"] = logged == answered
     return result
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 def count_decisions(settings: Settings) -> int:

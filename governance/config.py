@@ -43,6 +43,12 @@ class Settings(BaseSettings):
         default=None,
         description="Ed25519 key that signs audit checkpoints; keep it off the database host.",
     )
+    predict_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=1024,
+        description="Predict calls in progress per process; more wait their turn in order.",
+    )
     decision_log_max_batch: int = Field(default=256, ge=1, le=10_000)
     endpoint_cache_ttl_s: float = Field(default=1.0, ge=0.0, le=60.0)
     model_cache_size: int = Field(default=16, ge=1, le=1000)
