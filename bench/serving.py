@@ -44,29 +44,11 @@ from governance.demo import run_demo
 from lineage import service as lineage_service
 from lineage.artifacts import ArtifactStore
 from lineage.schema import positive_proba, to_frame
-from lineage.synthetic import generate_loans
+from lineage.synthetic import FEATURES, NUMERIC, applicant_features, generate_loans
 
 MLSERVER = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1"]
 # uvloop 0.22+ removed what MLServer 1.7.1 calls at start-up ("no current event loop").
 PINS = ["scikit-learn==1.9.1", "pandas==2.3.3", "numpy==1.26.4", "scipy==1.17.1", "uvloop==0.21.0"]
-FEATURES = [
-    "income",
-    "debt_to_income",
-    "credit_history_months",
-    "late_payments",
-    "employment_years",
-    "loan_amount",
-    "purpose",
-    "housing",
-]
-NUMERIC = {
-    "income",
-    "debt_to_income",
-    "credit_history_months",
-    "late_payments",
-    "employment_years",
-    "loan_amount",
-}
 
 
 def free_port() -> int:
@@ -76,8 +58,7 @@ def free_port() -> int:
 
 
 def applicants(n: int) -> list[dict[str, Any]]:
-    rows = generate_loans(n, seed=123).to_dict(orient="records")
-    return [{k: (float(r[k]) if k in NUMERIC else r[k]) for k in FEATURES} for r in rows]
+    return [applicant_features(r) for r in generate_loans(n, seed=123).to_dict(orient="records")]
 
 
 def govern_body(row: dict[str, Any], i: int) -> bytes:

@@ -23,7 +23,7 @@ from lineage import service as lineage_service
 from lineage.dvc_repo import commit_data, init_data_repo
 from lineage.models import Stage
 from lineage.runner import execute_run
-from lineage.synthetic import demo_spec, generate_loans
+from lineage.synthetic import applicant_features, demo_spec, generate_loans
 from serving import service as serving_service
 from serving.models import Endpoint
 from serving.schemas import EndpointConfigIn
@@ -31,27 +31,6 @@ from serving.schemas import EndpointConfigIn
 ENDPOINT = "credit"
 DEMO_BIAS = 0.35  # a known, moderate bias against sex=F, for the fairness report to find
 out = Console()
-
-
-def _features(row: dict[Any, Any]) -> dict[str, Any]:
-    keys = (
-        "income",
-        "debt_to_income",
-        "credit_history_months",
-        "late_payments",
-        "employment_years",
-        "loan_amount",
-        "purpose",
-        "housing",
-    )
-    return {
-        k: (
-            float(row[k])
-            if k in ("income", "debt_to_income", "employment_years", "loan_amount")
-            else row[k]
-        )
-        for k in keys
-    }
 
 
 def run_demo(settings: Settings, decisions: int = 300) -> bool:
@@ -143,7 +122,7 @@ async def _send_traffic(settings: Settings, factory: Any, key_id: str, count: in
                 "instances": [
                     {
                         "subject_id": f"applicant-{start + i:05d}",
-                        "features": _features(row),
+                        "features": applicant_features(row),
                         "context": {"sex": row["sex"], "age": int(row["age"]), "channel": "demo"},
                     }
                     for i, row in enumerate(chunk)

@@ -9,9 +9,29 @@ must find.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
+FEATURES = (
+    "income",
+    "debt_to_income",
+    "credit_history_months",
+    "late_payments",
+    "employment_years",
+    "loan_amount",
+    "purpose",
+    "housing",
+)
+NUMERIC = (
+    "income",
+    "debt_to_income",
+    "credit_history_months",
+    "late_payments",
+    "employment_years",
+    "loan_amount",
+)
 PURPOSES = ["car", "home", "education", "business", "personal"]
 HOUSING = ["own", "rent", "mortgage"]
 
@@ -67,6 +87,11 @@ def generate_loans(n: int, *, seed: int, bias: float = 0.0) -> pd.DataFrame:
             "repaid": repaid,
         }
     )
+
+
+def applicant_features(row: dict[Any, Any]) -> dict[str, Any]:
+    """One generated row as a predict request's features: numbers as float, categories as str."""
+    return {k: float(row[k]) if k in NUMERIC else str(row[k]) for k in FEATURES}
 
 
 def demo_spec(

@@ -62,20 +62,30 @@ def _imputer(step: SimpleImputer, numeric: bool) -> Step:
     return impute
 
 
+def _center_scale(center: Any, scale: Any) -> Step:
+    """StandardScaler and RobustScaler both subtract a centre, then divide by a scale, in place."""
+
+    def transform(x: NDArray[Any]) -> NDArray[Any]:
+        x = np.array(x, dtype=np.float64)
+        if center is not None:
+            x -= center
+        if scale is not None:
+            x /= scale
+        return x
+
+    return transform
+
+
 def _scaler(step: Any) -> Step:
     if isinstance(step, StandardScaler):
-        mean = step.mean_ if step.with_mean else None
-        scale = step.scale_ if step.with_std else None
-
-        def standard(x: NDArray[Any]) -> NDArray[Any]:
-            x = np.array(x, dtype=np.float64)
-            if mean is not None:
-                x -= mean
-            if scale is not None:
-                x /= scale
-            return x
-
-        return standard
+        return _center_scale(
+            step.mean_ if step.with_mean else None, step.scale_ if step.with_std else None
+        )
+    if isinstance(step, RobustScaler):
+        return _center_scale(
+            step.center_ if step.with_centering else None,
+            step.scale_ if step.with_scaling else None,
+        )
     if isinstance(step, MinMaxScaler):
         if step.clip:
             raise Unsupported("clip")
@@ -87,19 +97,6 @@ def _scaler(step: Any) -> Step:
             return x
 
         return minmax
-    if isinstance(step, RobustScaler):
-        center = step.center_ if step.with_centering else None
-        rscale = step.scale_ if step.with_scaling else None
-
-        def robust(x: NDArray[Any]) -> NDArray[Any]:
-            x = np.array(x, dtype=np.float64)
-            if center is not None:
-                x -= center
-            if rscale is not None:
-                x /= rscale
-            return x
-
-        return robust
     raise Unsupported(type(step).__name__)
 
 

@@ -357,6 +357,7 @@ async def _commit(serving: Serving, contents: list[dict[str, Any]]) -> list[tupl
 async def reject(
     serving: Serving, endpoint: str, principal: Principal, body: Any, error: GovernanceError
 ) -> GovernanceError:
+    await run_in_threadpool(serving.config_for, endpoint)  # unknown endpoint: 404, nothing logged
     rejection_id = str(uuid.uuid4())
     content = _content(
         kind="rejected",
@@ -397,7 +398,6 @@ async def predict(
 async def _predict(
     serving: Serving, endpoint: str, raw: bytes, principal: Principal, started: float
 ) -> tuple[list[DecisionOut], bool]:
-    await run_in_threadpool(serving.config_for, endpoint)  # unknown endpoint: 404, nothing logged
     body, request, error = parse_predict_body(raw)
     if error is None:
         assert request is not None

@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from governance.auth.models import Role
 from governance.auth.schemas import Principal
@@ -168,7 +167,6 @@ async def infer(name: Name, request: Request, principal: Predictor) -> JSONRespo
     serving: Serving = request.app.state.serving
     status_code = 200
     try:
-        await run_in_threadpool(serving.config_for, name)
         raw = await request.body()
         try:
             body = json.loads(raw)
