@@ -33,7 +33,9 @@ BACKENDS = ["sqlite", "postgresql"]
 @pytest.fixture(scope="session", params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     if request.param == "postgresql" and not PG_ADMIN_URL:
-        pytest.skip("GOV_TEST_DATABASE_URL is not set")
+        pytest.skip(
+            "PostgreSQL not configured: set GOV_TEST_DATABASE_URL, e.g. postgresql://postgres@127.0.0.1:5432/test"
+        )
     return str(request.param)
 
 
