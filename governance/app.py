@@ -20,6 +20,7 @@ from lineage.executor import make_executor
 from lineage.router import router as lineage_router
 from lineage.runner import fail_interrupted_runs
 from serving import router as serving_router
+from serving.admission import PredictAdmission
 from serving.service import Serving
 from serving.v2 import health as v2_health
 from serving.v2 import router as v2_router
@@ -90,6 +91,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_artifact_bytes,
     )
+
+    # Added last, so it runs first: an overloaded process refuses before any other work.
+    app.add_middleware(PredictAdmission, max_inflight=settings.predict_max_inflight)
 
     app.include_router(health.router)
     app.include_router(serving_router.metrics_router)

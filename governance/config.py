@@ -49,6 +49,13 @@ class Settings(BaseSettings):
         le=1024,
         description="Predict calls in progress per process; more wait their turn in order.",
     )
+    predict_max_inflight: int = Field(
+        default=32,
+        ge=1,
+        le=100_000,
+        description="Predict calls in progress per process, waiting included, before new ones "
+        "are refused at once with 503 and Retry-After (load shedding).",
+    )
     decision_log_max_batch: int = Field(default=256, ge=1, le=10_000)
     endpoint_cache_ttl_s: float = Field(default=1.0, ge=0.0, le=60.0)
     model_cache_size: int = Field(default=16, ge=1, le=1000)

@@ -18,6 +18,7 @@ from governance.auth import service as auth_service
 from governance.auth.models import Role
 from governance.auth.schemas import Principal
 from governance.config import Settings
+from governance.db import transaction
 from governance.errors import Forbidden, Unauthorized
 
 
@@ -54,12 +55,18 @@ _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: 
 
 
 def current_principal(
-    session: SessionDep,
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    """Checks the key in its own short transaction.
+
+    It does not borrow the route's session: a request that then waits (predict waiting for the
+    decision log, say) must not hold a pooled connection the log writer needs.
+    """
     if credentials is None or not credentials.credentials:
         raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
-    return auth_service.authenticate(session=session, token=credentials.credentials)
+    with transaction(request.app.state.sessions) as session:
+        return auth_service.authenticate(session=session, token=credentials.credentials)
 
 
 class RoleGuard:

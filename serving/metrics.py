@@ -68,6 +68,15 @@ LOG_QUEUE = Gauge(
     "Records waiting for the log writer",
     multiprocess_mode="livesum",
 )
+PREDICT_SHED = Counter(
+    "govern_predict_shed_total",
+    "Predict calls refused with 503 before any work because too many were in progress",
+)
+PREDICT_INFLIGHT = Gauge(
+    "govern_predict_inflight",
+    "Predict calls in progress, waiting included",
+    multiprocess_mode="livesum",
+)
 LOG_FAILURES = Counter("govern_decision_log_failures_total", "Batches that failed to commit")
 SHADOW_DISAGREEMENTS = Counter(
     "govern_shadow_disagreements_total",

@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from collections import Counter
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from governance.app import create_app
 from governance.auth.models import Role
+from serving import metrics
 from serving.models import DecisionRecord
 from tests.conftest import Served
 from tests.support.factories import applicant
@@ -337,3 +342,45 @@ def test_predict_fails_closed_when_the_log_cannot_be_written(
     assert [r.decision_id for r in _rows(engine)] == [recovered.json()["decision_id"]]
     verify = client.get("/api/v1/audit/verify", headers=auth(Role.compliance)).json()
     assert verify["ok"] is True
+
+
+def test_overload_is_shed_at_once_with_503_and_every_200_is_logged(
+    settings, served: Served, make_key, engine: sa.Engine
+) -> None:
+    """Past predict_max_inflight, calls are refused before any work; none of them is logged."""
+    app = create_app(settings.model_copy(update={"predict_max_inflight": 2}))
+    headers = {"Authorization": f"Bearer {make_key(Role.predictor)}"}
+    shed_before = metrics.PREDICT_SHED._value.get()
+
+    async def burst() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://govern") as http:
+            return await asyncio.gather(
+                *(
+                    http.post(
+                        "/api/v1/endpoints/credit/predict",
+                        headers=headers,
+                        json={"subject_id": f"burst-{i}", "features": applicant(income=40_000 + i)},
+                    )
+                    for i in range(12)
+                )
+            )
+
+    app.state.serving.start()
+    try:
+        responses = asyncio.run(burst())
+    finally:
+        app.state.serving.stop()
+        app.state.engine.dispose()
+
+    statuses = Counter(r.status_code for r in responses)
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses[200] >= 2 and statuses[503] >= 1, statuses
+    refused = next(r for r in responses if r.status_code == 503)
+    assert refused.json()["error"]["code"] == "overloaded"
+    assert refused.headers["retry-after"] == "1"
+    assert metrics.PREDICT_SHED._value.get() - shed_before == statuses[503]
+    answered = {r.json()["decision_id"] for r in responses if r.status_code == 200}
+    assert {row.decision_id for row in _rows(engine, "decision")} == answered
+    # A shed call is not a rejected attempt either: it never reached the service.
+    assert _rows(engine, "rejected") == []

@@ -1,0 +1,70 @@
+"""Load shedding for predict: refuse early and cheaply rather than queue without bound.
+
+A predict call that arrives while ``predict_max_inflight`` calls are already in progress in
+this process is answered 503 with ``Retry-After`` at once: before authentication, before any
+thread hop or database work, and with no decision made, so nothing is logged and nothing is
+lost. Without this, an open-loop overload piles requests up until every one of them times out;
+with it, the calls admitted keep their latency and the rest learn immediately to retry.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from governance.errors import error_body
+from serving import metrics
+
+PREDICT_PATH = re.compile(r"^/(api/v1/endpoints/[^/]+/predict|v2/models/[^/]+/infer)/?$")
+
+
+class PredictAdmission:
+    def __init__(self, app: ASGIApp, max_inflight: int, retry_after_s: int = 1) -> None:
+        self.app = app
+        self.max_inflight = max_inflight
+        self.retry_after_s = retry_after_s
+        self.inflight = 0
+        self.body = json.dumps(
+            error_body(
+                "overloaded",
+                f"more than {max_inflight} predict calls are in progress; retry shortly",
+                {"max_inflight": max_inflight, "retry_after_s": retry_after_s},
+            )
+        ).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope.get("method") != "POST"
+            or not PREDICT_PATH.match(scope.get("path", ""))
+        ):
+            await self.app(scope, receive, send)
+            return
+        if self.inflight >= self.max_inflight:
+            metrics.PREDICT_SHED.inc()
+            await self._refuse(send)
+            return
+        # One event loop per process: the counter needs no lock.
+        self.inflight += 1
+        metrics.PREDICT_INFLIGHT.inc()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.inflight -= 1
+            metrics.PREDICT_INFLIGHT.dec()
+
+    async def _refuse(self, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(self.body)).encode()),
+                    (b"retry-after", str(self.retry_after_s).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": self.body})
