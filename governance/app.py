@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
+from explain.router import router as explain_router
+from explain.service import Explainers, preload_libraries
 from governance import __version__, health
 from governance.audit.router import router as audit_router
 from governance.auth.router import router as keys_router
@@ -65,6 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         _recover_jobs(app)
         app.state.executor = make_executor(settings)
         app.state.serving.start()
+        if settings.environment != "test":
+            preload_libraries()
         try:
             yield
         finally:
@@ -84,6 +88,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
     app.state.serving = Serving.create(settings, app.state.sessions)
+    app.state.explainers = Explainers.create(
+        app.state.serving, app.state.sessions, settings.explain_cache_size
+    )
 
     register_error_handlers(app)
     app.add_middleware(
@@ -103,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(keys_router)
     api.include_router(lineage_router)
     api.include_router(serving_router.router)
+    api.include_router(explain_router)
     api.include_router(audit_router)
     app.include_router(api)
     return app

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from explain import cli as explain_cli
 from governance.audit.cli import audit_app
 from governance.auth import service as auth_service
 from governance.auth.models import Role
@@ -20,6 +21,7 @@ app = typer.Typer(help="govern: lineage-first model governance and audit.", no_a
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.command("train")(lineage_cli.train)
+app.command("explain")(explain_cli.explain)
 app.add_typer(lineage_cli.datasets_app, name="datasets")
 app.add_typer(lineage_cli.models_app, name="models")
 app.add_typer(audit_app, name="audit")

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     decision_log_max_batch: int = Field(default=256, ge=1, le=10_000)
     endpoint_cache_ttl_s: float = Field(default=1.0, ge=0.0, le=60.0)
     model_cache_size: int = Field(default=16, ge=1, le=1000)
+    explain_cache_size: int = Field(
+        default=4,
+        ge=1,
+        le=100,
+        description="Model versions whose training rows and fitted explainers stay in memory.",
+    )
     ray_address: str | None = None
     job_workers: int = Field(default=1, ge=1, le=16, description="In-process job threads.")
     retention_days: int = Field(default=762, ge=1)

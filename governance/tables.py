@@ -3,6 +3,7 @@
 from sqlmodel import SQLModel
 
 import governance.db  # noqa: F401  (sets the naming convention first)
+from explain import models as explain_models
 from governance.audit import models as audit_models
 from governance.auth import models as auth_models
 from lineage import models as lineage_models
@@ -10,4 +11,11 @@ from serving import models as serving_models
 
 metadata = SQLModel.metadata
 
-__all__ = ["audit_models", "auth_models", "lineage_models", "metadata", "serving_models"]
+__all__ = [
+    "audit_models",
+    "auth_models",
+    "explain_models",
+    "lineage_models",
+    "metadata",
+    "serving_models",
+]

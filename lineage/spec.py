@@ -224,6 +224,13 @@ class Estimator(Strict):
 class Seeds(Strict):
     split: int = Field(default=0, ge=0, le=2**32 - 1)
     estimator: int = Field(default=0, ge=0, le=2**32 - 1)
+    explain: int = Field(
+        default=0,
+        ge=0,
+        le=2**32 - 1,
+        description="Seed for the sampling explainers (anchors, counterfactuals, permutation "
+        "SHAP) when they explain this model's decisions.",
+    )
 
 
 class Validation(Strict):

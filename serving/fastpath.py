@@ -160,9 +160,7 @@ def _branch(transformer: Any, numeric: bool) -> list[Step]:
     return steps
 
 
-def compile_pipeline(
-    pipeline: Any, schema: Mapping[str, Any]
-) -> Callable[[Rows], NDArray[np.float64]] | None:
+def compile_pipeline(pipeline: Any, schema: Mapping[str, Any]) -> Compiled | None:
     """A function rows -> P(positive), or None when this Pipeline is not one we can compile."""
     try:
         return _compile(pipeline, schema)
@@ -170,7 +168,7 @@ def compile_pipeline(
         return None
 
 
-def _compile(pipeline: Any, schema: Mapping[str, Any]) -> Callable[[Rows], NDArray[np.float64]]:
+def _compile(pipeline: Any, schema: Mapping[str, Any]) -> Compiled:
     if not isinstance(pipeline, Pipeline) or len(pipeline.steps) != 2:
         raise Unsupported("not preprocess + model")
     preprocess, model = pipeline.steps[0][1], pipeline.steps[1][1]
@@ -189,7 +187,7 @@ def _compile(pipeline: Any, schema: Mapping[str, Any]) -> Callable[[Rows], NDArr
         branches.append((list(columns), numeric, _branch(transformer, numeric)))
     column = int(schema.get("positive_index", 1))
 
-    def score(rows: Rows) -> NDArray[np.float64]:
+    def transform(rows: Rows) -> NDArray[np.float64]:
         parts = []
         for columns, numeric, steps in branches:
             if numeric:
@@ -201,14 +199,32 @@ def _compile(pipeline: Any, schema: Mapping[str, Any]) -> Callable[[Rows], NDArr
             for step in steps:
                 x = step(x)
             parts.append(np.asarray(x, dtype=np.float64))
-        features = np.hstack(parts)
+        return np.hstack(parts)
+
+    def score(rows: Rows) -> NDArray[np.float64]:
+        features = transform(rows)
         # Rows are scored independently, so one thread gives the same numbers without the
         # cost of waking a thread team for a single row.
         with _THREADS.limit(limits=1, user_api="openmp"):
             proba = model.predict_proba(features)
         return np.asarray(proba[:, column], dtype=np.float64)
 
-    return score
+    return Compiled(score, transform)
+
+
+class Compiled:
+    """The compiled path: call it for P(positive); ``transform`` gives the estimator's input."""
+
+    def __init__(
+        self,
+        score: Callable[[Rows], NDArray[np.float64]],
+        transform: Callable[[Rows], NDArray[np.float64]],
+    ) -> None:
+        self.score = score
+        self.transform = transform
+
+    def __call__(self, rows: Rows) -> NDArray[np.float64]:
+        return self.score(rows)
 
 
 def probe_rows(schema: Mapping[str, Any], n: int = 64, seed: int = 0) -> list[dict[str, Any]]:

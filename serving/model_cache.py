@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +12,7 @@ import numpy as np
 from lineage.artifacts import ArtifactStore
 from lineage.models import ModelVersion
 from lineage.schema import positive_proba, to_frame
-from serving.fastpath import compile_pipeline, probe_rows
+from serving.fastpath import Compiled, compile_pipeline, probe_rows
 
 
 @dataclass(frozen=True)
@@ -23,7 +22,7 @@ class LoadedModel:
     sha256: str
     pipeline: Any
     schema: dict[str, Any]
-    fast: Callable[[list[dict[str, Any]]], Any] | None = None
+    fast: Compiled | None = None
 
     @property
     def threshold(self) -> float:
@@ -43,18 +42,30 @@ class LoadedModel:
     def protected(self) -> list[str]:
         return [p["name"] for p in self.schema.get("protected", [])]
 
+    def transform(self, records: list[dict[str, Any]]) -> Any:
+        """The estimator's input for these records (the Pipeline's preprocessing output)."""
+        if self.fast is not None:
+            return self.fast.transform(records)
+        return self.pipeline.named_steps["preprocess"].transform(to_frame(self.schema, records))
 
-def checked_fast_path(
-    pipeline: Any, schema: dict[str, Any]
-) -> Callable[[list[dict[str, Any]]], Any] | None:
+
+def checked_fast_path(pipeline: Any, schema: dict[str, Any]) -> Compiled | None:
     """The compiled path, only if it gives exactly the Pipeline's numbers on probe rows, in a
-    batch and one row at a time."""
+    batch and one row at a time, for the preprocessed features as for the scores."""
     fast = compile_pipeline(pipeline, schema)
     if fast is None:
         return None
     probe = probe_rows(schema)
-    expected = positive_proba(pipeline, to_frame(schema, probe), schema)
+    frame = to_frame(schema, probe)
+    expected = positive_proba(pipeline, frame, schema)
     if not np.array_equal(fast(probe), expected):
+        return None
+    preprocess = pipeline.named_steps.get("preprocess")
+    if preprocess is None or not np.array_equal(
+        fast.transform(probe),
+        np.asarray(preprocess.transform(frame), dtype=np.float64),
+        equal_nan=True,
+    ):
         return None
     for i in range(0, len(probe), 9):
         single = positive_proba(pipeline, to_frame(schema, [probe[i]]), schema)

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request, status
 from fastapi.responses import JSONResponse, Response
 
+from governance.audit import access
 from governance.auth.models import Role
 from governance.auth.schemas import Principal
 from governance.deps import SessionDep, allow, public
@@ -110,7 +111,9 @@ async def predict(name: EndpointName, request: Request, principal: Predictor) ->
 def get_decision(
     decision_id: str, session: SessionDep, principal: DecisionReader
 ) -> DecisionRecordPublic:
-    return service.decision_public(session, service.get_record(session, decision_id), principal)
+    record = service.decision_public(session, service.get_record(session, decision_id), principal)
+    access.record(session, principal, "decision.read", target=decision_id)
+    return record
 
 
 @metrics_router.get(

@@ -34,3 +34,35 @@ class AuditCheckpoint(SQLModel, table=True):
     signature: str = Field(sa_column=sa.Column(sa.String(200), nullable=False))
     public_key: str = Field(sa_column=sa.Column(sa.String(100), nullable=False))
     created_by: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+
+
+class AccessRecord(SQLModel, table=True):
+    """One read of decision data (a record, an explanation, a replay...), in its own hash chain.
+
+    Append-only like the decision log: ``payload`` is the canonical JSON that was hashed, and the
+    other columns repeat parts of it for queries; verification checks they still agree.
+    """
+
+    __tablename__ = "access_log"
+    __table_args__ = (
+        sa.Index("ix_access_log_created_at", "created_at"),
+        sa.Index("ix_access_log_key_id", "key_id"),
+        sa.Index("ix_access_log_target", "target"),
+    )
+
+    id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    )
+    seq: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False, unique=True))
+    entry_id: str = Field(sa_column=sa.Column(sa.String(36), nullable=False, unique=True))
+    created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    key_id: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))
+    role: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))
+    action: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    target: str | None = Field(default=None, sa_column=sa.Column(sa.String(200), nullable=True))
+    rows: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
+    payload: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    content_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    prev_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    record_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))

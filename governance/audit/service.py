@@ -26,12 +26,15 @@ class ChainTable:
 
 
 def _chains() -> dict[str, ChainTable]:
+    from governance.audit import access
+    from governance.audit.models import AccessRecord
     from serving.decision_log import CHAIN as DECISIONS
     from serving.decision_log import columns_of
     from serving.models import DecisionRecord
 
     return {
         DECISIONS: ChainTable(DecisionRecord.__table__, "decision_id", columns_of),  # type: ignore[attr-defined]
+        access.CHAIN: ChainTable(AccessRecord.__table__, "entry_id", access.columns_of),  # type: ignore[attr-defined]
     }
 
 

@@ -51,7 +51,7 @@ def test_lineage_document_records_everything_needed_to_rebuild(
     )
     assert doc.status_code == 200
     lineage = doc.json()["lineage"]
-    assert lineage["seeds"] == {"split": 11, "estimator": 11}
+    assert lineage["seeds"] == {"split": 11, "estimator": 11, "explain": 0}
     assert lineage["dataset"]["commit"] == data_repo.commits[0]
     assert lineage["dataset"]["rev"] == "main~1"
     dvc_file = data_repo.repo / "data" / "loans.csv.dvc"

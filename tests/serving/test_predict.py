@@ -281,7 +281,7 @@ def test_decision_lookup_hides_protected_attributes_from_other_roles(
     assert body["features"] == applicant()
     assert body["score"] == decision["score"]
     assert body["lineage"]["dataset"]["commit"]
-    assert body["lineage"]["seeds"] == {"split": 7, "estimator": 7}
+    assert body["lineage"]["seeds"] == {"split": 7, "estimator": 7, "explain": 0}
     assert client.get(url, headers=auth(Role.predictor)).status_code == 403
     assert client.get("/api/v1/decisions/not-a-uuid", headers=auth(Role.appeals)).status_code == 422
     assert (

@@ -1,0 +1,61 @@
+"""Adverse-action reason codes from SHAP attributions. Pure computation.
+
+For an unfavourable decision, the features that pushed the score furthest away from the
+favourable outcome, at most four (the number ECOA/Regulation B practice and FCRA notices use),
+strongest first. A feature can appear only if the model scored it and its attribution really
+points against the favourable outcome. The code is derived from the feature name, so it stays the
+same across model versions that share the feature; the text is the feature's description from
+the spec.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+MAX_REASONS = 4
+
+
+def reason_code(feature: str) -> str:
+    return "R-" + re.sub(r"[^A-Z0-9]+", "_", feature.upper()).strip("_")
+
+
+def adverse_action_reasons(
+    schema: dict[str, Any], attributions: dict[str, Any], label: Any, favourable: Any
+) -> dict[str, Any]:
+    if str(label) == str(favourable):
+        return {
+            "favourable": True,
+            "label": label,
+            "reasons": [],
+            "message": "the decision was favourable; there is no adverse action to explain",
+        }
+    # A positive attribution pushes towards the positive class. When the favourable class is the
+    # negative one, the signs turn.
+    sign = -1.0 if str(favourable) == str(schema["positive_class"]) else 1.0
+    described = {f["name"]: f for f in schema["features"]}
+    against = sorted(
+        (
+            (sign * float(value), name)
+            for name, value in attributions["values"].items()
+            if name in described and sign * float(value) > 0
+        ),
+        key=lambda item: (-item[0], item[1]),
+    )
+    reasons = [
+        {
+            "rank": rank,
+            "code": reason_code(name),
+            "feature": name,
+            "text": described[name].get("description") or name.replace("_", " "),
+            "contribution": round(weight, 12),
+        }
+        for rank, (weight, name) in enumerate(against[:MAX_REASONS], start=1)
+    ]
+    return {
+        "favourable": False,
+        "label": label,
+        "reasons": reasons,
+        "space": attributions["space"],
+        "message": f"{len(reasons)} principal reason(s), strongest first, from SHAP attributions",
+    }

@@ -1,0 +1,270 @@
+"""Explaining one logged decision with the exact model version that made it.
+
+Every answer is computed from the decision's logged input and the model version named in its
+record (the artifact's sha256 verified on load, archived or not), stored with its method, seed
+and library versions, and served from storage afterwards. Every read is written to the access
+trail in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session, select
+
+from explain import anchors, attributions, counterfactuals, reasons
+from explain.context import ContextCache, ModelContext
+from explain.models import Explanation
+from governance.audit import access
+from governance.auth.schemas import Principal
+from governance.errors import InvalidInput
+from serving import service as serving_service
+from serving.models import DecisionRecord
+from serving.service import Serving
+from serving.validation import check_features
+
+METHODS = ("shap", "anchor", "counterfactual")
+
+
+def preload_libraries() -> threading.Thread:
+    """Import shap and alibi in the background: together they take several seconds, which the
+    first explanation after a start would otherwise wait for."""
+
+    def load() -> None:
+        import alibi.explainers  # noqa: F401
+        import shap  # noqa: F401
+
+    thread = threading.Thread(target=load, name="govern-explain-preload", daemon=True)
+    thread.start()
+    return thread
+
+
+@dataclass
+class Explainers:
+    """Per-process explain state: contexts (model, training rows, fitted explainers)."""
+
+    contexts: ContextCache
+
+    @classmethod
+    def create(cls, serving: Serving, sessions: sessionmaker[Session], size: int) -> Explainers:
+        return cls(contexts=ContextCache(sessions, serving.model, size))
+
+
+@dataclass(frozen=True)
+class Logged:
+    record: DecisionRecord
+    content: dict[str, Any]
+
+    @property
+    def model(self) -> dict[str, Any]:
+        model: dict[str, Any] = self.content["model"]
+        return model
+
+    @property
+    def features(self) -> dict[str, Any]:
+        features: dict[str, Any] = self.content["features"]
+        return features
+
+
+def logged_decision(session: Session, decision_id: str) -> Logged:
+    """A scored decision (live or shadow); 404 unknown, 409 a rejected attempt or purged."""
+    record = serving_service.get_decision(session, decision_id)
+    return Logged(record=record, content=json.loads(record.payload or "{}"))
+
+
+def _context(explainers: Explainers, logged: Logged) -> ModelContext:
+    model = logged.model
+    return explainers.contexts.get(model["name"], int(model["version"]), model["sha256"])
+
+
+def recorded_seed(context: ModelContext) -> int:
+    """The spec's ``seeds.explain`` (0 for models trained before it existed or outside)."""
+    return context.seed
+
+
+def _params_key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, separators=(",", ":"))
+
+
+def _compute(
+    context: ModelContext, logged: Logged, method: str, params: dict[str, Any]
+) -> dict[str, Any]:
+    seed = int(params["seed"])
+    if method == "shap":
+        return attributions.explain_shap(context, logged.features, seed)
+    if method == "anchor":
+        return anchors.explain_anchor(
+            context, logged.features, logged.content["label"], float(params["threshold"]), seed
+        )
+    return counterfactuals.find_counterfactuals(
+        context, logged.features, logged.content["label"], int(params["k"]), seed
+    )
+
+
+def _stored(session: Session, decision_id: str, method: str, key: str) -> Explanation | None:
+    return session.exec(
+        select(Explanation).where(
+            Explanation.decision_id == decision_id,
+            Explanation.method == method,
+            Explanation.params_key == key,
+        )
+    ).first()
+
+
+def explanation_for(
+    session: Session,
+    explainers: Explainers,
+    logged: Logged,
+    method: str,
+    params: dict[str, Any],
+    actor: str,
+) -> tuple[Explanation, bool]:
+    """The stored explanation, computing and storing it first if needed; (row, was_cached)."""
+    decision_id = logged.record.decision_id
+    context = _context(explainers, logged)
+    params = {
+        **params,
+        "seed": recorded_seed(context) if params.get("seed") is None else params["seed"],
+    }
+    key = _params_key(params)
+    found = _stored(session, decision_id, method, key)
+    if found is not None:
+        return found, True
+    started = time.perf_counter()
+    result = _compute(context, logged, method, params)
+    row = Explanation(
+        decision_id=decision_id,
+        method=method,
+        params_key=key,
+        model=logged.model["name"],
+        version=int(logged.model["version"]),
+        artifact_sha256=logged.model["sha256"],
+        seed=int(params["seed"]),
+        versions=attributions.library_versions(),
+        result=result,
+        compute_ms=(time.perf_counter() - started) * 1000,
+        created_by=actor,
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:  # computed concurrently by another request: serve the stored one
+        found = _stored(session, decision_id, method, key)
+        assert found is not None
+        return found, True
+    return row, False
+
+
+def explanation_public(logged: Logged, row: Explanation, cached: bool) -> dict[str, Any]:
+    return {
+        "decision_id": logged.record.decision_id,
+        "model": logged.model,
+        "label": logged.content.get("label"),
+        "score": logged.content.get("score"),
+        **row.result,
+        "versions": row.versions,
+        "params": json.loads(row.params_key),
+        "cached": cached,
+        "computed_at": row.created_at,
+        "compute_ms": round(row.compute_ms, 3),
+    }
+
+
+def explain(
+    session: Session,
+    explainers: Explainers,
+    decision_id: str,
+    method: str,
+    params: dict[str, Any],
+    principal: Principal,
+) -> dict[str, Any]:
+    logged = logged_decision(session, decision_id)
+    row, cached = explanation_for(session, explainers, logged, method, params, principal.key_id)
+    access.record(session, principal, f"explanation.{method}", target=decision_id, params=params)
+    return explanation_public(logged, row, cached)
+
+
+def reasons_for(
+    session: Session, explainers: Explainers, decision_id: str, principal: Principal
+) -> dict[str, Any]:
+    logged = logged_decision(session, decision_id)
+    context = _context(explainers, logged)
+    row, _cached = explanation_for(session, explainers, logged, "shap", {}, principal.key_id)
+    result = reasons.adverse_action_reasons(
+        context.schema, row.result, logged.content["label"], context.favourable
+    )
+    access.record(session, principal, "explanation.reasons", target=decision_id)
+    return {
+        "decision_id": decision_id,
+        "model": logged.model,
+        "score": logged.content.get("score"),
+        **result,
+        "source": {"method": row.result["method"], "seed": row.seed, "versions": row.versions},
+    }
+
+
+def replay(
+    session: Session,
+    serving: Serving,
+    decision_id: str,
+    overrides: dict[str, Any],
+    principal: Principal,
+) -> dict[str, Any]:
+    """Score the logged input again, with any overrides, on the same model version.
+
+    Recorded in the access trail as a replay; never logged as a production decision.
+    """
+    logged = logged_decision(session, decision_id)
+    model = serving.model(logged.model["name"], int(logged.model["version"]))
+    if model.sha256 != logged.model["sha256"]:
+        raise InvalidInput(
+            "the decision's model version no longer has the artifact it was made with",
+            details={"registered": model.sha256, "decision": logged.model["sha256"]},
+        )
+    known = {f["name"] for f in model.schema["features"]}
+    problems = [
+        {"field": f"overrides.{name}", "message": "not a feature of this model"}
+        for name in overrides
+        if name not in known
+    ]
+    features = {**logged.features, **{k: v for k, v in overrides.items() if k in known}}
+    problems += [
+        p
+        for p in check_features(model.schema, features, prefix="overrides")
+        if p["field"].split(".", 1)[1] in overrides
+    ]
+    if problems:
+        raise InvalidInput("the overrides are not valid inputs for this model", details=problems)
+    score = float(model.scores([features])[0])
+    label = model.label_for(score)
+    logged_score = logged.content.get("score")
+    logged_label = logged.content.get("label")
+    same = score == logged_score and str(label) == str(logged_label)
+    result = {
+        "decision_id": decision_id,
+        "model": logged.model,
+        "overrides": {
+            name: {"from": logged.features.get(name), "to": value}
+            for name, value in sorted(overrides.items())
+        },
+        "logged": {"label": logged_label, "score": logged_score},
+        "replay": {"label": label, "score": score},
+        "identical": same,
+        "reproduces_logged_decision": same if not overrides else None,
+        "label_changed": str(label) != str(logged_label),
+    }
+    access.record(
+        session,
+        principal,
+        "replay",
+        target=decision_id,
+        params={"overrides": overrides},
+        detail={"score": score, "label": label, "identical": same},
+    )
+    return result
