@@ -17,13 +17,13 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from explain.attributions import library_versions
 from explain.context import GLOBAL_RNG, ModelContext
 
 if TYPE_CHECKING:
@@ -279,7 +279,7 @@ def explain_anchor(
         "refined": added,
         "message": message,
         "seed": seed,
-        "method": f"alibi {metadata.version('alibi')} AnchorTabular (quartile bins of the "
+        "method": f"alibi {library_versions()['alibi']} AnchorTabular (quartile bins of the "
         "training rows); precision and coverage measured exactly on the training rows, with "
         "the applicant's own bins added when alibi's sampled estimate overstated it",
         "background": {"source": context.rows_source},

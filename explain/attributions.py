@@ -14,6 +14,7 @@ feature each column came from, so a one-hot encoded feature gets one value.
 
 from __future__ import annotations
 
+import functools
 from importlib import metadata
 from typing import Any
 
@@ -22,6 +23,7 @@ import sklearn
 from numpy.typing import NDArray
 
 from explain.context import GLOBAL_RNG, ModelContext
+from serving.fastpath import THREADS as SINGLE_THREAD
 
 BACKGROUND_ROWS = 100
 PERMUTATION_EVALS = 2000
@@ -31,7 +33,9 @@ _LOG_ODDS = {
 }
 
 
+@functools.cache
 def library_versions() -> dict[str, str]:
+    """Read once per process: looking up package metadata costs milliseconds each time."""
     return {
         "shap": metadata.version("shap"),
         "alibi": metadata.version("alibi"),
@@ -69,11 +73,13 @@ def _tree(context: ModelContext, xt: NDArray[np.float64]) -> dict[str, Any]:
         values, base_value = values[0], float(base[0])
         if positive == 0:
             values, base_value = -values, -base_value
-    if log_odds:
-        margin = float(np.asarray(context.estimator.decision_function(xt)).reshape(-1)[0])
-        output = margin if positive == 1 else -margin
-    else:
-        output = float(context.estimator.predict_proba(xt)[0, positive])
+    # One row: one OpenMP thread (waking a thread team costs more than the work).
+    with SINGLE_THREAD.limit(limits=1, user_api="openmp"):
+        if log_odds:
+            margin = float(np.asarray(context.estimator.decision_function(xt)).reshape(-1)[0])
+            output = margin if positive == 1 else -margin
+        else:
+            output = float(context.estimator.predict_proba(xt)[0, positive])
     return {
         "method": "shap.TreeExplainer (tree_path_dependent, exact)",
         "space": "log_odds" if log_odds else "probability",

@@ -29,7 +29,8 @@ from threadpoolctl import ThreadpoolController
 
 Rows = Sequence[Mapping[str, Any]]
 # One controller, made once: building one per call (threadpool_limits) costs milliseconds.
-_THREADS = ThreadpoolController()
+THREADS = ThreadpoolController()
+_THREADS = THREADS
 Step = Callable[[NDArray[Any]], NDArray[Any]]
 
 
