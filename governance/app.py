@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
+from explain.fairness_router import router as fairness_router
 from explain.router import router as explain_router
 from explain.service import Explainers, preload_libraries
 from governance import __version__, health
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(lineage_router)
     api.include_router(serving_router.router)
     api.include_router(explain_router)
+    api.include_router(fairness_router)
     api.include_router(audit_router)
     app.include_router(api)
     return app

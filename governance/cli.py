@@ -22,6 +22,7 @@ keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help
 app.add_typer(keys_app, name="keys")
 app.command("train")(lineage_cli.train)
 app.command("explain")(explain_cli.explain)
+app.command("fairness")(explain_cli.fairness)
 app.add_typer(lineage_cli.datasets_app, name="datasets")
 app.add_typer(lineage_cli.models_app, name="models")
 app.add_typer(audit_app, name="audit")

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     decision_log_max_batch: int = Field(default=256, ge=1, le=10_000)
     endpoint_cache_ttl_s: float = Field(default=1.0, ge=0.0, le=60.0)
     model_cache_size: int = Field(default=16, ge=1, le=1000)
+    fairness_min_group_size: int = Field(
+        default=30,
+        ge=1,
+        le=1_000_000,
+        description="Groups with fewer decisions are reported as too small and not compared.",
+    )
     explain_cache_size: int = Field(
         default=4,
         ge=1,

@@ -18,7 +18,7 @@ from sqlmodel import select
 from governance.auth import service as auth_service
 from governance.auth.models import Role
 from governance.config import Settings
-from governance.db import make_engine, session_factory, transaction
+from governance.db import make_engine, session_factory, transaction, utcnow
 from lineage import service as lineage_service
 from lineage.dvc_repo import commit_data, init_data_repo
 from lineage.models import Stage
@@ -99,22 +99,46 @@ def run_demo(settings: Settings, decisions: int = 300) -> bool:
         sent = (
             asyncio.run(_send_traffic(settings, factory, predictor.key_id, decisions))
             if decisions
-            else 0
+            else []
         )
-        out.print(f"demo: endpoint {ENDPOINT} serves credit v{version}; {sent} decisions logged")
+        reported = _report_outcomes(factory, sent)
+        out.print(
+            f"demo: endpoint {ENDPOINT} serves credit v{version}; {len(sent)} decisions logged, "
+            f"{reported} with their outcome (repaid or not)"
+        )
         return True
     finally:
         engine.dispose()
 
 
-async def _send_traffic(settings: Settings, factory: Any, key_id: str, count: int) -> int:
+def _report_outcomes(factory: Any, sent: list[tuple[str, int]]) -> int:
+    """As a loan servicing system would: the first two thirds of the loans have an outcome."""
+    from serving.outcomes import OutcomeIn, record_outcomes
+
+    known = sent[: len(sent) * 2 // 3]
+    if not known:
+        return 0
+    observed = utcnow()
+    with transaction(factory) as session:
+        record_outcomes(
+            session,
+            [(d, OutcomeIn(outcome=repaid, observed_at=observed)) for d, repaid in known],
+            "demo",
+            bulk=True,
+        )
+    return len(known)
+
+
+async def _send_traffic(
+    settings: Settings, factory: Any, key_id: str, count: int
+) -> list[tuple[str, int]]:
     from governance.auth.schemas import Principal
 
     serving = serving_service.Serving.create(settings, factory)
     serving.start()
     principal = Principal(key_id=key_id, name="demo traffic", role=Role.predictor)
     applicants = generate_loans(count, seed=99, bias=DEMO_BIAS).to_dict(orient="records")
-    sent = 0
+    sent: list[tuple[str, int]] = []
     try:
         for start in range(0, count, 50):
             chunk = applicants[start : start + 50]
@@ -131,7 +155,10 @@ async def _send_traffic(settings: Settings, factory: Any, key_id: str, count: in
             outs, _ = await serving_service.predict(
                 serving, ENDPOINT, json.dumps(body).encode(), principal, time.perf_counter()
             )
-            sent += len(outs)
+            sent += [
+                (decision.decision_id, int(row["repaid"]))
+                for decision, row in zip(outs, chunk, strict=True)
+            ]
     finally:
         serving.stop()
     return sent

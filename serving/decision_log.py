@@ -50,6 +50,7 @@ def columns_of(content: dict[str, Any]) -> dict[str, Any]:
         "score": content.get("score"),
         "parent_decision_id": content.get("parent_decision_id"),
         "key_id": content["key_id"],
+        "context": content.get("context"),
     }
 
 

@@ -75,7 +75,32 @@ class DecisionRecord(SQLModel, table=True):
         default=None, sa_column=sa.Column(sa.String(36), nullable=True)
     )
     key_id: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))
+    context: dict[str, Any] | None = Field(
+        default=None,
+        sa_column=sa.Column(JSONType, nullable=True),
+        description="The logged context (protected attributes among it), for group queries.",
+    )
     payload: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     content_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
     prev_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
     record_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+
+
+class DecisionOutcome(SQLModel, table=True):
+    """What actually happened after a decision (e.g. repaid). Append-only: a correction is a new
+    row, and the latest row for a decision is its outcome."""
+
+    __tablename__ = "decision_outcome"
+    __table_args__ = (sa.Index("ix_decision_outcome_decision_id_id", "decision_id", "id"),)
+
+    id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    )
+    decision_id: str = Field(sa_column=sa.Column(sa.String(36), nullable=False))
+    outcome: str = Field(sa_column=sa.Column(sa.String(200), nullable=False))
+    observed_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    recorded_at: datetime = Field(
+        default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False)
+    )
+    recorded_by: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))

@@ -12,7 +12,8 @@ from governance.auth.schemas import Principal
 from governance.deps import SessionDep, allow, public
 from governance.errors import GovernanceError
 from lineage.spec import NAME_PATTERN
-from serving import metrics, service
+from serving import metrics, outcomes, service
+from serving.outcomes import BulkOutcomesIn, OutcomeIn, OutcomePublic
 from serving.schemas import (
     DecisionOut,
     DecisionRecordPublic,
@@ -124,4 +125,51 @@ def prometheus_metrics() -> Response:
     return Response(body, media_type=content_type)
 
 
-__all__ = ["metrics_router", "router", "status"]
+OutcomeReader = Annotated[
+    Principal, Depends(allow(Role.outcomes, Role.data_scientist, Role.compliance, Role.appeals))
+]
+OutcomeWriter = Annotated[Principal, Depends(allow(Role.outcomes, Role.data_scientist))]
+
+
+@router.post(
+    "/decisions/{decision_id}/outcome",
+    response_model=OutcomePublic,
+    status_code=status.HTTP_201_CREATED,
+    tags=["outcomes"],
+    summary="Record what actually happened after a decision (appended; a correction is new)",
+)
+def record_outcome(
+    decision_id: str, body: OutcomeIn, session: SessionDep, principal: OutcomeWriter
+) -> OutcomePublic:
+    [created] = outcomes.record_outcomes(
+        session, [(decision_id, body)], principal.key_id, bulk=False
+    )
+    return created
+
+
+@router.get(
+    "/decisions/{decision_id}/outcomes",
+    response_model=list[OutcomePublic],
+    tags=["outcomes"],
+    summary="Every outcome recorded for a decision, oldest first; the last one counts",
+)
+def outcome_history(
+    decision_id: str, session: SessionDep, principal: OutcomeReader
+) -> list[OutcomePublic]:
+    found = outcomes.history(session, decision_id)
+    access.record(session, principal, "outcome.read", target=decision_id, rows=len(found))
+    return found
+
+
+@router.post(
+    "/outcomes",
+    response_model=list[OutcomePublic],
+    status_code=status.HTTP_201_CREATED,
+    tags=["outcomes"],
+    summary="Record many outcomes at once (up to 10,000); all or nothing",
+)
+def record_outcomes(
+    body: BulkOutcomesIn, session: SessionDep, principal: OutcomeWriter
+) -> list[OutcomePublic]:
+    items = [(item.decision_id, item) for item in body.outcomes]
+    return outcomes.record_outcomes(session, items, principal.key_id, bulk=True)

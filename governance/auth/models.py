@@ -17,6 +17,7 @@ class Role(StrEnum):
     compliance = "compliance"
     appeals = "appeals"
     predictor = "predictor"
+    outcomes = "outcomes"
 
 
 class ApiKey(SQLModel, table=True):
@@ -41,7 +42,7 @@ class ApiKey(SQLModel, table=True):
 
     __table_args__ = (
         sa.CheckConstraint(
-            "role IN ('admin', 'data-scientist', 'compliance', 'appeals', 'predictor')",
+            "role IN ('admin', 'data-scientist', 'compliance', 'appeals', 'predictor', 'outcomes')",
             name="role_known",
         ),
     )

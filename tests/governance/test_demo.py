@@ -25,6 +25,10 @@ def test_demo_sets_up_a_working_system_once(
     model = client.get("/api/v1/models/credit", headers=compliance).json()
     assert model["versions"][0]["stage"] == "production"
     assert client.get("/api/v1/audit/verify", headers=compliance).json()["ok"] is True
+    report = client.get(
+        "/api/v1/fairness", headers=compliance, params={"endpoint": "credit", "attribute": "sex"}
+    ).json()
+    assert report["n"] == 60 and report["with_outcomes"] == 40, report
 
     answer = client.post(
         "/api/v1/endpoints/credit/predict",

@@ -1,0 +1,87 @@
+"""GET /api/v1/fairness: bias over the logged decisions and their outcomes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import AwareDatetime
+
+from explain import fairness_service
+from governance.audit import access
+from governance.auth.models import Role
+from governance.auth.schemas import Principal
+from governance.deps import SessionDep, allow
+
+router = APIRouter(tags=["fairness"])
+
+# Fairness reports read protected attributes: compliance (and admin) only.
+Compliance = Annotated[Principal, Depends(allow(Role.compliance))]
+
+
+@router.get(
+    "/fairness",
+    summary="Selection rates, error rates and disparity by protected group, overall and by period",
+)
+def fairness_report(
+    session: SessionDep,
+    principal: Compliance,
+    request: Request,
+    endpoint: Annotated[str, Query(min_length=1, max_length=100)],
+    attribute: Annotated[
+        list[str], Query(min_length=1, description="Protected attribute(s); several intersect.")
+    ],
+    bins: Annotated[
+        list[str] | None,
+        Query(
+            description="Bins for a numeric attribute, e.g. age:18,25,40,60,120 "
+            "(default: the spec's)."
+        ),
+    ] = None,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
+    model: Annotated[str | None, Query(max_length=100)] = None,
+    version: Annotated[int | None, Query(ge=1)] = None,
+    route: Annotated[str | None, Query(max_length=40)] = None,
+    window: Literal["day", "week", "month"] | None = None,
+    min_group_size: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
+) -> dict[str, Any]:
+    size = min_group_size or request.app.state.settings.fairness_min_group_size
+    params: dict[str, Any] = {
+        "endpoint": endpoint,
+        "attribute": attribute,
+        "bins": bins or [],
+        "since": since,
+        "until": until,
+        "model": model,
+        "version": version,
+        "route": route,
+        "window": window,
+    }
+    result = fairness_service.report(
+        session,
+        endpoint=endpoint,
+        attributes=attribute,
+        bins=bins or [],
+        since=since,
+        until=until,
+        model=model,
+        version=version,
+        route=route,
+        window=window,
+        min_group_size=size,
+    )
+    access.record(
+        session,
+        principal,
+        "fairness.report",
+        target=endpoint,
+        params={
+            **params,
+            "since": str(since) if since else None,
+            "until": str(until) if until else None,
+            "min_group_size": size,
+        },
+        rows=int(result["n"]),
+    )
+    return result

@@ -1,0 +1,202 @@
+"""The fairness report: validate the query, count in the database, compare, and put the live
+figures beside the ones recorded at training time."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, select
+
+from explain import fairness
+from explain.fairness_query import Attribute, Filters, run_counts, totals
+from governance.errors import InvalidInput, NotFound
+from lineage import service as lineage_service
+from lineage.models import ModelVersion
+from serving.models import Endpoint, EndpointConfig
+from serving.service import _endpoint
+
+MAX_ATTRIBUTES = 3
+
+
+def _problem(field: str, message: str) -> InvalidInput:
+    return InvalidInput(f"{field}: {message}", details=[{"field": field, "message": message}])
+
+
+def parse_bins(values: list[str]) -> dict[str, tuple[float, ...]]:
+    """``age:18,25,40,60,120`` (repeatable) -> {"age": (18, 25, 40, 60, 120)}."""
+    result: dict[str, tuple[float, ...]] = {}
+    for value in values:
+        name, sep, edges = value.partition(":")
+        try:
+            numbers = tuple(float(e) for e in edges.split(","))
+        except ValueError:
+            numbers = ()
+        if not sep or not name or len(numbers) < 2:
+            raise _problem("bins", f"{value!r}: expected attribute:edge,edge,... (two or more)")
+        if any(b <= a for a, b in itertools.pairwise(numbers)):
+            raise _problem("bins", f"{value!r}: edges must be strictly increasing")
+        result[name] = numbers
+    return result
+
+
+def versions_in_scope(
+    session: Session, endpoint: Endpoint, model: str | None, version: int | None
+) -> list[tuple[str, ModelVersion]]:
+    if version is not None and model is None:
+        raise _problem("version", "give model too")
+    if model is not None:
+        try:
+            registered = lineage_service.get_model(session=session, name=model)
+        except NotFound:
+            raise _problem("model", f"no model named {model!r}") from None
+        if version is not None:
+            try:
+                _m, found = lineage_service.get_version(
+                    session=session, name=model, version=version
+                )
+            except NotFound:
+                raise _problem("version", f"{model} has no version {version}") from None
+            return [(model, found)]
+        versions = session.exec(
+            select(ModelVersion).where(ModelVersion.model_id == registered.id)
+        ).all()
+        return [(model, v) for v in versions]
+    configs = session.exec(
+        select(EndpointConfig.config).where(EndpointConfig.endpoint_id == endpoint.id)
+    ).all()
+    targets = sorted(
+        {(t["model"], int(t["version"])) for c in configs for t in c["routes"] + c["shadows"]}
+    )
+    scoped = []
+    for name, number in targets:
+        _m, found = lineage_service.get_version(session=session, name=name, version=number)
+        scoped.append((name, found))
+    return scoped
+
+
+def _favourable(scoped: list[tuple[str, ModelVersion]]) -> str:
+    labels = set()
+    for _name, version in scoped:
+        schema = version.input_schema
+        favourable = schema.get("favourable_class")
+        labels.add(str(schema["positive_class"] if favourable is None else favourable))
+    if len(labels) != 1:
+        raise _problem(
+            "model",
+            f"the endpoint's models disagree on the favourable class {sorted(labels)}; "
+            "filter by model",
+        )
+    return labels.pop()
+
+
+def _attributes(
+    scoped: list[tuple[str, ModelVersion]], names: list[str], bins: dict[str, tuple[float, ...]]
+) -> list[Attribute]:
+    if not names:
+        raise _problem("attribute", "give at least one protected attribute")
+    if len(names) > MAX_ATTRIBUTES:
+        raise _problem("attribute", f"at most {MAX_ATTRIBUTES} at once")
+    if len(set(names)) != len(names):
+        raise _problem("attribute", "each attribute once")
+    declared: dict[str, dict[str, Any]] = {}
+    for _name, version in scoped:
+        for protected in version.input_schema.get("protected", []):
+            declared.setdefault(protected["name"], protected)
+    for name in bins:
+        if name not in names:
+            raise _problem("bins", f"{name!r} is not one of the attributes asked for")
+    result = []
+    for name in names:
+        if name not in declared:
+            raise _problem(
+                "attribute",
+                f"{name!r} is not a protected attribute of this endpoint's models; "
+                f"known: {sorted(declared)}",
+            )
+        spec = declared[name]
+        edges = bins.get(name) or (tuple(spec["bins"]) if spec.get("bins") else None)
+        if spec.get("type") == "numeric" and not edges:
+            raise _problem("bins", f"{name!r} is numeric: give bins, e.g. {name}:18,25,40,60,120")
+        result.append(Attribute(name=name, bins=edges))
+    return result
+
+
+def _training(
+    scoped: list[tuple[str, ModelVersion]], attributes: list[Attribute]
+) -> dict[str, Any]:
+    """Validation-set figures by group recorded in each version's lineage (one attribute)."""
+    if len(attributes) != 1:
+        return {"note": "recorded per single attribute only; ask for one attribute to compare"}
+    name = attributes[0].name
+    result: dict[str, Any] = {}
+    for model, version in scoped:
+        groups = (version.lineage or {}).get("metrics_by_group", {}).get(name)
+        if groups:
+            result[f"{model} v{version.version}"] = {
+                group: {
+                    "n": entry.get("n"),
+                    "selection_rate": entry.get("selection_rate"),
+                    "true_positive_rate": entry.get("true_positive_rate"),
+                    "false_positive_rate": entry.get("false_positive_rate"),
+                }
+                for group, entry in groups.items()
+            }
+    return result
+
+
+def report(
+    session: Session,
+    *,
+    endpoint: str,
+    attributes: list[str],
+    bins: list[str],
+    since: datetime | None,
+    until: datetime | None,
+    model: str | None,
+    version: int | None,
+    route: str | None,
+    window: str | None,
+    min_group_size: int,
+) -> dict[str, Any]:
+    found = _endpoint(session, endpoint)
+    if since is not None and until is not None and since >= until:
+        raise _problem("since", "must be before until")
+    scoped = versions_in_scope(session, found, model, version)
+    if not scoped:
+        raise _problem("endpoint", "the endpoint has served no model")
+    favourable = _favourable(scoped)
+    attrs = _attributes(scoped, attributes, parse_bins(bins))
+    filters = Filters(
+        endpoint=endpoint, since=since, until=until, model=model, version=version, route=route
+    )
+    names = [a.name for a in attrs]
+    connection = session.connection()
+    # With a window, one query by period; the whole window is the sum of its periods.
+    periods = run_counts(connection, filters, attrs, favourable, window)
+    overall = periods.get(None, []) if not window else totals(periods)
+    body: dict[str, Any] = {
+        "endpoint": endpoint,
+        "filters": {k: v for k, v in asdict(filters).items() if k != "endpoint"},
+        "attributes": [{"name": a.name, "bins": list(a.bins) if a.bins else None} for a in attrs],
+        "favourable_label": favourable,
+        "min_group_size": min_group_size,
+        "n": sum(g.n for g in overall),
+        "with_outcomes": sum(g.with_outcome for g in overall),
+        **fairness.compare(overall, names, min_group_size),
+        "training": _training(scoped, attrs),
+        "models": [f"{m} v{v.version}" for m, v in scoped],
+    }
+    if window:
+        body["window"] = window
+        body["trend"] = [
+            {
+                "period": period,
+                "n": sum(g.n for g in groups),
+                **fairness.compare(groups, names, min_group_size),
+            }
+            for period, groups in periods.items()
+        ]
+    return body
