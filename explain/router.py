@@ -78,6 +78,26 @@ def counterfactual_explanation(
 
 
 @router.get(
+    "/decisions/{decision_id}/robustness",
+    summary="The smallest perturbation that flips the decision (ART HopSkipJump) and a verdict",
+)
+def robustness_report(
+    decision_id: str,
+    session: SessionDep,
+    principal: Reader,
+    request: Request,
+    seed: Seed = None,
+) -> dict[str, Any]:
+    params = {
+        "seed": seed,
+        "fragile_below": request.app.state.settings.robustness_fragile_below,
+    }
+    return service.explain(
+        session, _explainers(request), decision_id, "robustness", params, principal
+    )
+
+
+@router.get(
     "/decisions/{decision_id}/reasons",
     summary="Adverse-action reason codes (at most four) for an unfavourable decision",
 )

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, select
 
-from explain import anchors, attributions, counterfactuals, reasons
+from explain import anchors, attributions, counterfactuals, reasons, robustness
 from explain.context import ContextCache, ModelContext
 from explain.models import Explanation
 from governance.audit import access
@@ -29,7 +29,7 @@ from serving.models import DecisionRecord
 from serving.service import Serving
 from serving.validation import check_features
 
-METHODS = ("shap", "anchor", "counterfactual")
+METHODS = ("shap", "anchor", "counterfactual", "robustness")
 
 
 def preload_libraries() -> threading.Thread:
@@ -101,6 +101,14 @@ def _compute(
     if method == "anchor":
         return anchors.explain_anchor(
             context, logged.features, logged.content["label"], float(params["threshold"]), seed
+        )
+    if method == "robustness":
+        return robustness.assess(
+            context,
+            logged.features,
+            logged.content["label"],
+            seed,
+            float(params["fragile_below"]),
         )
     return counterfactuals.find_counterfactuals(
         context, logged.features, logged.content["label"], int(params["k"]), seed

@@ -65,6 +65,13 @@ class Settings(BaseSettings):
         le=1_000_000,
         description="Groups with fewer decisions are reported as too small and not compared.",
     )
+    robustness_fragile_below: float = Field(
+        default=0.1,
+        gt=0,
+        le=100,
+        description="A decision is fragile when a perturbation shorter than this many feature "
+        "spreads (L2) flips it.",
+    )
     explain_cache_size: int = Field(
         default=4,
         ge=1,
