@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime
 
-from explain import fairness_service
+from explain import drift_service, fairness_service
 from governance.audit import access
 from governance.auth.models import Role
 from governance.auth.schemas import Principal
@@ -81,6 +81,53 @@ def fairness_report(
             "since": str(since) if since else None,
             "until": str(until) if until else None,
             "min_group_size": size,
+        },
+        rows=int(result["n"]),
+    )
+    return result
+
+
+Monitor = Annotated[Principal, Depends(allow(Role.compliance, Role.data_scientist))]
+
+
+@router.get(
+    "/drift",
+    tags=["drift"],
+    summary="Live inputs in a window against each serving model version's training rows",
+)
+def drift_report(
+    session: SessionDep,
+    principal: Monitor,
+    request: Request,
+    endpoint: Annotated[str, Query(min_length=1, max_length=100)],
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
+    model: Annotated[str | None, Query(max_length=100)] = None,
+    version: Annotated[int | None, Query(ge=1)] = None,
+    alpha: Annotated[float, Query(gt=0, lt=1)] = 0.05,
+    psi_threshold: Annotated[float, Query(gt=0, le=10)] = 0.1,
+) -> dict[str, Any]:
+    result = drift_service.report(
+        session,
+        request.app.state.explainers,
+        endpoint=endpoint,
+        since=since,
+        until=until,
+        model=model,
+        version=version,
+        alpha=alpha,
+        psi_threshold=psi_threshold,
+    )
+    access.record(
+        session,
+        principal,
+        "drift.report",
+        target=endpoint,
+        params={
+            "since": str(since) if since else None,
+            "until": str(until) if until else None,
+            "model": model,
+            "version": version,
         },
         rows=int(result["n"]),
     )

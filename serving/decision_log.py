@@ -51,6 +51,7 @@ def columns_of(content: dict[str, Any]) -> dict[str, Any]:
         "parent_decision_id": content.get("parent_decision_id"),
         "key_id": content["key_id"],
         "context": content.get("context"),
+        "features": content.get("features"),
     }
 
 

@@ -80,6 +80,11 @@ class DecisionRecord(SQLModel, table=True):
         sa_column=sa.Column(JSONType, nullable=True),
         description="The logged context (protected attributes among it), for group queries.",
     )
+    features: dict[str, Any] | None = Field(
+        default=None,
+        sa_column=sa.Column(JSONType, nullable=True),
+        description="The logged model inputs, for drift queries.",
+    )
     payload: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     content_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
     prev_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))

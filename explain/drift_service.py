@@ -1,0 +1,96 @@
+"""The drift report: which model versions served the window, and for each, its live inputs
+against its own training rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from explain import drift
+from explain.service import Explainers
+from governance.errors import InvalidInput
+from lineage import service as lineage_service
+from serving.service import _endpoint
+
+DECISIONS = drift.DECISIONS
+
+
+def _problem(field: str, message: str) -> InvalidInput:
+    return InvalidInput(f"{field}: {message}", details=[{"field": field, "message": message}])
+
+
+def report(
+    session: Session,
+    explainers: Explainers,
+    *,
+    endpoint: str,
+    since: datetime | None,
+    until: datetime | None,
+    model: str | None,
+    version: int | None,
+    alpha: float,
+    psi_threshold: float,
+) -> dict[str, Any]:
+    _endpoint(session, endpoint)
+    if since is not None and until is not None and since >= until:
+        raise _problem("since", "must be before until")
+    if version is not None and model is None:
+        raise _problem("version", "give model too")
+    where: list[Any] = [DECISIONS.c.kind == "decision", DECISIONS.c.endpoint == endpoint]
+    if since is not None:
+        where.append(DECISIONS.c.created_at >= since)
+    if until is not None:
+        where.append(DECISIONS.c.created_at < until)
+    if model is not None:
+        where.append(DECISIONS.c.model == model)
+    if version is not None:
+        where.append(DECISIONS.c.version == version)
+    served = session.execute(
+        sa.select(DECISIONS.c.model, DECISIONS.c.version, sa.func.count())
+        .where(*where)
+        .group_by(DECISIONS.c.model, DECISIONS.c.version)
+        .order_by(DECISIONS.c.model, DECISIONS.c.version)
+    ).all()
+    connection = session.connection()
+    versions = []
+    for name, number, _count in served:
+        _m, found = lineage_service.get_version(session=session, name=name, version=number)
+        context = explainers.contexts.get(name, number, found.artifact_sha256)
+
+        def build(context: Any = context) -> tuple[list[drift.Grid], dict[str, Any]]:
+            grid_list = drift.grids(context.schema, context.train)
+            return grid_list, {g.name: drift.training_counts(g, context.train) for g in grid_list}
+
+        grid_list, train_counts = context.cached("drift-grids", build)
+        n, live = drift.drift_counts(
+            connection,
+            grid_list,
+            [*where, DECISIONS.c.model == name, DECISIONS.c.version == number],
+        )
+        compared = drift.compare(grid_list, train_counts, live, alpha, psi_threshold)
+        versions.append(
+            {
+                "model": name,
+                "version": number,
+                "n": n,
+                "training": {
+                    "dataset": context.dataset,
+                    "rows": len(context.train),
+                    "source": context.rows_source,
+                },
+                **compared,
+            }
+        )
+    return {
+        "endpoint": endpoint,
+        "since": since,
+        "until": until,
+        "n": int(np.sum([v["n"] for v in versions])) if versions else 0,
+        "drifted": any(v["drifted"] for v in versions),
+        "versions": versions,
+        "method": drift.__doc__.split("\n\n")[0] if drift.__doc__ else None,
+    }
