@@ -39,6 +39,7 @@ def library_versions() -> dict[str, str]:
     return {
         "shap": metadata.version("shap"),
         "alibi": metadata.version("alibi"),
+        "art": metadata.version("adversarial-robustness-toolbox"),
         "scikit-learn": sklearn.__version__,
         "numpy": np.__version__,
     }

@@ -166,7 +166,7 @@ def assess(
     seed: int,
     fragile_below: float,
 ) -> dict[str, Any]:
-    label = str(label)
+    original, label = label, str(label)
     space = _numeric_space(context, features)
     candidates: list[dict[str, Any]] = []
     adversarial = _attack(context, features, space, label, seed) if space else None
@@ -199,9 +199,8 @@ def assess(
                 "method": "explicit search over one categorical feature",
             }
         )
-    versions = library_versions()
     result: dict[str, Any] = {
-        "label": label,
+        "label": original,
         "seed": seed,
         "threshold": {
             "fragile_below": fragile_below,
@@ -212,9 +211,8 @@ def assess(
         "in the training rows (IQR/1.349); a category change counts 1",
         "changeable": [d["name"] for d in space]
         + [s.name for s in search_space(context, features) if not s.numeric],
-        "method": f"adversarial-robustness-toolbox {_art_version()} HopSkipJump (black-box, "
-        "decision-based) + explicit categorical search",
-        "versions": {**versions, "adversarial-robustness-toolbox": _art_version()},
+        "method": f"adversarial-robustness-toolbox {library_versions()['art']} HopSkipJump "
+        "(black-box, decision-based) + explicit categorical search",
     }
     if not candidates:
         result.update(
@@ -239,9 +237,3 @@ def assess(
         verdict="fragile" if flips and distance < fragile_below else "robust",
     )
     return result
-
-
-def _art_version() -> str:
-    from importlib import metadata
-
-    return metadata.version("adversarial-robustness-toolbox")

@@ -38,6 +38,7 @@ def test_the_smallest_flip_is_real_respects_the_spec_and_repeats_exactly(
         assert first.status_code == 200, first.text
         body = first.json()
         assert body["verdict"] in {"fragile", "robust"}
+        assert body["label"] == decision["label"] and body["seed"] == 0
         assert body["threshold"]["fragile_below"] == 0.1
         if body["perturbation"] is None:
             assert body["verdict"] == "robust"
