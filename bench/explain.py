@@ -27,6 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from bench.serving import _pct
 from governance import migrate
 from governance.app import create_app
 from governance.auth import service as auth_service
@@ -38,11 +39,6 @@ from lineage import service as lineage_service
 from lineage.artifacts import ArtifactStore
 from lineage.schema import to_frame
 from serving.models import DecisionRecord
-
-
-def _pct(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))] * 1000
 
 
 def _summary(values: list[float]) -> dict[str, float]:

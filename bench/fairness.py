@@ -36,12 +36,15 @@ from explain import fairness_service
 from explain.fairness_query import DECISIONS, OUTCOMES
 from governance import migrate
 from governance.audit import ledger
+from governance.auth.models import Role
+from governance.auth.schemas import Principal
 from governance.config import Settings
 from governance.db import make_engine, session_factory, transaction
 from governance.demo import run_demo
 from serving.decision_log import CHAIN, columns_of
 
 START = datetime(2025, 12, 1, tzinfo=UTC)
+BENCH = Principal(key_id="bench", name="bench.fairness", role=Role.compliance)
 
 
 def seed(settings: Settings, n: int, chunk: int = 20_000) -> float:
@@ -111,6 +114,7 @@ def govern_report(settings: Settings, window: str | None) -> tuple[float, dict[s
         with transaction(session_factory(engine)) as session:
             report = fairness_service.report(
                 session,
+                BENCH,
                 endpoint="credit",
                 attributes=["sex"],
                 bins=[],

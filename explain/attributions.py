@@ -23,7 +23,7 @@ import sklearn
 from numpy.typing import NDArray
 
 from explain.context import GLOBAL_RNG, ModelContext
-from serving.fastpath import THREADS as SINGLE_THREAD
+from serving.fastpath import THREADS
 
 BACKGROUND_ROWS = 100
 PERMUTATION_EVALS = 2000
@@ -75,7 +75,7 @@ def _tree(context: ModelContext, xt: NDArray[np.float64]) -> dict[str, Any]:
         if positive == 0:
             values, base_value = -values, -base_value
     # One row: one OpenMP thread (waking a thread team costs more than the work).
-    with SINGLE_THREAD.limit(limits=1, user_api="openmp"):
+    with THREADS.limit(limits=1, user_api="openmp"):
         if log_odds:
             margin = float(np.asarray(context.estimator.decision_function(xt)).reshape(-1)[0])
             output = margin if positive == 1 else -margin

@@ -126,7 +126,6 @@ def fairness(
 ) -> None:
     """Print the fairness report: by group, across groups, and by period with --window."""
     from explain import fairness_service
-    from governance.audit import access
     from governance.db import make_engine, session_factory, transaction
 
     if window not in (None, "day", "week", "month"):
@@ -134,11 +133,11 @@ def fairness(
         raise typer.Exit(2)
     settings = get_settings()
     engine = make_engine(settings)
-    size = min_group_size or settings.fairness_min_group_size
     try:
         with transaction(session_factory(engine)) as session:
             report = fairness_service.report(
                 session,
+                CLI,
                 endpoint=endpoint,
                 attributes=attribute,
                 bins=bins or [],
@@ -148,15 +147,7 @@ def fairness(
                 version=version,
                 route=route,
                 window=window,
-                min_group_size=size,
-            )
-            access.record(
-                session,
-                CLI,
-                "fairness.report",
-                target=endpoint,
-                params={"attribute": attribute, "window": window, "bins": bins or []},
-                rows=int(report["n"]),
+                min_group_size=min_group_size or settings.fairness_min_group_size,
             )
     except GovernanceError as exc:
         err.print(f"[bold red]error:[/] {exc.message}")

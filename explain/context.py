@@ -25,7 +25,7 @@ from governance.db import transaction
 from governance.errors import GovernanceError
 from lineage import service as lineage_service
 from lineage.pipeline import output_features
-from lineage.schema import frame_from_table, positive_proba, to_frame
+from lineage.schema import frame_from_table, positive_proba
 from lineage.spec import ESTIMATORS, TrainingSpec
 from lineage.training import binary_target, indices_digest, split_frame
 from serving.model_cache import LoadedModel
@@ -48,7 +48,6 @@ class ModelContext:
     train: pd.DataFrame
     dataset: dict[str, Any]
     rows_source: str
-    seed: int = 0
     _cache: dict[Any, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -84,23 +83,12 @@ class ModelContext:
                 self._cache[key] = build()
             return self._cache[key]
 
-    def frame(self, records: list[dict[str, Any]]) -> pd.DataFrame:
-        return to_frame(self.schema, records)
-
     def scores(self, frame: pd.DataFrame) -> NDArray[np.float64]:
         """P(positive class) through the full Pipeline, for a batch."""
         return np.asarray(positive_proba(self.model.pipeline, frame, self.schema), dtype=float)
 
     def labels(self, scores: NDArray[np.float64]) -> list[Any]:
         return [self.model.label_for(float(s)) for s in scores]
-
-    @property
-    def favourable(self) -> Any:
-        favourable = self.schema.get("favourable_class")
-        return self.schema["positive_class"] if favourable is None else favourable
-
-    def is_favourable(self, label: Any) -> bool:
-        return str(label) == str(self.favourable)
 
 
 def training_rows(version: Any, dataset: Any) -> tuple[pd.DataFrame, str]:
@@ -176,7 +164,6 @@ class ContextCache:
             )
             train, source = training_rows(found, dataset)
             estimator_class = found.estimator_class
-            seed = int((found.lineage or {}).get("seeds", {}).get("explain", 0))
             dataset_info = {
                 "id": dataset.id,
                 "name": dataset.name,
@@ -190,5 +177,4 @@ class ContextCache:
             train=train,
             dataset=dataset_info,
             rows_source=source,
-            seed=seed,
         )

@@ -56,6 +56,13 @@ def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def robust_spread(observed: Any) -> float:
+    """IQR / 1.349 (the standard deviation, for normal data), else the standard deviation,
+    else 1: the unit distances are measured in."""
+    q1, q3 = np.quantile(observed, [0.25, 0.75])
+    return float((q3 - q1) / 1.349) or float(np.std(observed)) or 1.0
+
+
 def search_space(context: ModelContext, features: dict[str, Any]) -> list[Space]:
     protected = {p["name"] for p in context.schema.get("protected", [])}
     spaces = []
@@ -69,8 +76,7 @@ def search_space(context: ModelContext, features: dict[str, Any]) -> list[Space]
             observed = column.dropna().to_numpy(dtype=float)
             if observed.size == 0:
                 continue
-            q1, q3 = np.quantile(observed, [0.25, 0.75])
-            spread = float((q3 - q1) / 1.349) or float(np.std(observed)) or 1.0
+            spread = robust_spread(observed)
             low, high = feature.get("bounds") or feature.get("observed_range") or (-np.inf, np.inf)
             grid = np.unique(np.quantile(observed, np.linspace(0, 1, GRID), method="inverted_cdf"))
             keep = (grid >= low) & (grid <= high)

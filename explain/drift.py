@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from numpy.typing import NDArray
 from scipy import stats
 
+from explain.fairness_query import json_number
 from serving.models import DecisionRecord
 
 DECISIONS: sa.Table = DecisionRecord.__table__  # type: ignore[attr-defined]
@@ -73,15 +74,6 @@ def training_counts(grid: Grid, train: pd.DataFrame) -> NDArray[np.int64]:
     return np.asarray([*counts, int(column.notna().sum()) - sum(counts)], dtype=np.int64)
 
 
-def _number(dialect: str, name: str) -> Any:
-    features = DECISIONS.c.features
-    if dialect == "postgresql":
-        is_number = sa.func.jsonb_typeof(features[name]) == "number"
-    else:
-        is_number = sa.func.json_type(features, f'$."{name}"').in_(["integer", "real"])
-    return sa.case((is_number, features[name].as_float()), else_=None)
-
-
 def drift_counts(
     connection: sa.Connection,
     grid_list: Sequence[Grid],
@@ -90,9 +82,11 @@ def drift_counts(
     """Live counts on each grid, in one pass over the window's decisions."""
     dialect = connection.dialect.name
     values = [
-        (_number(dialect, g.name) if g.numeric else DECISIONS.c.features[g.name].as_string()).label(
-            f"f{i}"
-        )
+        (
+            json_number(dialect, DECISIONS.c.features, g.name)
+            if g.numeric
+            else DECISIONS.c.features[g.name].as_string()
+        ).label(f"f{i}")
         for i, g in enumerate(grid_list)
     ]
     scoped = sa.select(*values).where(*where).cte("live")

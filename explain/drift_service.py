@@ -6,25 +6,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 import sqlalchemy as sa
 from sqlmodel import Session
 
 from explain import drift
 from explain.service import Explainers
+from governance.audit import access
+from governance.auth.schemas import Principal
 from governance.errors import InvalidInput
 from lineage import service as lineage_service
-from serving.service import _endpoint
+from serving.service import endpoint_row
 
 DECISIONS = drift.DECISIONS
 
 
-def _problem(field: str, message: str) -> InvalidInput:
-    return InvalidInput(f"{field}: {message}", details=[{"field": field, "message": message}])
-
-
 def report(
     session: Session,
+    principal: Principal,
     explainers: Explainers,
     *,
     endpoint: str,
@@ -35,11 +33,11 @@ def report(
     alpha: float,
     psi_threshold: float,
 ) -> dict[str, Any]:
-    _endpoint(session, endpoint)
+    endpoint_row(session, endpoint)
     if since is not None and until is not None and since >= until:
-        raise _problem("since", "must be before until")
+        raise InvalidInput.at("since", "must be before until")
     if version is not None and model is None:
-        raise _problem("version", "give model too")
+        raise InvalidInput.at("version", "give model too")
     where: list[Any] = [DECISIONS.c.kind == "decision", DECISIONS.c.endpoint == endpoint]
     if since is not None:
         where.append(DECISIONS.c.created_at >= since)
@@ -85,11 +83,25 @@ def report(
                 **compared,
             }
         )
+    n = sum(int(v["n"]) for v in versions)
+    access.record(
+        session,
+        principal,
+        "drift.report",
+        target=endpoint,
+        params={
+            "since": str(since) if since else None,
+            "until": str(until) if until else None,
+            "model": model,
+            "version": version,
+        },
+        rows=n,
+    )
     return {
         "endpoint": endpoint,
         "since": since,
         "until": until,
-        "n": int(np.sum([v["n"] for v in versions])) if versions else 0,
+        "n": n,
         "drifted": any(v["drifted"] for v in versions),
         "versions": versions,
         "method": drift.__doc__.split("\n\n")[0] if drift.__doc__ else None,

@@ -46,20 +46,19 @@ def bin_label(low: float, high: float) -> str:
     return f"[{low:g}, {high:g})"
 
 
-def _number(dialect: str, attribute: str) -> Any:
-    """The attribute as a float, or NULL when the logged value is not a JSON number."""
-    context = DECISIONS.c.context
+def json_number(dialect: str, column: Any, key: str) -> Any:
+    """A JSON column's value at ``key`` as a float, or NULL when it is not a JSON number."""
     if dialect == "postgresql":
-        is_number = sa.func.jsonb_typeof(context[attribute]) == "number"
+        is_number = sa.func.jsonb_typeof(column[key]) == "number"
     else:
-        is_number = sa.func.json_type(context, f'$."{attribute}"').in_(["integer", "real"])
-    return sa.case((is_number, context[attribute].as_float()), else_=None)
+        is_number = sa.func.json_type(column, f'$."{key}"').in_(["integer", "real"])
+    return sa.case((is_number, column[key].as_float()), else_=None)
 
 
 def raw_value(dialect: str, attribute: Attribute) -> Any:
     """The attribute read once per decision: a number for a binned one, else its text."""
     if attribute.bins:
-        return _number(dialect, attribute.name)
+        return json_number(dialect, DECISIONS.c.context, attribute.name)
     return sa.func.coalesce(DECISIONS.c.context[attribute.name].as_string(), MISSING)
 
 

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime
 
 from explain import drift_service, fairness_service
-from governance.audit import access
 from governance.auth.models import Role
 from governance.auth.schemas import Principal
 from governance.deps import SessionDep, allow
@@ -46,20 +45,9 @@ def fairness_report(
     window: Literal["day", "week", "month"] | None = None,
     min_group_size: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
 ) -> dict[str, Any]:
-    size = min_group_size or request.app.state.settings.fairness_min_group_size
-    params: dict[str, Any] = {
-        "endpoint": endpoint,
-        "attribute": attribute,
-        "bins": bins or [],
-        "since": since,
-        "until": until,
-        "model": model,
-        "version": version,
-        "route": route,
-        "window": window,
-    }
-    result = fairness_service.report(
+    return fairness_service.report(
         session,
+        principal,
         endpoint=endpoint,
         attributes=attribute,
         bins=bins or [],
@@ -69,22 +57,8 @@ def fairness_report(
         version=version,
         route=route,
         window=window,
-        min_group_size=size,
+        min_group_size=min_group_size or request.app.state.settings.fairness_min_group_size,
     )
-    access.record(
-        session,
-        principal,
-        "fairness.report",
-        target=endpoint,
-        params={
-            **params,
-            "since": str(since) if since else None,
-            "until": str(until) if until else None,
-            "min_group_size": size,
-        },
-        rows=int(result["n"]),
-    )
-    return result
 
 
 Monitor = Annotated[Principal, Depends(allow(Role.compliance, Role.data_scientist))]
@@ -107,8 +81,9 @@ def drift_report(
     alpha: Annotated[float, Query(gt=0, lt=1)] = 0.05,
     psi_threshold: Annotated[float, Query(gt=0, le=10)] = 0.1,
 ) -> dict[str, Any]:
-    result = drift_service.report(
+    return drift_service.report(
         session,
+        principal,
         request.app.state.explainers,
         endpoint=endpoint,
         since=since,
@@ -118,17 +93,3 @@ def drift_report(
         alpha=alpha,
         psi_threshold=psi_threshold,
     )
-    access.record(
-        session,
-        principal,
-        "drift.report",
-        target=endpoint,
-        params={
-            "since": str(since) if since else None,
-            "until": str(until) if until else None,
-            "model": model,
-            "version": version,
-        },
-        rows=int(result["n"]),
-    )
-    return result

@@ -12,17 +12,15 @@ from sqlmodel import Session, select
 
 from explain import fairness
 from explain.fairness_query import Attribute, Filters, run_counts, totals
+from governance.audit import access
+from governance.auth.schemas import Principal
 from governance.errors import InvalidInput, NotFound
 from lineage import service as lineage_service
 from lineage.models import ModelVersion
 from serving.models import Endpoint, EndpointConfig
-from serving.service import _endpoint
+from serving.service import endpoint_row
 
 MAX_ATTRIBUTES = 3
-
-
-def _problem(field: str, message: str) -> InvalidInput:
-    return InvalidInput(f"{field}: {message}", details=[{"field": field, "message": message}])
 
 
 def parse_bins(values: list[str]) -> dict[str, tuple[float, ...]]:
@@ -35,9 +33,11 @@ def parse_bins(values: list[str]) -> dict[str, tuple[float, ...]]:
         except ValueError:
             numbers = ()
         if not sep or not name or len(numbers) < 2:
-            raise _problem("bins", f"{value!r}: expected attribute:edge,edge,... (two or more)")
+            raise InvalidInput.at(
+                "bins", f"{value!r}: expected attribute:edge,edge,... (two or more)"
+            )
         if any(b <= a for a, b in itertools.pairwise(numbers)):
-            raise _problem("bins", f"{value!r}: edges must be strictly increasing")
+            raise InvalidInput.at("bins", f"{value!r}: edges must be strictly increasing")
         result[name] = numbers
     return result
 
@@ -46,19 +46,19 @@ def versions_in_scope(
     session: Session, endpoint: Endpoint, model: str | None, version: int | None
 ) -> list[tuple[str, ModelVersion]]:
     if version is not None and model is None:
-        raise _problem("version", "give model too")
+        raise InvalidInput.at("version", "give model too")
     if model is not None:
         try:
             registered = lineage_service.get_model(session=session, name=model)
         except NotFound:
-            raise _problem("model", f"no model named {model!r}") from None
+            raise InvalidInput.at("model", f"no model named {model!r}") from None
         if version is not None:
             try:
                 _m, found = lineage_service.get_version(
                     session=session, name=model, version=version
                 )
             except NotFound:
-                raise _problem("version", f"{model} has no version {version}") from None
+                raise InvalidInput.at("version", f"{model} has no version {version}") from None
             return [(model, found)]
         versions = session.exec(
             select(ModelVersion).where(ModelVersion.model_id == registered.id)
@@ -84,7 +84,7 @@ def _favourable(scoped: list[tuple[str, ModelVersion]]) -> str:
         favourable = schema.get("favourable_class")
         labels.add(str(schema["positive_class"] if favourable is None else favourable))
     if len(labels) != 1:
-        raise _problem(
+        raise InvalidInput.at(
             "model",
             f"the endpoint's models disagree on the favourable class {sorted(labels)}; "
             "filter by model",
@@ -96,22 +96,22 @@ def _attributes(
     scoped: list[tuple[str, ModelVersion]], names: list[str], bins: dict[str, tuple[float, ...]]
 ) -> list[Attribute]:
     if not names:
-        raise _problem("attribute", "give at least one protected attribute")
+        raise InvalidInput.at("attribute", "give at least one protected attribute")
     if len(names) > MAX_ATTRIBUTES:
-        raise _problem("attribute", f"at most {MAX_ATTRIBUTES} at once")
+        raise InvalidInput.at("attribute", f"at most {MAX_ATTRIBUTES} at once")
     if len(set(names)) != len(names):
-        raise _problem("attribute", "each attribute once")
+        raise InvalidInput.at("attribute", "each attribute once")
     declared: dict[str, dict[str, Any]] = {}
     for _name, version in scoped:
         for protected in version.input_schema.get("protected", []):
             declared.setdefault(protected["name"], protected)
     for name in bins:
         if name not in names:
-            raise _problem("bins", f"{name!r} is not one of the attributes asked for")
+            raise InvalidInput.at("bins", f"{name!r} is not one of the attributes asked for")
     result = []
     for name in names:
         if name not in declared:
-            raise _problem(
+            raise InvalidInput.at(
                 "attribute",
                 f"{name!r} is not a protected attribute of this endpoint's models; "
                 f"known: {sorted(declared)}",
@@ -119,7 +119,9 @@ def _attributes(
         spec = declared[name]
         edges = bins.get(name) or (tuple(spec["bins"]) if spec.get("bins") else None)
         if spec.get("type") == "numeric" and not edges:
-            raise _problem("bins", f"{name!r} is numeric: give bins, e.g. {name}:18,25,40,60,120")
+            raise InvalidInput.at(
+                "bins", f"{name!r} is numeric: give bins, e.g. {name}:18,25,40,60,120"
+            )
         result.append(Attribute(name=name, bins=edges))
     return result
 
@@ -149,6 +151,7 @@ def _training(
 
 def report(
     session: Session,
+    principal: Principal,
     *,
     endpoint: str,
     attributes: list[str],
@@ -161,12 +164,12 @@ def report(
     window: str | None,
     min_group_size: int,
 ) -> dict[str, Any]:
-    found = _endpoint(session, endpoint)
+    found = endpoint_row(session, endpoint)
     if since is not None and until is not None and since >= until:
-        raise _problem("since", "must be before until")
+        raise InvalidInput.at("since", "must be before until")
     scoped = versions_in_scope(session, found, model, version)
     if not scoped:
-        raise _problem("endpoint", "the endpoint has served no model")
+        raise InvalidInput.at("endpoint", "the endpoint has served no model")
     favourable = _favourable(scoped)
     attrs = _attributes(scoped, attributes, parse_bins(bins))
     filters = Filters(
@@ -199,4 +202,22 @@ def report(
             }
             for period, groups in periods.items()
         ]
+    access.record(
+        session,
+        principal,
+        "fairness.report",
+        target=endpoint,
+        params={
+            "attribute": attributes,
+            "bins": bins,
+            "since": str(since) if since else None,
+            "until": str(until) if until else None,
+            "model": model,
+            "version": version,
+            "route": route,
+            "window": window,
+            "min_group_size": min_group_size,
+        },
+        rows=int(body["n"]),
+    )
     return body

@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from explain.attributions import library_versions
 from explain.context import GLOBAL_RNG, ModelContext
-from explain.counterfactuals import search_space
+from explain.counterfactuals import robust_spread, search_space
 
 MAX_ITER = 40
 MAX_EVAL = 2000
@@ -42,8 +42,7 @@ def _numeric_space(context: ModelContext, features: dict[str, Any]) -> list[dict
         value = features.get(name)
         if observed.size == 0 or value is None:
             continue
-        q1, q3 = np.quantile(observed, [0.25, 0.75])
-        spread = float((q3 - q1) / 1.349) or float(np.std(observed)) or 1.0
+        spread = robust_spread(observed)
         low, high = feature.get("bounds") or feature.get("observed_range")
         result.append(
             {

@@ -24,6 +24,9 @@ from explain.models import Explanation
 from governance.audit import access
 from governance.auth.schemas import Principal
 from governance.errors import InvalidInput
+from lineage import service as lineage_service
+from lineage.models import ModelVersion
+from lineage.schema import favourable_label
 from serving import service as serving_service
 from serving.models import DecisionRecord
 from serving.service import Serving
@@ -83,9 +86,16 @@ def _context(explainers: Explainers, logged: Logged) -> ModelContext:
     return explainers.contexts.get(model["name"], int(model["version"]), model["sha256"])
 
 
-def recorded_seed(context: ModelContext) -> int:
+def _version(session: Session, logged: Logged) -> ModelVersion:
+    _model, version = lineage_service.get_version(
+        session=session, name=logged.model["name"], version=int(logged.model["version"])
+    )
+    return version
+
+
+def recorded_seed(version: ModelVersion) -> int:
     """The spec's ``seeds.explain`` (0 for models trained before it existed or outside)."""
-    return context.seed
+    return int((version.lineage or {}).get("seeds", {}).get("explain", 0))
 
 
 def _params_key(params: dict[str, Any]) -> str:
@@ -135,15 +145,14 @@ def explanation_for(
 ) -> tuple[Explanation, bool]:
     """The stored explanation, computing and storing it first if needed; (row, was_cached)."""
     decision_id = logged.record.decision_id
-    context = _context(explainers, logged)
-    params = {
-        **params,
-        "seed": recorded_seed(context) if params.get("seed") is None else params["seed"],
-    }
+    if params.get("seed") is None:
+        params = {**params, "seed": recorded_seed(_version(session, logged))}
     key = _params_key(params)
     found = _stored(session, decision_id, method, key)
     if found is not None:
         return found, True
+    # Only a new explanation needs the model, its training rows and the fitted explainers.
+    context = _context(explainers, logged)
     started = time.perf_counter()
     result = _compute(context, logged, method, params)
     row = Explanation(
@@ -202,10 +211,10 @@ def reasons_for(
     session: Session, explainers: Explainers, decision_id: str, principal: Principal
 ) -> dict[str, Any]:
     logged = logged_decision(session, decision_id)
-    context = _context(explainers, logged)
+    schema = _version(session, logged).input_schema
     row, _cached = explanation_for(session, explainers, logged, "shap", {}, principal.key_id)
     result = reasons.adverse_action_reasons(
-        context.schema, row.result, logged.content["label"], context.favourable
+        schema, row.result, logged.content["label"], favourable_label(schema)
     )
     access.record(session, principal, "explanation.reasons", target=decision_id)
     return {

@@ -46,6 +46,11 @@ class InvalidInput(GovernanceError):
     status_code = 422
     code = "invalid_input"
 
+    @classmethod
+    def at(cls, field: str, message: str, summary: str | None = None) -> InvalidInput:
+        """One problem with one named field (a query parameter, a body field)."""
+        return cls(summary or f"{field}: {message}", details=[{"field": field, "message": message}])
+
 
 class Unauthorized(GovernanceError):
     status_code = 401

@@ -51,6 +51,12 @@ def build_input_schema(
     }
 
 
+def favourable_label(schema: Mapping[str, Any]) -> Any:
+    """The class that is good for the subject (defaults to the positive class)."""
+    favourable = schema.get("favourable_class")
+    return schema["positive_class"] if favourable is None else favourable
+
+
 def to_frame(schema: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """Rows -> the DataFrame the Pipeline was fitted on: numeric as float, categories as str."""
     rows = list(records)

@@ -30,7 +30,6 @@ from threadpoolctl import ThreadpoolController
 Rows = Sequence[Mapping[str, Any]]
 # One controller, made once: building one per call (threadpool_limits) costs milliseconds.
 THREADS = ThreadpoolController()
-_THREADS = THREADS
 Step = Callable[[NDArray[Any]], NDArray[Any]]
 
 
@@ -206,7 +205,7 @@ def _compile(pipeline: Any, schema: Mapping[str, Any]) -> Compiled:
         features = transform(rows)
         # Rows are scored independently, so one thread gives the same numbers without the
         # cost of waking a thread team for a single row.
-        with _THREADS.limit(limits=1, user_api="openmp"):
+        with THREADS.limit(limits=1, user_api="openmp"):
             proba = model.predict_proba(features)
         return np.asarray(proba[:, column], dtype=np.float64)
 

@@ -124,7 +124,7 @@ class Serving:
 # Endpoints --------------------------------------------------------------------------------------
 
 
-def _endpoint(session: Session, name: str) -> Endpoint:
+def endpoint_row(session: Session, name: str) -> Endpoint:
     found = session.exec(select(Endpoint).where(Endpoint.name == name)).first()
     if found is None:
         raise NotFound(f"no endpoint named {name!r}", details={"endpoint": name})
@@ -132,7 +132,7 @@ def _endpoint(session: Session, name: str) -> Endpoint:
 
 
 def current_config(session: Session, name: str) -> dict[str, Any]:
-    endpoint = _endpoint(session, name)
+    endpoint = endpoint_row(session, name)
     latest = session.exec(
         select(EndpointConfig)
         .where(EndpointConfig.endpoint_id == endpoint.id)
@@ -182,7 +182,7 @@ def put_endpoint(
 
 
 def endpoint_public(session: Session, name: str) -> EndpointPublic:
-    endpoint = _endpoint(session, name)
+    endpoint = endpoint_row(session, name)
     rows = session.exec(
         select(EndpointConfig)
         .where(EndpointConfig.endpoint_id == endpoint.id)

@@ -48,9 +48,7 @@ _NUMERIC = {
 
 
 def _problem(field: str, message: str) -> InvalidInput:
-    return InvalidInput(
-        f"invalid V2 request: {field}", details=[{"field": field, "message": message}]
-    )
+    return InvalidInput.at(field, message, summary=f"invalid V2 request: {field}")
 
 
 def _flat(data: Any) -> list[Any]:
