@@ -56,6 +56,11 @@ class Settings(BaseSettings):
         description="Predict calls in progress per process, waiting included, before new ones "
         "are refused at once with 503 and Retry-After (load shedding).",
     )
+    ood_scoring: bool = Field(
+        default=True,
+        description="Score every predict input with its model version's out-of-distribution "
+        "detector and log the score and is_outlier flag (off only to measure its cost).",
+    )
     decision_log_max_batch: int = Field(default=256, ge=1, le=10_000)
     endpoint_cache_ttl_s: float = Field(default=1.0, ge=0.0, le=60.0)
     model_cache_size: int = Field(default=16, ge=1, le=1000)

@@ -21,6 +21,7 @@ from lineage import service
 from lineage.artifacts import PICKLE_PROTOCOL, ArtifactStore, serialize_model
 from lineage.fingerprint import fingerprint
 from lineage.models import ModelVersion, RegisteredModel
+from lineage.outliers import fit_detector
 from lineage.runner import dataset_lineage
 from lineage.schema import build_input_schema, frame_from_table
 from lineage.spec import DatasetRef, Decision, Feature, Gate, Protected, Target
@@ -197,6 +198,7 @@ def register_external(
         },
         "metrics_by_group": by_group,
         "gate": gate,
+        "outlier_detector": fit_detector(schema, frame),
         "artifact": {
             "sha256": digest,
             "size_bytes": len(content),

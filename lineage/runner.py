@@ -89,6 +89,7 @@ def build_lineage(
         "metrics": outcome.metrics,
         "metrics_by_group": outcome.metrics_by_group,
         "gate": outcome.gate,
+        "outlier_detector": outcome.outlier_detector,
         "artifact": artifact,
         "timing": {
             "started_at": started_at.isoformat(),

@@ -461,6 +461,10 @@ def lineage_summary(session: Session, version: ModelVersion) -> dict[str, Any]:
         "seeds": lineage.get("seeds"),
         "gate": lineage.get("gate"),
         "code": lineage.get("code"),
+        "outlier_detector": {
+            k: (lineage.get("outlier_detector") or {}).get(k)
+            for k in ("method", "quantile", "threshold", "validation_outlier_rate")
+        },
         "trained_at": lineage.get("timing", {}).get("finished_at"),
     }
 

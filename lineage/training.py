@@ -16,6 +16,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
 from governance.errors import InvalidInput
+from lineage.outliers import fit_detector
 from lineage.pipeline import build_pipeline
 from lineage.schema import build_input_schema, frame_from_table, positive_proba
 from lineage.spec import FeatureType, TrainingSpec
@@ -37,6 +38,7 @@ class TrainingOutcome:
     split: dict[str, Any]
     seeds: dict[str, int]
     fit_seconds: float
+    outlier_detector: dict[str, Any]
 
 
 def binary_target(spec: TrainingSpec, frame: pd.DataFrame) -> tuple[NDArray[Any], list[Any]]:
@@ -190,6 +192,8 @@ def train(spec: TrainingSpec, frame: pd.DataFrame, progress: Progress = _quiet) 
     train_metrics, _ = evaluate(spec, pipeline, frame.iloc[train_idx], y[train_idx], schema)
     metrics = {"validation": metrics, "train": train_metrics}
     gate = apply_gate(spec, metrics["validation"])
+    progress(0.80, "fitting the out-of-distribution detector")
+    detector = fit_detector(schema, frame.iloc[train_idx], valid)
     split = {
         "n_rows": len(frame),
         "n_train": len(train_idx),
@@ -208,4 +212,5 @@ def train(spec: TrainingSpec, frame: pd.DataFrame, progress: Progress = _quiet) 
         split=split,
         seeds=spec.seeds.model_dump(),
         fit_seconds=fit_seconds,
+        outlier_detector=detector,
     )

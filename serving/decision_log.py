@@ -52,6 +52,8 @@ def columns_of(content: dict[str, Any]) -> dict[str, Any]:
         "key_id": content["key_id"],
         "context": content.get("context"),
         "features": content.get("features"),
+        "outlier_score": content.get("outlier_score"),
+        "is_outlier": content.get("is_outlier"),
     }
 
 

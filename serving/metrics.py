@@ -42,6 +42,11 @@ DECISIONS = Counter(
     "Logged decisions by endpoint, model, version and route (shadow decisions have route=shadow)",
     ["endpoint", "model", "version", "route"],
 )
+OUTLIERS = Counter(
+    "govern_outlier_decisions_total",
+    "Live decisions whose input scored beyond the model's out-of-distribution threshold",
+    ["endpoint", "model", "version"],
+)
 REJECTIONS = Counter(
     "govern_rejections_total",
     "Rejected predict requests (4xx), logged as attempts",

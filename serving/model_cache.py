@@ -11,6 +11,7 @@ import numpy as np
 
 from lineage.artifacts import ArtifactStore
 from lineage.models import ModelVersion
+from lineage.outliers import Detector, detector_of
 from lineage.schema import positive_proba, to_frame
 from serving.fastpath import Compiled, compile_pipeline, probe_rows
 
@@ -23,6 +24,7 @@ class LoadedModel:
     pipeline: Any
     schema: dict[str, Any]
     fast: Compiled | None = None
+    detector: Detector | None = None
 
     @property
     def threshold(self) -> float:
@@ -41,6 +43,16 @@ class LoadedModel:
     @property
     def protected(self) -> list[str]:
         return [p["name"] for p in self.schema.get("protected", [])]
+
+    def outlier_fields(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Per record, ``outlier_score`` and ``is_outlier`` for the log; {} without a detector."""
+        if self.detector is None:
+            return [{} for _ in records]
+        fields = []
+        for distance in self.detector.scores(records):
+            score = round(float(distance), 6)
+            fields.append({"outlier_score": score, "is_outlier": self.detector.is_outlier(score)})
+        return fields
 
     def transform(self, records: list[dict[str, Any]]) -> Any:
         """The estimator's input for these records (the Pipeline's preprocessing output)."""
@@ -105,6 +117,7 @@ class ModelCache:
             pipeline=pipeline,
             schema=version.input_schema,
             fast=checked_fast_path(pipeline, version.input_schema),
+            detector=detector_of(version.lineage),
         )
         with self._lock:
             self._models[key] = loaded

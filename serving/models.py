@@ -85,6 +85,12 @@ class DecisionRecord(SQLModel, table=True):
         sa_column=sa.Column(JSONType, nullable=True),
         description="The logged model inputs, for drift queries.",
     )
+    outlier_score: float | None = Field(
+        default=None,
+        sa_column=sa.Column(sa.Float, nullable=True),
+        description="Mahalanobis distance of the input from the training data (lineage detector).",
+    )
+    is_outlier: bool | None = Field(default=None, sa_column=sa.Column(sa.Boolean, nullable=True))
     payload: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     content_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
     prev_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))

@@ -128,6 +128,13 @@ class DecisionRecordPublic(BaseModel):
     context: dict[str, Any] | None
     label: Any
     score: float | None
+    outlier_score: float | None = Field(
+        default=None,
+        description="Mahalanobis distance of the input from the model's training data",
+    )
+    is_outlier: bool | None = Field(
+        default=None, description="outlier_score beyond the detector's recorded threshold"
+    )
     latency_ms: float | None
     key_id: str
     parent_decision_id: str | None

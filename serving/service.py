@@ -219,6 +219,7 @@ class Planned:
     model: LoadedModel
     score: float = 0.0
     label: Any = None
+    outlier: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_predict_body(raw: bytes) -> tuple[Any, PredictRequest | None, GovernanceError | None]:
@@ -287,10 +288,14 @@ def _plan(serving: Serving, endpoint: str, request: PredictRequest) -> list[Plan
         by_model.setdefault(item.model.sha256 + item.route["name"], []).append(item)
     for items in by_model.values():
         model = items[0].model
-        scores = model.scores([it.instance.features for it in items])
+        rows = [it.instance.features for it in items]
+        scores = model.scores(rows)
         for item, score in zip(items, scores, strict=True):
             item.score = score
             item.label = model.label_for(score)
+        if serving.settings.ood_scoring:
+            for item, outlier in zip(items, model.outlier_fields(rows), strict=True):
+                item.outlier = outlier
     return planned
 
 
@@ -329,6 +334,7 @@ def _decision_content(
         context=item.instance.context or {},
         label=item.label,
         score=item.score,
+        **item.outlier,
         latency_ms=round(latency_ms, 3),
     )
 
@@ -416,6 +422,8 @@ async def _predict(
         metrics.DECISIONS.labels(
             endpoint, item.model.name, str(item.model.version), item.route["name"]
         ).inc()
+        if item.outlier.get("is_outlier"):
+            metrics.OUTLIERS.labels(endpoint, item.model.name, str(item.model.version)).inc()
         outs.append(
             DecisionOut(
                 decision_id=content["decision_id"],
@@ -458,8 +466,12 @@ def _run_shadows(
             ]
             if not usable:
                 continue
-            scores = model.scores([p.instance.features for p, _ in usable])
-            for (item, parent), score in zip(usable, scores, strict=True):
+            rows = [p.instance.features for p, _ in usable]
+            scores = model.scores(rows)
+            outliers = (
+                model.outlier_fields(rows) if serving.settings.ood_scoring else [{}] * len(rows)
+            )
+            for (item, parent), score, outlier in zip(usable, scores, outliers, strict=True):
                 label = model.label_for(score)
                 if str(label) != str(item.label):
                     metrics.SHADOW_DISAGREEMENTS.labels(
@@ -484,6 +496,7 @@ def _run_shadows(
                         context=item.instance.context or {},
                         label=label,
                         score=score,
+                        **outlier,
                         parent_decision_id=parent["decision_id"],
                     )
                 )
@@ -570,6 +583,8 @@ def decision_public(
         context=context if content.get("kind") != "rejected" else None,
         label=content.get("label"),
         score=content.get("score"),
+        outlier_score=content.get("outlier_score"),
+        is_outlier=content.get("is_outlier"),
         latency_ms=content.get("latency_ms"),
         key_id=record.key_id,
         parent_decision_id=record.parent_decision_id,
