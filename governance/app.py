@@ -12,6 +12,7 @@ from explain.fairness_router import router as fairness_router
 from explain.router import router as explain_router
 from explain.service import Explainers, preload_libraries
 from governance import __version__, health
+from governance.audit.alerts import Scanner
 from governance.audit.router import router as audit_router
 from governance.auth.router import router as keys_router
 from governance.config import Settings, get_settings
@@ -70,9 +71,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.serving.start()
         if settings.environment != "test":
             preload_libraries()
+            app.state.scanner.start()
         try:
             yield
         finally:
+            app.state.scanner.stop()
             app.state.serving.stop()
             app.state.executor.shutdown()
             engine.dispose()
@@ -89,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
     app.state.serving = Serving.create(settings, app.state.sessions)
+    app.state.scanner = Scanner(app.state.sessions, settings)
     app.state.explainers = Explainers.create(
         app.state.serving, app.state.sessions, settings.explain_cache_size
     )

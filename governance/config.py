@@ -83,6 +83,35 @@ class Settings(BaseSettings):
         le=100,
         description="Model versions whose training rows and fitted explainers stay in memory.",
     )
+    probe_window_s: float = Field(
+        default=300.0, gt=0, le=86_400, description="Boundary probing: the window scanned."
+    )
+    probe_min_requests: int = Field(
+        default=25,
+        ge=2,
+        le=100_000,
+        description="Boundary probing: near-duplicate, near-threshold decisions from one key "
+        "on one model version within the window that raise an alert.",
+    )
+    probe_score_band: float = Field(
+        default=0.05,
+        gt=0,
+        le=0.5,
+        description="Boundary probing: a score this close to the threshold is near it.",
+    )
+    probe_near_distance: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Boundary probing: inputs are near-duplicates when every numeric feature "
+        "differs by at most this fraction of its training range and every category is equal.",
+    )
+    probe_scan_interval_s: float = Field(
+        default=30.0,
+        ge=0,
+        le=86_400,
+        description="Seconds between background probing scans; 0 turns the background scan off.",
+    )
     ray_address: str | None = None
     job_workers: int = Field(default=1, ge=1, le=16, description="In-process job threads.")
     retention_days: int = Field(default=762, ge=1)

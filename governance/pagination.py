@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import Query
+from fastapi import Depends, Query
 from pydantic import BaseModel, Field
 
 T = TypeVar("T")
@@ -30,3 +30,11 @@ class Paged(BaseModel, Generic[T]):
     data: list[T]
     count: int
     next_cursor: int | None = Field(description="pass as cursor for the next page; null at the end")
+
+
+PageDep = Annotated[Page, Depends(page_params)]
+
+
+def next_cursor(rows: list[Any], page: Page, key: str = "id") -> int | None:
+    """The cursor after a full page (rows ordered by ``key``); None when the page ran short."""
+    return getattr(rows[-1], key) if len(rows) == page.limit and rows else None

@@ -10,7 +10,7 @@ from governance.auth.models import Role
 from governance.auth.schemas import Principal
 from governance.deps import SessionDep, SettingsDep, allow
 from governance.errors import InvalidInput
-from governance.pagination import Page, Paged, page_params
+from governance.pagination import Paged, PageDep, next_cursor
 from lineage import service
 from lineage.artifacts import ArtifactStore
 from lineage.external import register_external
@@ -32,13 +32,8 @@ router = APIRouter()
 
 Writer = Annotated[Principal, Depends(allow(Role.data_scientist))]
 Reader = Annotated[Principal, Depends(allow(Role.data_scientist, Role.compliance))]
-PageDep = Annotated[Page, Depends(page_params)]
 ModelName = Annotated[str, Path(pattern=NAME_PATTERN)]
 VersionNumber = Annotated[int, Path(ge=1)]
-
-
-def _next(rows: list[Any], page: Page, key: str = "id") -> int | None:
-    return getattr(rows[-1], key) if len(rows) == page.limit and rows else None
 
 
 # Datasets ---------------------------------------------------------------------------------------
@@ -79,7 +74,7 @@ def list_datasets(
     return Paged(
         data=[service.dataset_public(d) for d in rows],
         count=len(rows),
-        next_cursor=_next(rows, page),
+        next_cursor=next_cursor(rows, page),
     )
 
 
@@ -158,7 +153,7 @@ def list_runs(session: SessionDep, _principal: Reader, page: PageDep) -> Paged[R
     return Paged(
         data=[service.run_public(session, r) for r in rows],
         count=len(rows),
-        next_cursor=_next(rows, page),
+        next_cursor=next_cursor(rows, page),
     )
 
 
@@ -192,7 +187,7 @@ def list_models(session: SessionDep, _principal: Reader, page: PageDep) -> Paged
     return Paged(
         data=[service.model_public(session, m) for m in rows],
         count=len(rows),
-        next_cursor=_next(rows, page),
+        next_cursor=next_cursor(rows, page),
     )
 
 

@@ -47,6 +47,11 @@ OUTLIERS = Counter(
     "Live decisions whose input scored beyond the model's out-of-distribution threshold",
     ["endpoint", "model", "version"],
 )
+PROBING_ALERTS = Counter(
+    "govern_probing_alerts_total",
+    "Boundary-probing alerts raised (one per episode of one key on one model version)",
+    ["endpoint"],
+)
 REJECTIONS = Counter(
     "govern_rejections_total",
     "Rejected predict requests (4xx), logged as attempts",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from governance.db import UTCDateTime, utcnow
+from governance.db import JSONType, UTCDateTime, utcnow
 
 
 class ChainHead(SQLModel, table=True):
@@ -66,3 +67,34 @@ class AccessRecord(SQLModel, table=True):
     content_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
     prev_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
     record_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+
+
+class Alert(SQLModel, table=True):
+    """A pattern worth a compliance officer's look, e.g. a key probing a decision boundary.
+
+    One alert covers one episode: while the pattern goes on, later scans extend it (last_seen_at
+    and the counts) instead of opening another.
+    """
+
+    __tablename__ = "audit_alert"
+    __table_args__ = (
+        sa.Index("ix_audit_alert_key_episode", "kind", "key_id", "endpoint", "last_seen_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: str = Field(sa_column=sa.Column(sa.String(36), nullable=False, unique=True))
+    kind: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))
+    key_id: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))
+    endpoint: str = Field(sa_column=sa.Column(sa.String(100), nullable=False))
+    model: str | None = Field(default=None, sa_column=sa.Column(sa.String(100), nullable=True))
+    version: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True))
+    first_seen_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    last_seen_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    requests: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
+    detail: dict[str, Any] = Field(sa_column=sa.Column(JSONType, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False)
+    )

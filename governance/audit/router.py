@@ -2,17 +2,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, status
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, Query, status
+from pydantic import AwareDatetime, BaseModel, Field
 
-from governance.audit import service
+from governance.audit import alerts, service
 from governance.auth.models import Role
 from governance.auth.schemas import Principal
 from governance.deps import SessionDep, SettingsDep, allow
+from governance.pagination import Paged, PageDep, next_cursor
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
 Auditor = Annotated[Principal, Depends(allow(Role.compliance))]
+AlertReader = Annotated[Principal, Depends(allow(Role.compliance, Role.data_scientist))]
 
 
 class CheckpointCreate(BaseModel):
@@ -51,3 +53,39 @@ def create_checkpoint(
 @router.get("/checkpoints", summary="Signed checkpoints")
 def list_checkpoints(session: SessionDep, _principal: Auditor) -> list[dict[str, Any]]:
     return [service.checkpoint_dict(c) for c in service.stored_checkpoints(session)]
+
+
+@router.get(
+    "/alerts",
+    response_model=Paged[alerts.AlertPublic],
+    summary="Stored alerts, newest first: boundary probing by a caller key",
+)
+def list_alerts(
+    session: SessionDep,
+    _principal: AlertReader,
+    page: PageDep,
+    kind: Annotated[str | None, Query(max_length=32)] = None,
+    key_id: Annotated[str | None, Query(max_length=32)] = None,
+    endpoint: Annotated[str | None, Query(max_length=100)] = None,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
+) -> Paged[alerts.AlertPublic]:
+    rows = alerts.list_alerts(
+        session, page, kind=kind, key_id=key_id, endpoint=endpoint, since=since, until=until
+    )
+    return Paged(
+        data=[alerts.alert_public(a) for a in rows],
+        count=len(rows),
+        next_cursor=next_cursor(rows, page),
+    )
+
+
+@router.post(
+    "/alerts/scan",
+    response_model=list[alerts.AlertPublic],
+    summary="Scan the recent decision log for boundary probing now; returns the alerts raised",
+)
+def scan_alerts(
+    session: SessionDep, settings: SettingsDep, _principal: Auditor
+) -> list[alerts.AlertPublic]:
+    return [alerts.alert_public(a) for a in alerts.scan(session, settings)]
