@@ -23,6 +23,7 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,13 @@ START = datetime(2025, 12, 1, tzinfo=UTC)
 BENCH = Principal(key_id="bench", name="bench.fairness", role=Role.compliance)
 
 
-def seed(settings: Settings, n: int, chunk: int = 20_000) -> float:
+FeatureRows = Callable[[int, int], list[dict[str, Any]]]
+
+
+def seed(
+    settings: Settings, n: int, chunk: int = 20_000, features: FeatureRows | None = None
+) -> float:
+    """Append n decisions to the chain; ``features(offset, size)`` gives their inputs."""
     migrate.upgrade(settings)
     run_demo(settings, decisions=0)
     engine = make_engine(settings)
@@ -63,6 +70,7 @@ def seed(settings: Settings, n: int, chunk: int = 20_000) -> float:
         label = (rng.random(size) < p).astype(int)
         repaid = np.where(label == 1, rng.random(size) < 0.85, rng.random(size) < 0.4)
         at = [START + timedelta(seconds=int(s)) for s in np.sort(rng.integers(0, seconds, size))]
+        inputs = features(offset, size) if features else [{}] * size
         contents = []
         outcomes = []
         for i in range(size):
@@ -77,7 +85,7 @@ def seed(settings: Settings, n: int, chunk: int = 20_000) -> float:
                     "model": {"name": "credit", "version": 1, "sha256": "0" * 64},
                     "route": "live",
                     "subject_id": None,
-                    "features": {},
+                    "features": inputs[i],
                     "context": {"sex": str(sex[i]), "age": int(age[i])},
                     "label": int(label[i]),
                     "score": 0.5,

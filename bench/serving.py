@@ -399,13 +399,17 @@ def run_mlserver(
         stop(proc)
 
 
-def run_govern(settings: Settings, key: str, bodies: list[bytes], seconds: float) -> dict[str, Any]:
+def start_govern(
+    settings: Settings, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """govern under uvicorn (one worker) on a free port, ready to serve."""
     port = free_port()
     env = {
         **os.environ,
         "GOV_DATABASE_URL": settings.database_url,
         "GOV_VAR_DIR": str(settings.var_dir),
         "GOV_LOG_LEVEL": "warning",
+        **(extra_env or {}),
     }
     proc = subprocess.Popen(
         [
@@ -424,10 +428,19 @@ def run_govern(settings: Settings, key: str, bodies: list[bytes], seconds: float
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/readyz")
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, port
+
+
+def run_govern(settings: Settings, key: str, bodies: list[bytes], seconds: float) -> dict[str, Any]:
+    proc, port = start_govern(settings)
     url = f"http://127.0.0.1:{port}/api/v1/endpoints/credit/predict"
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     try:
-        wait_ready(f"http://127.0.0.1:{port}/readyz")
         before = count_decisions(settings)
         result = measure(url, headers, bodies, seconds)
     finally:

@@ -89,9 +89,9 @@ def drift_counts(
         ).label(f"f{i}")
         for i, g in enumerate(grid_list)
     ]
-    scoped = sa.select(*values).where(*where).cte("live")
-    if dialect != "postgresql":
-        scoped = scoped.prefix_with("MATERIALIZED")
+    # MATERIALIZED: each JSON value is extracted once per row. Inlined (PostgreSQL's default for
+    # a CTE used once), every bin's CASE extracted it again: 124 s instead of seconds for 1M.
+    scoped = sa.select(*values).where(*where).cte("live").prefix_with("MATERIALIZED")
 
     def count_if(condition: Any) -> Any:
         return sa.func.sum(sa.case((condition, 1), else_=0))

@@ -26,8 +26,11 @@ from explain.attributions import library_versions
 from explain.context import GLOBAL_RNG, ModelContext
 from explain.counterfactuals import robust_spread, search_space
 
-MAX_ITER = 40
-MAX_EVAL = 2000
+# 20 iterations and 1,000 evaluations: on the demo model, over 30 decisions, distances came within
+# about 10% of those found with 40 and 2,000, with the same verdict for every decision, in 0.58x
+# the time (p50 0.88 s against 1.50 s in process).
+MAX_ITER = 20
+MAX_EVAL = 1000
 INIT_EVAL = 100
 
 

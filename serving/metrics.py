@@ -42,6 +42,11 @@ DECISIONS = Counter(
     "Logged decisions by endpoint, model, version and route (shadow decisions have route=shadow)",
     ["endpoint", "model", "version", "route"],
 )
+OOD_SCORING = Histogram(
+    "govern_ood_scoring_seconds",
+    "Time predict spends on out-of-distribution scoring, per model per request",
+    buckets=(0.000005, 0.00001, 0.00002, 0.00005, 0.0001, 0.0002, 0.0003, 0.0005, 0.001, 0.005),
+)
 OUTLIERS = Counter(
     "govern_outlier_decisions_total",
     "Live decisions whose input scored beyond the model's out-of-distribution threshold",

@@ -294,8 +294,10 @@ def _plan(serving: Serving, endpoint: str, request: PredictRequest) -> list[Plan
             item.score = score
             item.label = model.label_for(score)
         if serving.settings.ood_scoring:
+            started = time.perf_counter()
             for item, outlier in zip(items, model.outlier_fields(rows), strict=True):
                 item.outlier = outlier
+            metrics.OOD_SCORING.observe(time.perf_counter() - started)
     return planned
 
 
