@@ -21,6 +21,9 @@ from governance.errors import is_connection_error, register_error_handlers
 from governance.middleware import BodySizeLimit
 from governance.migrate import ensure_at_head
 from lineage.executor import make_executor
+from lineage.fresh import ZYGOTE
+from lineage.rebuild import fail_interrupted_rebuilds
+from lineage.rebuild_router import router as rebuild_router
 from lineage.router import router as lineage_router
 from lineage.runner import fail_interrupted_runs
 from serving import router as serving_router
@@ -50,13 +53,14 @@ def _check_schema(app: FastAPI) -> None:
 
 def _recover_jobs(app: FastAPI) -> None:
     try:
-        failed = fail_interrupted_runs(app.state.sessions)
+        runs = fail_interrupted_runs(app.state.sessions)
+        rebuilds = fail_interrupted_rebuilds(app.state.sessions)
     except Exception as exc:
         if not is_connection_error(exc):
             raise
         return
-    if failed:
-        log.warning("marked %d interrupted training run(s) as failed", failed)
+    if runs or rebuilds:
+        log.warning("marked %d training run(s), %d rebuild(s) interrupted: failed", runs, rebuilds)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -77,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             app.state.scanner.stop()
             app.state.serving.stop()
+            ZYGOTE.stop()
             app.state.executor.shutdown()
             engine.dispose()
 
@@ -114,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(keys_router)
     api.include_router(lineage_router)
+    api.include_router(rebuild_router)
     api.include_router(serving_router.router)
     api.include_router(explain_router)
     api.include_router(fairness_router)

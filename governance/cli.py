@@ -16,11 +16,13 @@ from governance.config import Settings, get_settings
 from governance.db import make_engine, session_factory, transaction
 from governance.errors import GovernanceError
 from lineage import cli as lineage_cli
+from lineage.rebuild_cli import rebuild_command
 
 app = typer.Typer(help="govern: lineage-first model governance and audit.", no_args_is_help=True)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.command("train")(lineage_cli.train)
+app.command("rebuild")(rebuild_command)
 app.command("explain")(explain_cli.explain)
 app.command("fairness")(explain_cli.fairness)
 app.add_typer(lineage_cli.datasets_app, name="datasets")

@@ -38,6 +38,14 @@ class DatasetError(GovernanceError):
         self.field_name = field_name
 
 
+class DataMismatch(DatasetError):
+    """The bytes read are not the ones DVC recorded; ``read`` holds what they hash to."""
+
+    def __init__(self, field_name: str, message: str, read: dict[str, str]) -> None:
+        super().__init__(field_name, message, status_code=409, code="data_mismatch")
+        self.read = read
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """The bytes of one data version and what identifies them."""
@@ -155,13 +163,13 @@ def read_snapshot(repo: str, path: str, rev: str) -> Snapshot:
     except DvcException as exc:
         raise DatasetError("path", f"DVC could not read {path!r} at {rev}: {exc}") from None
 
-    if hashlib.md5(content, usedforsecurity=False).hexdigest() != md5:
-        raise DatasetError(
+    actual = hashlib.md5(content, usedforsecurity=False).hexdigest()
+    if actual != md5:
+        raise DataMismatch(
             "path",
             f"the bytes read for {path!r} do not match the md5 DVC recorded ({md5}); "
-            "the cache or the remote holds altered data",
-            status_code=409,
-            code="data_mismatch",
+            f"they hash to {actual}: the cache or the remote holds altered data",
+            read={"md5": actual, "sha256": hashlib.sha256(content).hexdigest()},
         )
     return snapshot_from_bytes(content, repo=repo, path=path, rev=rev, commit=commit, md5=md5)
 

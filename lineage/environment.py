@@ -14,7 +14,8 @@ from typing import Any
 from governance import __version__
 
 _SOURCE_DIR = Path(__file__).resolve().parent.parent
-_DETERMINISM_ENV = ("PYTHONHASHSEED", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+# Variables that can change what a fit produces; recorded at training, restored for a rebuild.
+DETERMINISM_ENV = ("PYTHONHASHSEED", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @lru_cache(maxsize=1)
@@ -63,7 +64,8 @@ def capture_environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "executable": sys.executable,
-        "env": {k: os.environ[k] for k in _DETERMINISM_ENV if k in os.environ},
+        "cpu_count": os.cpu_count(),
+        "env": {k: os.environ[k] for k in DETERMINISM_ENV if k in os.environ},
         "packages": dict(installed_packages()),
     }
 
@@ -77,9 +79,9 @@ def diff_environments(recorded: dict[str, Any], current: dict[str, Any]) -> dict
         for name in sorted(set(old) | set(new))
         if old.get(name) != new.get(name)
     }
-    top = {
+    top: dict[str, Any] = {
         key: {"recorded": recorded.get(key), "current": current.get(key)}
-        for key in ("python", "implementation", "platform", "machine")
-        if recorded.get(key) != current.get(key)
+        for key in ("python", "implementation", "platform", "machine", "cpu_count", "env")
+        if key in recorded and recorded.get(key) != current.get(key)
     }
     return {"packages": packages, **top}

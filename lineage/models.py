@@ -124,3 +124,31 @@ class StageTransition(SQLModel, table=True):
     reason: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     actor: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class Rebuild(SQLModel, table=True):
+    """A rebuild job: re-run a version's recorded training and compare. Job state and report."""
+
+    __tablename__ = "rebuild"
+    __table_args__ = (sa.Index("ix_rebuild_model_version_id_id", "model_version_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    model_name: str = Field(sa_column=sa.Column(sa.String(100), nullable=False))
+    version: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
+    model_version_id: int = Field(
+        sa_column=sa.Column(sa.ForeignKey("model_version.id"), nullable=False)
+    )
+    decision_id: str | None = Field(default=None, sa_column=sa.Column(sa.String(36), nullable=True))
+    status: str = Field(sa_column=sa.Column(sa.String(20), nullable=False, index=True))
+    progress: float = Field(default=0.0, sa_column=sa.Column(sa.Float, nullable=False))
+    message: str = Field(default="", sa_column=sa.Column(sa.String(500), nullable=False))
+    verdict: str | None = Field(default=None, sa_column=sa.Column(sa.String(20), nullable=True))
+    report: dict[str, Any] | None = Field(
+        default=None, sa_column=sa.Column(JSONType, nullable=True)
+    )
+    executor: str = Field(sa_column=sa.Column(sa.String(20), nullable=False))
+    worker: str | None = Field(default=None, sa_column=sa.Column(sa.String(200), nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    created_by: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    started_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    finished_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))

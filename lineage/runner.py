@@ -7,8 +7,6 @@ evaluate, apply the gate, write the artifact, create the model version.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +21,7 @@ from governance.errors import GovernanceError
 from lineage import service
 from lineage.artifacts import PICKLE_PROTOCOL, ArtifactStore, serialize_model
 from lineage.environment import capture_environment, code_version
-from lineage.executor import worker_id
+from lineage.executor import abandoned, worker_id
 from lineage.fingerprint import fingerprint
 from lineage.models import DatasetVersion, ModelVersion, RunStatus, TrainingRun
 from lineage.spec import TrainingSpec, parse_spec, spec_hash
@@ -216,7 +214,6 @@ def _describe(exc: Exception) -> dict[str, Any]:
 
 def fail_interrupted_runs(factory: sessionmaker[Session]) -> int:
     """Runs left queued or running by a process on this host that no longer exists failed."""
-    host = socket.gethostname()
     failed = 0
     with transaction(factory) as session:
         runs = session.exec(
@@ -225,9 +222,7 @@ def fail_interrupted_runs(factory: sessionmaker[Session]) -> int:
             )
         ).all()
         for run in runs:
-            owner = run.worker or ""
-            owner_host, _, pid = owner.rpartition(":")
-            if owner_host != host or (pid.isdigit() and _alive(int(pid))):
+            if not abandoned(run.worker):
                 continue
             run.status = RunStatus.failed.value
             run.message = "failed: interrupted by a restart of the process running it"
@@ -236,16 +231,6 @@ def fail_interrupted_runs(factory: sessionmaker[Session]) -> int:
             session.add(run)
             failed += 1
     return failed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def version_for_run(session: Session, run_id: int) -> ModelVersion | None:

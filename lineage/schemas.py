@@ -103,3 +103,22 @@ class LineagePublic(BaseModel):
     stage: Stage
     lineage: dict[str, Any]
     stage_history: list[StageTransitionPublic]
+
+
+class RebuildPublic(BaseModel):
+    id: int
+    model: str
+    version: int
+    decision_id: str | None
+    status: RunStatus
+    progress: float
+    message: str
+    verdict: str | None = Field(
+        description="identical, equivalent, diverged or failed; null until finished"
+    )
+    report: dict[str, Any] | None
+    executor: str
+    created_at: datetime
+    created_by: str
+    started_at: datetime | None
+    finished_at: datetime | None
