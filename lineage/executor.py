@@ -19,6 +19,12 @@ from governance.config import Settings
 
 log = logging.getLogger("govern.executor")
 
+# Under `uv run` (as `make run` and `make test` start govern), Ray would start its workers with
+# `uv run` in a copy of the working directory, where uv builds no environment and the workers
+# cannot import Ray. Workers use this interpreter, govern's venv, instead. Ray reads the
+# variable when it is first imported, so it is set here, before any import of Ray.
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
 
 class Executor(Protocol):
     name: str

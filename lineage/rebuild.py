@@ -527,5 +527,6 @@ def replay_decision(
         "decision_id": decision_id,
         "logged": {"label": content.get("label"), "score": content.get("score")},
         "rebuilt": {"label": label, "score": score},
-        "replays_identically": score == content.get("score") and label == str(content.get("label")),
+        "replays_identically": score == content.get("score")
+        and str(label) == str(content.get("label")),
     }
