@@ -15,6 +15,7 @@ from governance import __version__, health
 from governance.audit.alerts import Scanner
 from governance.audit.router import router as audit_router
 from governance.auth.router import router as keys_router
+from governance.compliance.router import router as compliance_router
 from governance.config import Settings, get_settings
 from governance.db import make_engine, session_factory
 from governance.errors import is_connection_error, register_error_handlers
@@ -124,5 +125,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(explain_router)
     api.include_router(fairness_router)
     api.include_router(audit_router)
+    api.include_router(compliance_router)
     app.include_router(api)
     return app

@@ -71,10 +71,10 @@ def _accepted(
     summary="Rebuild this version from its recorded lineage and compare (202; poll the rebuild)",
 )
 def start_rebuild(
+    principal: Rebuilder,
     found: VersionDep,
     session: SessionDep,
     settings: SettingsDep,
-    principal: Rebuilder,
     request: Request,
     background: BackgroundTasks,
 ) -> JSONResponse:
@@ -95,7 +95,7 @@ def start_rebuild(
     summary="This version's rebuilds, newest first",
 )
 def list_rebuilds(
-    found: VersionDep, session: SessionDep, _principal: Rebuilder, page: PageDep
+    _principal: Rebuilder, found: VersionDep, session: SessionDep, page: PageDep
 ) -> Paged[RebuildPublic]:
     rows = rebuild.list_rebuilds(session, found[1], page)
     return Paged(

@@ -198,9 +198,9 @@ def list_models(session: SessionDep, _principal: Reader, page: PageDep) -> Paged
     summary="A model and its versions; with `at`, each version's stage at that moment",
 )
 def get_model(
+    _principal: Reader,
     model: ModelDep,
     session: SessionDep,
-    _principal: Reader,
     at: Annotated[
         datetime | None, Query(description="ISO time with zone, e.g. 2026-03-03T12:00:00Z")
     ] = None,
@@ -214,7 +214,7 @@ def get_model(
 
 
 @router.get("/models/{name}/versions/{version}", response_model=ModelVersionPublic, tags=["models"])
-def get_version(found: VersionDep, session: SessionDep, _principal: Reader) -> ModelVersionPublic:
+def get_version(_principal: Reader, found: VersionDep, session: SessionDep) -> ModelVersionPublic:
     return service.version_public(session, *found)
 
 
@@ -224,7 +224,7 @@ def get_version(found: VersionDep, session: SessionDep, _principal: Reader) -> M
     tags=["models"],
     summary="Everything behind a model version, in one document",
 )
-def get_lineage(found: VersionDep, session: SessionDep, _principal: Reader) -> LineagePublic:
+def get_lineage(_principal: Reader, found: VersionDep, session: SessionDep) -> LineagePublic:
     model, version = found
     history = [h for h in service.stage_history(session, model) if h.version == version.version]
     return LineagePublic(
@@ -243,7 +243,7 @@ def get_lineage(found: VersionDep, session: SessionDep, _principal: Reader) -> L
     summary="Every stage change of every version: who, when, from, to and why",
 )
 def get_stage_history(
-    model: ModelDep, session: SessionDep, _principal: Reader
+    _principal: Reader, model: ModelDep, session: SessionDep
 ) -> list[StageTransitionPublic]:
     return service.stage_history(session, model)
 

@@ -1,0 +1,239 @@
+"""Finding and exporting logged decisions: filters, keyset pages, CSV and Parquet streams.
+
+Pages are keyed on the chain sequence number ``seq``. Records are appended under the chain
+head's lock, so ``seq`` grows in commit order: a page never skips a record that commits while
+someone pages, and never repeats one. Exports walk the same query in chunks of
+``EXPORT_CHUNK`` rows, each chunk in its own short transaction, so memory stays constant
+whatever the number of rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session
+
+from governance.db import transaction
+from serving.models import DecisionOutcome, DecisionRecord
+
+DECISIONS: sa.Table = DecisionRecord.__table__  # type: ignore[attr-defined]
+OUTCOMES: sa.Table = DecisionOutcome.__table__  # type: ignore[attr-defined]
+EXPORT_CHUNK = 5000
+KINDS = ("decision", "shadow", "rejected")
+
+COLUMNS = (
+    "decision_id",
+    "seq",
+    "kind",
+    "created_at",
+    "endpoint",
+    "model",
+    "version",
+    "route",
+    "subject_id",
+    "label",
+    "score",
+    "outlier_score",
+    "is_outlier",
+    "key_id",
+    "parent_decision_id",
+    "record_hash",
+    "purged",
+    "features",
+    "context",
+)
+
+
+@dataclass(frozen=True)
+class DecisionFilter:
+    endpoint: str | None = None
+    model: str | None = None
+    version: int | None = None
+    route: str | None = None
+    subject_id: str | None = None
+    label: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    outlier: bool | None = None
+    has_outcome: bool | None = None
+    kind: str = "decision"
+
+    def params(self) -> dict[str, Any]:
+        """The filters that were set, as text: what the access trail records."""
+        return {
+            name: value.isoformat() if isinstance(value, datetime) else value
+            for name, value in self.__dict__.items()
+            if value is not None
+        }
+
+    def conditions(self) -> list[Any]:
+        c = DECISIONS.c
+        where: list[Any] = [c.kind == self.kind]
+        for name in ("endpoint", "model", "version", "route", "subject_id", "label"):
+            value = getattr(self, name)
+            if value is not None:
+                where.append(c[name] == value)
+        if self.since is not None:
+            where.append(c.created_at >= self.since)
+        if self.until is not None:
+            where.append(c.created_at < self.until)
+        if self.outlier is not None:
+            where.append(c.is_outlier.is_(self.outlier))
+        if self.has_outcome is not None:
+            exists = sa.exists().where(OUTCOMES.c.decision_id == c.decision_id)
+            where.append(exists if self.has_outcome else ~exists)
+        return where
+
+
+def _select(filters: DecisionFilter, after: int | None, limit: int) -> Any:
+    c = DECISIONS.c
+    query = (
+        sa.select(
+            *(c[name] for name in COLUMNS if name not in {"purged"}),
+            (c.payload.is_(None)).label("purged"),
+        )
+        .where(*filters.conditions())
+        .order_by(c.seq)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(c.seq > after)
+    return query
+
+
+def _row(mapping: Any) -> dict[str, Any]:
+    row = {name: mapping[name] for name in COLUMNS}
+    row["purged"] = bool(row["purged"])
+    if row["purged"]:
+        row["features"] = row["context"] = None
+    return row
+
+
+def page(
+    session: Session, filters: DecisionFilter, limit: int, cursor: int | None
+) -> tuple[list[dict[str, Any]], int | None]:
+    """One page, in log order, and the cursor for the next (None at the end)."""
+    rows = [_row(r._mapping) for r in session.execute(_select(filters, cursor, limit))]
+    return rows, rows[-1]["seq"] if len(rows) == limit else None
+
+
+def walk(
+    sessions: sessionmaker[Session], filters: DecisionFilter
+) -> Iterator[list[dict[str, Any]]]:
+    """Every matching row, a chunk at a time, each chunk read in its own transaction."""
+    after: int | None = None
+    while True:
+        with transaction(sessions) as session:
+            rows = [
+                _row(r._mapping) for r in session.execute(_select(filters, after, EXPORT_CHUNK))
+            ]
+        if not rows:
+            return
+        yield rows
+        if len(rows) < EXPORT_CHUNK:
+            return
+        after = rows[-1]["seq"]
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def csv_chunks(chunks: Iterator[list[dict[str, Any]]], counter: list[int]) -> Iterator[bytes]:
+    """CSV with a header row; features and context as JSON text. Counts rows in ``counter``."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    yield buffer.getvalue().encode()
+    for rows in chunks:
+        buffer.seek(0)
+        buffer.truncate()
+        for row in rows:
+            writer.writerow([_text(row[name]) for name in COLUMNS])
+        counter[0] += len(rows)
+        yield buffer.getvalue().encode()
+
+
+def parquet_chunks(chunks: Iterator[list[dict[str, Any]]], counter: list[int]) -> Iterator[bytes]:
+    """Parquet, one row group per chunk, streamed as it is written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema(
+        [
+            ("decision_id", pa.string()),
+            ("seq", pa.int64()),
+            ("kind", pa.string()),
+            ("created_at", pa.timestamp("us", tz="UTC")),
+            ("endpoint", pa.string()),
+            ("model", pa.string()),
+            ("version", pa.int64()),
+            ("route", pa.string()),
+            ("subject_id", pa.string()),
+            ("label", pa.string()),
+            ("score", pa.float64()),
+            ("outlier_score", pa.float64()),
+            ("is_outlier", pa.bool_()),
+            ("key_id", pa.string()),
+            ("parent_decision_id", pa.string()),
+            ("record_hash", pa.string()),
+            ("purged", pa.bool_()),
+            ("features", pa.string()),
+            ("context", pa.string()),
+        ]
+    )
+    sink = _Sink()
+    writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema)
+    try:
+        for rows in chunks:
+            columns = {
+                name: [_text(r[name]) if name in {"features", "context"} else r[name] for r in rows]
+                for name in COLUMNS
+            }
+            writer.write_table(pa.Table.from_pydict(columns, schema=schema))
+            counter[0] += len(rows)
+            yield sink.take()
+    finally:
+        writer.close()
+    yield sink.take()
+
+
+class _Sink:
+    """A write-only file that hands over what was written so far; it counts its own position,
+    so the Parquet footer's offsets stay right while the bytes leave in pieces."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._position = 0
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self._parts.append(bytes(data))
+        self._position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._position
+
+    def flush(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self.closed = True
+
+    def take(self) -> bytes:
+        data = b"".join(self._parts)
+        self._parts.clear()
+        return data

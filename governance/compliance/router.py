@@ -1,0 +1,178 @@
+"""The compliance workbench's routes: decision queries and exports, and the access trail."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import AwareDatetime, BaseModel
+
+from governance.audit import access
+from governance.auth.models import Role
+from governance.auth.schemas import Principal
+from governance.compliance import decisions, trail
+from governance.db import transaction
+from governance.deps import SessionDep, allow
+from governance.errors import InvalidInput
+from governance.pagination import Paged, PageDep
+
+router = APIRouter(tags=["compliance"])
+
+Officer = Annotated[Principal, Depends(allow(Role.compliance))]
+Format = Literal["json", "csv", "parquet"]
+MEDIA = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
+
+
+class DecisionRow(BaseModel):
+    decision_id: str
+    seq: int
+    kind: str
+    created_at: datetime
+    endpoint: str
+    model: str | None
+    version: int | None
+    route: str | None
+    subject_id: str | None
+    label: str | None
+    score: float | None
+    outlier_score: float | None
+    is_outlier: bool | None
+    key_id: str
+    parent_decision_id: str | None
+    record_hash: str
+    purged: bool
+    features: dict[str, Any] | None
+    context: dict[str, Any] | None
+
+
+def _format(format_: Format | None, accept: str | None) -> Format:
+    if format_ is not None:
+        return format_
+    if accept and "text/csv" in accept:
+        return "csv"
+    if accept and "application/vnd.apache.parquet" in accept:
+        return "parquet"
+    return "json"
+
+
+def decision_filter(
+    endpoint: Annotated[str | None, Query(max_length=100)] = None,
+    model: Annotated[str | None, Query(max_length=100)] = None,
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    route: Annotated[str | None, Query(max_length=40)] = None,
+    subject_id: Annotated[str | None, Query(max_length=200)] = None,
+    label: Annotated[str | None, Query(max_length=200)] = None,
+    since: Annotated[AwareDatetime | None, Query(description="created at or after")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="created before")] = None,
+    outlier: Annotated[bool | None, Query(description="is_outlier logged as this")] = None,
+    has_outcome: Annotated[bool | None, Query(description="an outcome was recorded")] = None,
+    kind: Annotated[Literal["decision", "shadow", "rejected"], Query()] = "decision",
+) -> decisions.DecisionFilter:
+    if since is not None and until is not None and since >= until:
+        raise InvalidInput.at("since", "must be before until")
+    return decisions.DecisionFilter(
+        endpoint=endpoint,
+        model=model,
+        version=version,
+        route=route,
+        subject_id=subject_id,
+        label=label,
+        since=since,
+        until=until,
+        outlier=outlier,
+        has_outcome=has_outcome,
+        kind=kind,
+    )
+
+
+FilterDep = Annotated[decisions.DecisionFilter, Depends(decision_filter)]
+
+
+@router.get(
+    "/decisions",
+    response_model=Paged[DecisionRow],
+    summary="Find logged decisions; page with next_cursor, or export the whole query as CSV "
+    "(format=csv or Accept: text/csv) or Parquet (format=parquet), streamed",
+    responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}},
+)
+def list_decisions(
+    request: Request,
+    session: SessionDep,
+    principal: Officer,
+    page: PageDep,
+    filters: FilterDep,
+    format: Annotated[Format | None, Query(description="json (default), csv or parquet")] = None,
+    accept: Annotated[str | None, Header()] = None,
+) -> Any:
+    chosen = _format(format, accept)
+    params = filters.params()
+    if chosen == "json":
+        rows, cursor = decisions.page(session, filters, page.limit, page.cursor)
+        access.record(
+            session,
+            principal,
+            "decisions.query",
+            params={**params, "limit": page.limit, "cursor": page.cursor},
+            rows=len(rows),
+        )
+        body = Paged[DecisionRow](
+            data=[DecisionRow(**r) for r in rows], count=len(rows), next_cursor=cursor
+        )
+        return JSONResponse(body.model_dump(mode="json"))
+    sessions = request.app.state.sessions
+    counter = [0]
+    chunks = decisions.walk(sessions, filters)
+    stream = (
+        decisions.csv_chunks(chunks, counter)
+        if chosen == "csv"
+        else decisions.parquet_chunks(chunks, counter)
+    )
+
+    def recorded() -> Iterator[bytes]:
+        yield from stream
+        # The trail entry needs the row count, known only at the end of the stream.
+        with transaction(sessions) as trail_session:
+            access.record(
+                trail_session,
+                principal,
+                "decisions.export",
+                params={**params, "format": chosen},
+                rows=counter[0],
+            )
+
+    return StreamingResponse(
+        recorded(),
+        media_type=MEDIA[chosen],
+        headers={"Content-Disposition": f'attachment; filename="decisions.{chosen}"'},
+    )
+
+
+@router.get(
+    "/audit/access-log",
+    response_model=Paged[trail.AccessEntry],
+    summary="Who read which decision data, when, with which query and how many rows; newest first",
+)
+def access_log(
+    session: SessionDep,
+    _principal: Officer,
+    page: PageDep,
+    key_id: Annotated[str | None, Query(max_length=32)] = None,
+    action: Annotated[str | None, Query(max_length=64)] = None,
+    target: Annotated[str | None, Query(max_length=200)] = None,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
+) -> Paged[trail.AccessEntry]:
+    entries, cursor = trail.entries(
+        session,
+        limit=page.limit,
+        cursor=page.cursor,
+        key_id=key_id,
+        action=action,
+        target=target,
+        since=since,
+        until=until,
+    )
+    return Paged(data=entries, count=len(entries), next_cursor=cursor)
