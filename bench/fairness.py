@@ -52,9 +52,14 @@ FeatureRows = Callable[[int, int], list[dict[str, Any]]]
 
 
 def seed(
-    settings: Settings, n: int, chunk: int = 20_000, features: FeatureRows | None = None
+    settings: Settings,
+    n: int,
+    chunk: int = 20_000,
+    features: FeatureRows | None = None,
+    subjects: int | None = None,
 ) -> float:
-    """Append n decisions to the chain; ``features(offset, size)`` gives their inputs."""
+    """Append n decisions to the chain; ``features(offset, size)`` gives their inputs, and
+    with ``subjects`` each decision names one of that many subjects."""
     migrate.upgrade(settings)
     run_demo(settings, decisions=0)
     engine = make_engine(settings)
@@ -84,7 +89,7 @@ def seed(
                     "key_id": "bench",
                     "model": {"name": "credit", "version": 1, "sha256": "0" * 64},
                     "route": "live",
-                    "subject_id": None,
+                    "subject_id": f"subject-{(offset + i) % subjects}" if subjects else None,
                     "features": inputs[i],
                     "context": {"sex": str(sex[i]), "age": int(age[i])},
                     "label": int(label[i]),

@@ -12,6 +12,7 @@ from explain import cli as explain_cli
 from governance.audit.cli import audit_app
 from governance.auth import service as auth_service
 from governance.auth.models import Role
+from governance.compliance.cli import retention_app
 from governance.config import Settings, get_settings
 from governance.db import make_engine, session_factory, transaction
 from governance.errors import GovernanceError
@@ -28,6 +29,7 @@ app.command("fairness")(explain_cli.fairness)
 app.add_typer(lineage_cli.datasets_app, name="datasets")
 app.add_typer(lineage_cli.models_app, name="models")
 app.add_typer(audit_app, name="audit")
+app.add_typer(retention_app, name="retention")
 
 out = Console()
 err = Console(stderr=True)

@@ -50,7 +50,14 @@ class DecisionRecord(SQLModel, table=True):
         sa.Index("ix_decision_model_version", "model", "version"),
         sa.Index("ix_decision_subject_id", "subject_id"),
         sa.Index("ix_decision_created_at", "created_at"),
-        sa.Index("ix_decision_parent", "parent_decision_id"),
+        # Partial: only shadow decisions have a parent. Over all rows, the planner's statistics
+        # (one distinct value, NULL) made SQLite scan the table to find a decision's shadows.
+        sa.Index(
+            "ix_decision_parent",
+            "parent_decision_id",
+            sqlite_where=sa.text("parent_decision_id IS NOT NULL"),
+            postgresql_where=sa.text("parent_decision_id IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(

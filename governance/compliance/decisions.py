@@ -93,13 +93,19 @@ class DecisionFilter:
         return where
 
 
-def _select(filters: DecisionFilter, after: int | None, limit: int) -> Any:
+def _select(filters: DecisionFilter, after: int | None, limit: int, as_text: bool = False) -> Any:
+    """``as_text``: features and context as the database's JSON text, for exports (decoding
+    and encoding them again cost more than the rest of an export row)."""
     c = DECISIONS.c
+    columns = [
+        sa.cast(c[name], sa.Text).label(name)
+        if as_text and name in {"features", "context"}
+        else c[name]
+        for name in COLUMNS
+        if name != "purged"
+    ]
     query = (
-        sa.select(
-            *(c[name] for name in COLUMNS if name not in {"purged"}),
-            (c.payload.is_(None)).label("purged"),
-        )
+        sa.select(*columns, (c.payload.is_(None)).label("purged"))
         .where(*filters.conditions())
         .order_by(c.seq)
         .limit(limit)
@@ -132,9 +138,8 @@ def walk(
     after: int | None = None
     while True:
         with transaction(sessions) as session:
-            rows = [
-                _row(r._mapping) for r in session.execute(_select(filters, after, EXPORT_CHUNK))
-            ]
+            query = _select(filters, after, EXPORT_CHUNK, as_text=True)
+            rows = [_row(r._mapping) for r in session.execute(query)]
         if not rows:
             return
         yield rows

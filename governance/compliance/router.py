@@ -6,18 +6,20 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import AwareDatetime, BaseModel
 
 from governance.audit import access
 from governance.auth.models import Role
 from governance.auth.schemas import Principal
-from governance.compliance import decisions, trail
+from governance.compliance import card, decisions, dossier, html, inventory, trail
 from governance.db import transaction
-from governance.deps import SessionDep, allow
+from governance.deps import SessionDep, SettingsDep, allow
 from governance.errors import InvalidInput
 from governance.pagination import Paged, PageDep
+from lineage.router import VersionDep
 
 router = APIRouter(tags=["compliance"])
 
@@ -176,3 +178,76 @@ def access_log(
         until=until,
     )
     return Paged(data=entries, count=len(entries), next_cursor=cursor)
+
+
+DossierReader = Annotated[
+    Principal, Depends(allow(Role.compliance, Role.appeals, Role.data_scientist))
+]
+
+
+@router.get(
+    "/decisions/{decision_id}/dossier",
+    summary="One document about one decision for an appeal or an examiner: the record, the "
+    "model and its lineage, reasons, SHAP, a counterfactual, replay and chain verification; "
+    "HTML with Accept: text/html or format=html",
+    responses={200: {"content": {"text/html": {}}}},
+)
+def decision_dossier(
+    decision_id: Annotated[str, Path(max_length=64)],
+    request: Request,
+    session: SessionDep,
+    principal: DossierReader,
+    format: Annotated[Literal["json", "html"] | None, Query()] = None,
+    accept: Annotated[str | None, Header()] = None,
+) -> Any:
+    document = dossier.build(
+        session, request.app.state.serving, request.app.state.explainers, decision_id, principal
+    )
+    if format == "html" or (format is None and accept and "text/html" in accept):
+        return HTMLResponse(html.dossier_html(document))
+    return JSONResponse(document)
+
+
+Inventorist = Annotated[Principal, Depends(allow(Role.compliance, Role.data_scientist))]
+
+
+@router.get(
+    "/inventory",
+    summary="Every model version: stage and history, owner, where it serves or served and when, "
+    "decision count, last rebuild and fairness report; `at` answers what was in use then",
+)
+def model_inventory(
+    session: SessionDep,
+    _principal: Inventorist,
+    status: Annotated[
+        Literal["in_use", "in_development", "retired"] | None,
+        Query(description="in_use: production or routed; in_development; retired: archived"),
+    ] = None,
+    at: Annotated[AwareDatetime | None, Query(description="as things stood at this moment")] = None,
+) -> dict[str, Any]:
+    items = inventory.inventory(session, status=status, at=at)
+    return {
+        "at": at.isoformat() if at else None,
+        "status": status,
+        "count": len(items),
+        "versions": jsonable_encoder(items),
+    }
+
+
+@router.get(
+    "/models/{name}/versions/{version}/card",
+    summary="The model card, as JSON or (Accept: text/html or format=html) as HTML",
+    responses={200: {"content": {"text/html": {}}}},
+)
+def model_card(
+    principal: Inventorist,
+    found: VersionDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    format: Annotated[Literal["json", "html"] | None, Query()] = None,
+    accept: Annotated[str | None, Header()] = None,
+) -> Any:
+    document = card.card(session, principal, settings, *found)
+    if format == "html" or (format is None and accept and "text/html" in accept):
+        return HTMLResponse(html.card_html(document))
+    return JSONResponse(jsonable_encoder(document))

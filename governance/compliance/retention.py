@@ -1,0 +1,106 @@
+"""Retention: purge decision payloads older than ``GOV_RETENTION_DAYS`` (762: 25 months).
+
+A purged record keeps its place in the hash chain: ``seq``, its hashes (``content_hash`` still
+binds the content that was there), and the facts that name no one (when, which endpoint and
+model version, the label and score). Its payload, inputs, context and subject id are set to
+NULL, and its stored explanations are deleted. ``govern audit verify`` still passes. The purge
+is recorded in the access trail with its cutoff and row count. A dry run only counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session
+
+from explain.models import Explanation
+from governance.audit import access
+from governance.auth.models import Role
+from governance.auth.schemas import Principal
+from governance.db import transaction, utcnow
+from serving.models import DecisionRecord
+
+DECISIONS: sa.Table = DecisionRecord.__table__  # type: ignore[attr-defined]
+EXPLANATIONS: sa.Table = Explanation.__table__  # type: ignore[attr-defined]
+CHUNK = 5000
+PURGED = {"payload": None, "features": None, "context": None, "subject_id": None}
+SYSTEM = Principal(key_id="retention", name="govern retention", role=Role.admin)
+
+Progress = Callable[[int, int], None]
+
+
+def _due(cutoff: datetime) -> list[Any]:
+    return [DECISIONS.c.created_at < cutoff, DECISIONS.c.payload.is_not(None)]
+
+
+def plan(session: Session, days: int, now: datetime | None = None) -> dict[str, Any]:
+    cutoff = (now or utcnow()) - timedelta(days=days)
+    count, oldest, newest = session.execute(
+        sa.select(
+            sa.func.count(),
+            sa.func.min(DECISIONS.c.created_at),
+            sa.func.max(DECISIONS.c.created_at),
+        ).where(*_due(cutoff))
+    ).one()
+    return {
+        "retention_days": days,
+        "cutoff": cutoff.isoformat(),
+        "records": int(count),
+        "oldest": oldest.isoformat() if oldest else None,
+        "newest": newest.isoformat() if newest else None,
+    }
+
+
+def apply(
+    sessions: sessionmaker[Session],
+    days: int,
+    *,
+    now: datetime | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    principal: Principal = SYSTEM,
+) -> dict[str, Any]:
+    """Purge in chunks of ``CHUNK`` records, each in its own transaction; returns the plan."""
+    with transaction(sessions) as session:
+        summary = plan(session, days, now)
+    summary["dry_run"] = dry_run
+    if dry_run or not summary["records"]:
+        summary["purged"] = 0
+        return summary
+    cutoff = datetime.fromisoformat(summary["cutoff"])
+    purged = 0
+    while True:
+        with transaction(sessions) as session:
+            ids = [
+                row[0]
+                for row in session.execute(
+                    sa.select(DECISIONS.c.decision_id)
+                    .where(*_due(cutoff))
+                    .order_by(DECISIONS.c.seq)
+                    .limit(CHUNK)
+                )
+            ]
+            if not ids:
+                break
+            session.execute(
+                DECISIONS.update().where(DECISIONS.c.decision_id.in_(ids)).values(**PURGED)
+            )
+            session.execute(EXPLANATIONS.delete().where(EXPLANATIONS.c.decision_id.in_(ids)))
+        purged += len(ids)
+        if progress is not None:
+            progress(purged, summary["records"])
+    summary["purged"] = purged
+    with transaction(sessions) as session:
+        access.record(
+            session,
+            principal,
+            "retention.purge",
+            params={"retention_days": days, "cutoff": summary["cutoff"]},
+            rows=purged,
+            detail={"oldest": summary["oldest"], "newest": summary["newest"]},
+        )
+    return summary
