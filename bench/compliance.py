@@ -145,8 +145,8 @@ def measure(settings: Settings, n: int) -> dict[str, Any]:
         with client.stream(
             "GET", "/api/v1/decisions", headers=headers, params={"format": "csv"}
         ) as response:
-            for _line in response.iter_lines():
-                rows += 1
+            for data in response.iter_bytes():
+                rows += data.count(b"\n")  # JSON text has no raw newlines: one per row
         export_s = time.perf_counter() - started
         rows -= 1  # the header
     engine.dispose()

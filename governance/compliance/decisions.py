@@ -14,7 +14,7 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -93,7 +93,46 @@ class DecisionFilter:
         return where
 
 
-def _select(filters: DecisionFilter, after: int | None, limit: int, as_text: bool = False) -> Any:
+# A record commits within this long of its created_at (predict stamps created_at, then waits
+# for the log's commit, which gives up long before this).
+COMMIT_LAG = timedelta(minutes=10)
+
+
+def seq_window(session: Session, filters: DecisionFilter) -> tuple[int | None, int | None]:
+    """Exclusive seq bounds that contain every record of the time window, from two index seeks.
+
+    seq follows commit order and created_at is stamped before the commit, so a record made
+    more than COMMIT_LAG before ``since`` committed before any record of the window, and one
+    made COMMIT_LAG after ``until`` committed after all of them. With these bounds, a page of a
+    month walks the seq index over that month instead of sorting the month or scanning from the
+    start of the log.
+    """
+    c = DECISIONS.c
+    low = high = None
+    if filters.since is not None:
+        low = session.execute(
+            sa.select(c.seq)
+            .where(c.created_at < filters.since - COMMIT_LAG)
+            .order_by(c.created_at.desc())
+            .limit(1)
+        ).scalar()
+    if filters.until is not None:
+        high = session.execute(
+            sa.select(c.seq)
+            .where(c.created_at >= filters.until + COMMIT_LAG)
+            .order_by(c.created_at)
+            .limit(1)
+        ).scalar()
+    return low, high
+
+
+def _select(
+    filters: DecisionFilter,
+    after: int | None,
+    limit: int,
+    as_text: bool = False,
+    window: tuple[int | None, int | None] = (None, None),
+) -> Any:
     """``as_text``: features and context as the database's JSON text, for exports (decoding
     and encoding them again cost more than the rest of an export row)."""
     c = DECISIONS.c
@@ -110,8 +149,12 @@ def _select(filters: DecisionFilter, after: int | None, limit: int, as_text: boo
         .order_by(c.seq)
         .limit(limit)
     )
+    low, high = window
+    after = max(after, low) if after is not None and low is not None else (after or low)
     if after is not None:
         query = query.where(c.seq > after)
+    if high is not None:
+        query = query.where(c.seq < high)
     return query
 
 
@@ -127,7 +170,10 @@ def page(
     session: Session, filters: DecisionFilter, limit: int, cursor: int | None
 ) -> tuple[list[dict[str, Any]], int | None]:
     """One page, in log order, and the cursor for the next (None at the end)."""
-    rows = [_row(r._mapping) for r in session.execute(_select(filters, cursor, limit))]
+    window = seq_window(session, filters)
+    rows = [
+        _row(r._mapping) for r in session.execute(_select(filters, cursor, limit, window=window))
+    ]
     return rows, rows[-1]["seq"] if len(rows) == limit else None
 
 
@@ -136,9 +182,11 @@ def walk(
 ) -> Iterator[list[dict[str, Any]]]:
     """Every matching row, a chunk at a time, each chunk read in its own transaction."""
     after: int | None = None
+    with transaction(sessions) as session:
+        window = seq_window(session, filters)
     while True:
         with transaction(sessions) as session:
-            query = _select(filters, after, EXPORT_CHUNK, as_text=True)
+            query = _select(filters, after, EXPORT_CHUNK, as_text=True, window=window)
             rows = [_row(r._mapping) for r in session.execute(query)]
         if not rows:
             return
@@ -162,11 +210,18 @@ def csv_chunks(chunks: Iterator[list[dict[str, Any]]], counter: list[int]) -> It
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
     yield buffer.getvalue().encode()
+    at = COLUMNS.index("created_at")
+    json_columns = [COLUMNS.index("features"), COLUMNS.index("context")]
     for rows in chunks:
         buffer.seek(0)
         buffer.truncate()
         for row in rows:
-            writer.writerow([_text(row[name]) for name in COLUMNS])
+            values = [row[name] for name in COLUMNS]
+            values[at] = values[at].isoformat()
+            for i in json_columns:
+                if not isinstance(values[i], str | None):
+                    values[i] = _text(values[i])
+            writer.writerow(values)
         counter[0] += len(rows)
         yield buffer.getvalue().encode()
 
