@@ -196,6 +196,50 @@ def walk(
         after = rows[-1]["seq"]
 
 
+def postgres_csv(
+    sessions: sessionmaker[Session], filters: DecisionFilter, counter: list[int]
+) -> Iterator[bytes]:
+    """The CSV export on PostgreSQL: the same query run by ``COPY ... TO STDOUT``, streamed as
+    the server writes it, with every value formatted in SQL exactly as ``csv_chunks`` writes it.
+    Parameters are bound by psycopg; one transaction, so the export is one consistent snapshot."""
+    c = DECISIONS.c
+    purged = c.payload.is_(None)
+
+    def flag(expression: Any) -> Any:
+        return sa.case((expression.is_(True), "True"), (expression.is_(False), "False"))
+
+    def as_text(name: str) -> Any:
+        if name == "created_at":
+            stamp = sa.func.to_char(
+                sa.func.timezone("UTC", c.created_at), 'YYYY-MM-DD"T"HH24:MI:SS.US'
+            )
+            return (stamp + "+00:00").label(name)
+        if name == "is_outlier":
+            return flag(c.is_outlier).label(name)
+        if name == "purged":
+            return flag(purged).label(name)
+        if name in {"features", "context"}:
+            return sa.case((purged, None), else_=sa.cast(c[name], sa.Text)).label(name)
+        return c[name]
+
+    with transaction(sessions) as session:
+        low, high = seq_window(session, filters)
+        query = sa.select(*(as_text(name) for name in COLUMNS)).where(*filters.conditions())
+        if low is not None:
+            query = query.where(c.seq > low)
+        if high is not None:
+            query = query.where(c.seq < high)
+        compiled = query.order_by(c.seq).compile(dialect=session.get_bind().dialect)
+        driver = session.connection().connection.driver_connection
+        assert driver is not None
+        with driver.cursor() as cursor:
+            statement = f"COPY ({compiled}) TO STDOUT WITH (FORMAT csv, HEADER true)"
+            with cursor.copy(statement, compiled.params) as copy:
+                for block in copy:
+                    yield bytes(block)
+            counter[0] = max(cursor.rowcount, 0)
+
+
 def _text(value: Any) -> Any:
     if isinstance(value, dict | list):
         return json.dumps(value, sort_keys=True, separators=(",", ":"))

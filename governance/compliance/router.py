@@ -126,12 +126,13 @@ def list_decisions(
         return JSONResponse(body.model_dump(mode="json"))
     sessions = request.app.state.sessions
     counter = [0]
-    chunks = decisions.walk(sessions, filters)
-    stream = (
-        decisions.csv_chunks(chunks, counter)
-        if chosen == "csv"
-        else decisions.parquet_chunks(chunks, counter)
-    )
+    stream: Iterator[bytes]
+    if chosen == "csv" and session.get_bind().dialect.name == "postgresql":
+        stream = decisions.postgres_csv(sessions, filters, counter)
+    elif chosen == "csv":
+        stream = decisions.csv_chunks(decisions.walk(sessions, filters), counter)
+    else:
+        stream = decisions.parquet_chunks(decisions.walk(sessions, filters), counter)
 
     def recorded() -> Iterator[bytes]:
         yield from stream

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -154,6 +155,15 @@ def test_csv_and_parquet_exports_equal_the_json_query(
     assert [r["decision_id"] for r in table] == [r["decision_id"] for r in rows]
     assert [r["label"] for r in table] == [r["label"] for r in rows]
     assert [float(r["score"]) for r in table] == [r["score"] for r in rows]
+    for written, row in zip(table, rows, strict=True):
+        # PostgreSQL exports through COPY, SQLite through Python: the same text either way
+        assert datetime.fromisoformat(written["created_at"]) == datetime.fromisoformat(
+            row["created_at"].replace("Z", "+00:00")
+        )
+        assert written["is_outlier"] == str(row["is_outlier"]) and written["purged"] == "False"
+        assert json.loads(written["features"]) == row["features"]
+        assert json.loads(written["context"]) == row["context"]
+        assert written["subject_id"] == row["subject_id"] and written["route"] == "live"
     parquet = client.get(DECISIONS, headers=headers, params={**params, "format": "parquet"})
     assert parquet.status_code == 200
     frame = pq.read_table(io.BytesIO(parquet.content)).to_pandas()
