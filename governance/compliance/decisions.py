@@ -27,6 +27,7 @@ from serving.models import DecisionOutcome, DecisionRecord
 DECISIONS: sa.Table = DecisionRecord.__table__  # type: ignore[attr-defined]
 OUTCOMES: sa.Table = DecisionOutcome.__table__  # type: ignore[attr-defined]
 EXPORT_CHUNK = 5000
+STREAM_PIECE = 256 * 1024
 KINDS = ("decision", "shadow", "rejected")
 
 COLUMNS = (
@@ -235,8 +236,18 @@ def postgres_csv(
         with driver.cursor() as cursor:
             statement = f"COPY ({compiled}) TO STDOUT WITH (FORMAT csv, HEADER true)"
             with cursor.copy(statement, compiled.params) as copy:
+                # The server sends one message per row: hand them on in larger pieces.
+                pending: list[bytes] = []
+                size = 0
                 for block in copy:
-                    yield bytes(block)
+                    pending.append(bytes(block))
+                    size += len(block)
+                    if size >= STREAM_PIECE:
+                        yield b"".join(pending)
+                        pending.clear()
+                        size = 0
+                if pending:
+                    yield b"".join(pending)
             counter[0] = max(cursor.rowcount, 0)
 
 
