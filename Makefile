@@ -9,7 +9,7 @@ RUN = $(UV) run --locked --no-sync
 export GOV_HOST ?= 127.0.0.1
 export GOV_PORT ?= 8000
 
-.PHONY: help bootstrap install run serve migrate test lint format clean bench bench-training bench-serving bench-ood bench-explain bench-robustness bench-fairness bench-drift bench-rebuild
+.PHONY: help bootstrap install run serve migrate test lint format clean bench bench-training bench-serving bench-ood bench-explain bench-robustness bench-fairness bench-drift bench-rebuild bench-compliance
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -40,7 +40,7 @@ format: install ## Apply ruff's fixes and formatting
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
 
-bench: bench-training bench-serving bench-ood bench-explain bench-robustness bench-fairness bench-drift bench-rebuild ## Run every benchmark (figures go in BENCHMARKS.md)
+bench: bench-training bench-serving bench-ood bench-explain bench-robustness bench-fairness bench-drift bench-rebuild bench-compliance ## Run every benchmark (figures go in BENCHMARKS.md)
 
 bench-training: install ## Training run with lineage capture vs bare Pipeline.fit
 	$(RUN) python -m bench.training_overhead --rows 20000 --repeats 5
@@ -57,6 +57,9 @@ bench-ood: install ## Predict with out-of-distribution scoring on vs off, same r
 
 bench-rebuild: install ## Rebuild of the demo model vs training it again, same process
 	$(RUN) python -m bench.rebuild --repeats 5
+
+bench-compliance: install ## Decision lookups, month pages and CSV export over 1,000,000 decisions
+	$(RUN) python -m bench.compliance --decisions 1000000
 
 bench-drift: install ## Drift report over 1,000,000 decisions vs pandas + scipy
 	$(RUN) python -m bench.drift --decisions 1000000
