@@ -19,22 +19,18 @@ auth, no trail), timed in the same run.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import random
-import tempfile
 import time
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from bench.backends import add_backend_options, each_backend, print_results
 from bench.drift import inputs
 from bench.explain import _pct
 from bench.fairness import START, seed
-from bench.serving import pg_database
 from governance.app import create_app
 from governance.auth import service as auth_service
 from governance.auth.models import Role
@@ -169,35 +165,9 @@ def measure(settings: Settings, n: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--decisions", type=int, default=1_000_000)
-    parser.add_argument("--no-postgres", action="store_true")
-    parser.add_argument("--no-sqlite", action="store_true")
-    parser.add_argument(
-        "--pg-url",
-        default=os.environ.get(
-            "GOV_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-        ),
-    )
+    add_backend_options(parser)
     args = parser.parse_args()
-    results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        if not args.no_postgres:
-            url, drop = pg_database(args.pg_url)
-            try:
-                print("PostgreSQL ...", flush=True)
-                results["postgresql"] = measure(
-                    Settings(var_dir=Path(tmp) / "pg", database_url=url, environment="test"),
-                    args.decisions,
-                )
-            finally:
-                drop()
-        if not args.no_sqlite:
-            print("SQLite ...", flush=True)
-            results["sqlite"] = measure(
-                Settings(var_dir=Path(tmp) / "sqlite", environment="test"), args.decisions
-            )
-    print(
-        json.dumps(results, indent=2, default=lambda v: round(v, 3) if isinstance(v, float) else v)
-    )
+    print_results(each_backend(args, lambda settings: measure(settings, args.decisions)))
 
 
 if __name__ == "__main__":

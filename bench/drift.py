@@ -18,11 +18,7 @@ Both must flag the same features: income only.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,8 +26,8 @@ import pandas as pd
 import sqlalchemy as sa
 from scipy import stats
 
+from bench.backends import add_backend_options, each_backend, print_results
 from bench.fairness import BENCH, seed
-from bench.serving import pg_database
 from explain import drift_service
 from explain.fairness_query import DECISIONS
 from governance.app import create_app
@@ -136,38 +132,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--decisions", type=int, default=1_000_000)
     parser.add_argument("--shift", type=float, default=1.25)
-    parser.add_argument("--no-postgres", action="store_true")
-    parser.add_argument("--no-sqlite", action="store_true")
-    parser.add_argument(
-        "--pg-url",
-        default=os.environ.get(
-            "GOV_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-        ),
-    )
+    add_backend_options(parser)
     args = parser.parse_args()
-    results: dict[str, Any] = {"shift_income": args.shift}
-    with tempfile.TemporaryDirectory() as tmp:
-        if not args.no_sqlite:
-            print("SQLite ...", flush=True)
-            results["sqlite"] = measure(
-                Settings(var_dir=Path(tmp) / "sqlite", environment="test"),
-                args.decisions,
-                args.shift,
-            )
-        if not args.no_postgres:
-            url, drop = pg_database(args.pg_url)
-            try:
-                print("PostgreSQL ...", flush=True)
-                results["postgresql"] = measure(
-                    Settings(var_dir=Path(tmp) / "pg", database_url=url, environment="test"),
-                    args.decisions,
-                    args.shift,
-                )
-            finally:
-                drop()
-    print(
-        json.dumps(results, indent=2, default=lambda v: round(v, 4) if isinstance(v, float) else v)
-    )
+    results = {
+        "shift_income": args.shift,
+        **each_backend(args, lambda settings: measure(settings, args.decisions, args.shift)),
+    }
+    print_results(results)
 
 
 if __name__ == "__main__":

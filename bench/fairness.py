@@ -18,21 +18,17 @@ Both paths count the same rows; the script checks that their selection rates agr
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from bench.serving import pg_database
+from bench.backends import add_backend_options, each_backend, print_results
 from explain import fairness_service
 from explain.fairness_query import DECISIONS, OUTCOMES
 from governance import migrate
@@ -234,35 +230,9 @@ def measure(settings: Settings, n: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--decisions", type=int, default=1_000_000)
-    parser.add_argument("--no-postgres", action="store_true")
-    parser.add_argument("--no-sqlite", action="store_true")
-    parser.add_argument(
-        "--pg-url",
-        default=os.environ.get(
-            "GOV_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-        ),
-    )
+    add_backend_options(parser)
     args = parser.parse_args()
-    results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        if not args.no_sqlite:
-            print("SQLite ...", flush=True)
-            results["sqlite"] = measure(
-                Settings(var_dir=Path(tmp) / "sqlite", environment="test"), args.decisions
-            )
-        if not args.no_postgres:
-            url, drop = pg_database(args.pg_url)
-            try:
-                print("PostgreSQL ...", flush=True)
-                results["postgresql"] = measure(
-                    Settings(var_dir=Path(tmp) / "pg", database_url=url, environment="test"),
-                    args.decisions,
-                )
-            finally:
-                drop()
-    print(
-        json.dumps(results, indent=2, default=lambda v: round(v, 4) if isinstance(v, float) else v)
-    )
+    print_results(each_backend(args, lambda settings: measure(settings, args.decisions)))
 
 
 if __name__ == "__main__":

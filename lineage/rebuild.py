@@ -40,8 +40,9 @@ from governance.pagination import Page
 from lineage import datasets
 from lineage.artifacts import ArtifactStore
 from lineage.environment import diff_environments
-from lineage.executor import abandoned, worker_id
+from lineage.executor import worker_id
 from lineage.fresh import ZYGOTE, FreshProcessError
+from lineage.jobs import abandoned_jobs, update_job
 from lineage.models import ModelVersion, Rebuild, RegisteredModel, RunStatus
 from lineage.schema import frame_from_table, positive_proba, to_frame
 from lineage.spec import ESTIMATORS, import_estimator, parse_spec, spec_hash
@@ -115,17 +116,10 @@ def list_rebuilds(session: Session, version: ModelVersion, page: Page) -> list[R
 def fail_interrupted_rebuilds(factory: sessionmaker[Session]) -> int:
     """Rebuilds left queued or running by a process on this host that no longer exists: failed,
     with the reason, never lost."""
-    failed = 0
+    message = "interrupted by a restart of the process running it"
     with transaction(factory) as session:
-        rows = session.exec(
-            select(Rebuild).where(
-                col(Rebuild.status).in_([RunStatus.queued.value, RunStatus.running.value])
-            )
-        ).all()
+        rows = abandoned_jobs(session, Rebuild)
         for row in rows:
-            if not abandoned(row.worker):
-                continue
-            message = "interrupted by a restart of the process running it"
             row.status = RunStatus.failed.value
             row.verdict = FAILED
             row.message = f"failed: {message}"
@@ -138,17 +132,11 @@ def fail_interrupted_rebuilds(factory: sessionmaker[Session]) -> int:
             }
             row.finished_at = utcnow()
             session.add(row)
-            failed += 1
-    return failed
+    return len(rows)
 
 
 def _update(factory: sessionmaker[Session], rebuild_id: int, **fields: Any) -> None:
-    with transaction(factory) as session:
-        rebuild = session.get(Rebuild, rebuild_id)
-        assert rebuild is not None
-        for key, value in fields.items():
-            setattr(rebuild, key, value)
-        session.add(rebuild)
+    update_job(factory, Rebuild, rebuild_id, **fields)
 
 
 def execute_rebuild(settings: Settings, rebuild_id: int, progress: Progress | None = None) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from governance.config import Settings
 from governance.db import make_engine, session_factory, transaction, utcnow
@@ -21,8 +21,9 @@ from governance.errors import GovernanceError
 from lineage import service
 from lineage.artifacts import PICKLE_PROTOCOL, ArtifactStore, serialize_model
 from lineage.environment import capture_environment, code_version
-from lineage.executor import abandoned, worker_id
+from lineage.executor import worker_id
 from lineage.fingerprint import fingerprint
+from lineage.jobs import abandoned_jobs, update_job
 from lineage.models import DatasetVersion, ModelVersion, RunStatus, TrainingRun
 from lineage.spec import TrainingSpec, parse_spec, spec_hash
 from lineage.training import TrainingOutcome, train
@@ -33,12 +34,7 @@ Progress = Callable[[float, str], None]
 
 
 def _update(factory: sessionmaker[Session], run_id: int, **fields: Any) -> None:
-    with transaction(factory) as session:
-        run = session.get(TrainingRun, run_id)
-        assert run is not None
-        for key, value in fields.items():
-            setattr(run, key, value)
-        session.add(run)
+    update_job(factory, TrainingRun, run_id, **fields)
 
 
 def dataset_lineage(dataset: DatasetVersion) -> dict[str, Any]:
@@ -214,23 +210,15 @@ def _describe(exc: Exception) -> dict[str, Any]:
 
 def fail_interrupted_runs(factory: sessionmaker[Session]) -> int:
     """Runs left queued or running by a process on this host that no longer exists failed."""
-    failed = 0
     with transaction(factory) as session:
-        runs = session.exec(
-            select(TrainingRun).where(
-                col(TrainingRun.status).in_([RunStatus.queued.value, RunStatus.running.value])
-            )
-        ).all()
+        runs = abandoned_jobs(session, TrainingRun)
         for run in runs:
-            if not abandoned(run.worker):
-                continue
             run.status = RunStatus.failed.value
             run.message = "failed: interrupted by a restart of the process running it"
             run.error = {"code": "interrupted", "message": run.message, "details": None}
             run.finished_at = utcnow()
             session.add(run)
-            failed += 1
-    return failed
+    return len(runs)
 
 
 def version_for_run(session: Session, run_id: int) -> ModelVersion | None:

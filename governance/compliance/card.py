@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from explain import fairness_service
 from governance.auth.schemas import Principal
-from governance.compliance.inventory import _last_rebuild
+from governance.compliance.inventory import last_rebuild
 from governance.config import Settings
 from lineage import service as lineage_service
 from lineage.models import ModelVersion, RegisteredModel
@@ -90,5 +90,5 @@ def card(
         "live_fairness": _live_fairness(session, principal, settings, model, version),
         "gate": lineage.get("gate"),
         "lineage": lineage_service.lineage_summary(session, version),
-        "rebuild": _last_rebuild(session, version),
+        "rebuild": last_rebuild(session, version),
     }

@@ -130,26 +130,24 @@ def seq_window(session: Session, filters: DecisionFilter) -> tuple[int | None, i
 def _select(
     filters: DecisionFilter,
     after: int | None,
-    limit: int,
+    limit: int | None,
     as_text: bool = False,
     window: tuple[int | None, int | None] = (None, None),
+    columns: list[Any] | None = None,
 ) -> Any:
-    """``as_text``: features and context as the database's JSON text, for exports (decoding
-    and encoding them again cost more than the rest of an export row)."""
+    """The query behind pages and exports, in log order. ``as_text``: features and context as
+    the database's JSON text, for exports (decoding and encoding them again cost more than the
+    rest of an export row). ``columns`` replaces the selected columns (one per COLUMNS name)."""
     c = DECISIONS.c
-    columns = [
-        sa.cast(c[name], sa.Text).label(name)
-        if as_text and name in {"features", "context"}
-        else c[name]
-        for name in COLUMNS
-        if name != "purged"
-    ]
-    query = (
-        sa.select(*columns, (c.payload.is_(None)).label("purged"))
-        .where(*filters.conditions())
-        .order_by(c.seq)
-        .limit(limit)
-    )
+    if columns is None:
+        columns = [
+            sa.cast(c[name], sa.Text).label(name)
+            if as_text and name in {"features", "context"}
+            else c[name]
+            for name in COLUMNS
+            if name != "purged"
+        ] + [(c.payload.is_(None)).label("purged")]
+    query = sa.select(*columns).where(*filters.conditions()).order_by(c.seq).limit(limit)
     low, high = window
     after = max(after, low) if after is not None and low is not None else (after or low)
     if after is not None:
@@ -224,13 +222,14 @@ def postgres_csv(
         return c[name]
 
     with transaction(sessions) as session:
-        low, high = seq_window(session, filters)
-        query = sa.select(*(as_text(name) for name in COLUMNS)).where(*filters.conditions())
-        if low is not None:
-            query = query.where(c.seq > low)
-        if high is not None:
-            query = query.where(c.seq < high)
-        compiled = query.order_by(c.seq).compile(dialect=session.get_bind().dialect)
+        query = _select(
+            filters,
+            None,
+            None,
+            window=seq_window(session, filters),
+            columns=[as_text(name) for name in COLUMNS],
+        )
+        compiled = query.compile(dialect=session.get_bind().dialect)
         driver = session.connection().connection.driver_connection
         assert driver is not None
         with driver.cursor() as cursor:

@@ -116,7 +116,7 @@ def inventory(
                 "served": [_interval_public(i) for i in served if at is None or i["from"] <= at],
                 "decisions": int(counts.get((model.name, version.version), 0)),
                 "gate_passed": version.gate_passed,
-                "last_rebuild": _last_rebuild(session, version),
+                "last_rebuild": last_rebuild(session, version),
                 "last_fairness_report": _last_fairness(session, served),
             }
         )
@@ -133,7 +133,7 @@ def _interval_public(interval: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _last_rebuild(session: Session, version: ModelVersion) -> dict[str, Any] | None:
+def last_rebuild(session: Session, version: ModelVersion) -> dict[str, Any] | None:
     found = session.exec(
         select(Rebuild)
         .where(Rebuild.model_version_id == version.id, col(Rebuild.verdict).is_not(None))
