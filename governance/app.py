@@ -97,6 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
+    # Single-statement reads (the key check) need no transaction of their own.
+    app.state.reads = session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
     app.state.serving = Serving.create(settings, app.state.sessions)
     app.state.scanner = Scanner(app.state.sessions, settings)
     app.state.explainers = Explainers.create(

@@ -18,7 +18,6 @@ from governance.auth import service as auth_service
 from governance.auth.models import Role
 from governance.auth.schemas import Principal
 from governance.config import Settings
-from governance.db import transaction
 from governance.errors import Forbidden, Unauthorized
 
 
@@ -58,14 +57,14 @@ def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """Checks the key in its own short transaction.
+    """Checks the key with one autocommit read (no BEGIN or COMMIT round trips).
 
     It does not borrow the route's session: a request that then waits (predict waiting for the
     decision log, say) must not hold a pooled connection the log writer needs.
     """
     if credentials is None or not credentials.credentials:
         raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
-    with transaction(request.app.state.sessions) as session:
+    with request.app.state.reads() as session:
         return auth_service.authenticate(session=session, token=credentials.credentials)
 
 
@@ -78,7 +77,10 @@ class RoleGuard:
     def __init__(self, *roles: Role) -> None:
         self.roles = frozenset(roles) | {Role.admin}
 
-    def __call__(self, principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    async def __call__(
+        self, principal: Annotated[Principal, Depends(current_principal)]
+    ) -> Principal:
+        # async: a pure check, so it runs on the event loop, not as a thread-pool hop.
         if principal.role not in self.roles:
             allowed = sorted(r.value for r in self.roles)
             raise Forbidden(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -444,11 +446,15 @@ def version_public(
 
 def lineage_summary(session: Session, version: ModelVersion) -> dict[str, Any]:
     """The part of a version's lineage that travels with each decision."""
+    return {**_fixed_summary(version), "stage": current_stage(session, version).value}
+
+
+def _fixed_summary(version: ModelVersion) -> dict[str, Any]:
+    """The summary without the stage: everything in it is fixed when the version is registered."""
     lineage = version.lineage
     data = lineage.get("dataset", {})
     return {
         "model_version_created_at": version.created_at.isoformat(),
-        "stage": current_stage(session, version).value,
         "source": version.source,
         "run_id": version.run_id,
         "artifact_sha256": version.artifact_sha256,
@@ -467,6 +473,62 @@ def lineage_summary(session: Session, version: ModelVersion) -> dict[str, Any]:
         },
         "trained_at": lineage.get("timing", {}).get("finished_at"),
     }
+
+
+@dataclass(frozen=True)
+class VersionView:
+    """What a decision record shows of its model version: protected inputs and lineage summary."""
+
+    protected: tuple[str, ...]
+    lineage: dict[str, Any]
+
+
+_FIXED: dict[tuple[int, str, datetime], tuple[tuple[str, ...], dict[str, Any]]] = {}
+_FIXED_LOCK = threading.Lock()
+_FIXED_MAX = 512
+
+
+def version_view(session: Session, name: str, version: int) -> VersionView:
+    """One query for the version's identity and current stage; the rest is cached.
+
+    A version row never changes once registered, so its parsed summary is kept, keyed by id,
+    artifact hash and creation time (never reused, even when a test database is recreated).
+    Only the stage moves, and it is read every time.
+    """
+    latest = (
+        select(StageTransition.to_stage)
+        .where(StageTransition.model_version_id == ModelVersion.id)
+        .order_by(col(StageTransition.created_at).desc(), col(StageTransition.id).desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    row = session.exec(
+        select(ModelVersion.id, ModelVersion.artifact_sha256, ModelVersion.created_at, latest)
+        .join(RegisteredModel, col(RegisteredModel.id) == ModelVersion.model_id)
+        .where(RegisteredModel.name == name, ModelVersion.version == version)
+    ).first()
+    if row is None:
+        raise NotFound(
+            f"model {name!r} has no version {version}", details={"model": name, "version": version}
+        )
+    version_id, sha256, created_at, stage = row
+    key = (int(version_id), str(sha256), created_at)
+    with _FIXED_LOCK:
+        fixed = _FIXED.get(key)
+    if fixed is None:
+        found = session.get(ModelVersion, version_id)
+        assert found is not None
+        protected = tuple(p["name"] for p in found.input_schema.get("protected", []))
+        fixed = (protected, _fixed_summary(found))
+        with _FIXED_LOCK:
+            if len(_FIXED) >= _FIXED_MAX:
+                _FIXED.clear()
+            _FIXED[key] = fixed
+    protected, summary = fixed
+    return VersionView(
+        protected=protected,
+        lineage={**summary, "stage": (stage or Stage.none.value)},
+    )
 
 
 def model_public(

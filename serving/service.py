@@ -554,11 +554,9 @@ def decision_public(
     lineage = None
     protected: list[str] = []
     if model_ref:
-        _model, version = lineage_service.get_version(
-            session=session, name=model_ref["name"], version=model_ref["version"]
-        )
-        protected = [p["name"] for p in version.input_schema.get("protected", [])]
-        lineage = lineage_service.lineage_summary(session, version)
+        view = lineage_service.version_view(session, model_ref["name"], model_ref["version"])
+        protected = list(view.protected)
+        lineage = view.lineage
     context = dict(content.get("context") or {})
     redacted: list[str] = []
     if principal.role not in PRIVILEGED:

@@ -23,11 +23,16 @@ ColumnsOf = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def _lock_head(session: Session, chain: str) -> tuple[int, str]:
+    """Lock the chain's head row and read it, in one statement (UPDATE ... RETURNING)."""
     table = ChainHead.__table__  # type: ignore[attr-defined]
-    updated = session.execute(
-        table.update().where(table.c.chain == chain).values(updated_at=utcnow())
+    lock = (
+        table.update()
+        .where(table.c.chain == chain)
+        .values(updated_at=sa.bindparam("now", type_=table.c.updated_at.type))
+        .returning(table.c.seq, table.c.record_hash)
     )
-    if updated.rowcount == 0:  # type: ignore[attr-defined]
+    row = session.execute(lock, {"now": utcnow()}).first()
+    if row is None:  # the chain's first append
         try:
             with session.begin_nested():
                 session.execute(
@@ -36,12 +41,8 @@ def _lock_head(session: Session, chain: str) -> tuple[int, str]:
                     )
                 )
         except IntegrityError:
-            session.execute(
-                table.update().where(table.c.chain == chain).values(updated_at=utcnow())
-            )
-    row = session.execute(
-        sa.select(table.c.seq, table.c.record_hash).where(table.c.chain == chain)
-    ).one()
+            pass  # another writer created it first; lock it like any other
+        row = session.execute(lock, {"now": utcnow()}).one()
     return int(row.seq), str(row.record_hash)
 
 
