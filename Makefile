@@ -9,7 +9,7 @@ RUN = $(UV) run --locked --no-sync
 export GOV_HOST ?= 127.0.0.1
 export GOV_PORT ?= 8000
 
-.PHONY: help bootstrap install run serve migrate test lint format clean bench bench-training bench-serving bench-ood bench-explain bench-robustness bench-fairness bench-drift bench-rebuild bench-compliance
+.PHONY: help bootstrap install run serve migrate test lint format clean bench bench-training bench-serving bench-ood bench-explain bench-robustness bench-fairness bench-drift bench-rebuild bench-compliance reliability
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -30,6 +30,11 @@ run: migrate ## Install, migrate, set up the demo once, and serve on $GOV_HOST:$
 
 test: install ## Run the whole suite (PostgreSQL too when GOV_TEST_DATABASE_URL is set)
 	$(RUN) pytest $(PYTEST_ARGS)
+
+RELIABILITY_PROFILE ?= full
+RELIABILITY_OUT ?= RELIABILITY.md
+reliability: install ## Crash, outage, concurrency, fuzzing, hostile-input and tamper drills; writes RELIABILITY.md
+	$(RUN) python -m reliability --profile $(RELIABILITY_PROFILE) --out $(RELIABILITY_OUT)
 
 lint: install ## ruff check, ruff format --check, mypy
 	$(RUN) ruff check .

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
@@ -18,8 +19,8 @@ from governance.auth.router import router as keys_router
 from governance.compliance.router import router as compliance_router
 from governance.config import Settings, get_settings
 from governance.db import make_engine, session_factory
-from governance.errors import is_connection_error, register_error_handlers
-from governance.middleware import BodySizeLimit
+from governance.errors import document_errors, is_connection_error, register_error_handlers
+from governance.middleware import BodySizeLimit, RefuseNul
 from governance.migrate import ensure_at_head
 from lineage.executor import make_executor
 from lineage.fresh import ZYGOTE
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_upload_bytes=settings.max_artifact_bytes,
     )
 
+    app.add_middleware(RefuseNul)
     # Added last, so it runs first: an overloaded process refuses before any other work.
     app.add_middleware(PredictAdmission, max_inflight=settings.predict_max_inflight)
 
@@ -129,4 +131,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(audit_router)
     api.include_router(compliance_router)
     app.include_router(api)
+    _document_errors(app)
     return app
+
+
+def _document_errors(app: FastAPI) -> None:
+    """The served schema describes govern's real error body (see errors.document_errors)."""
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(plain())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -110,3 +111,30 @@ public = PublicRoute()
 ANY_ROLE = tuple(Role)
 AdminOnly = Annotated[Principal, Depends(allow())]
 AnyRole = Annotated[Principal, Depends(allow(*ANY_ROLE))]
+
+
+PUBLIC = "public"
+
+
+def declared_roles(app: FastAPI) -> dict[str, set[str] | str | None]:
+    """``"METHOD /path"`` -> the roles its guard admits besides admin, ``PUBLIC``, or None when the
+    route declares neither. The role table test and the reliability drills both read this."""
+    declared: dict[str, set[str] | str | None] = {}
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if not isinstance(route, APIRoute):
+            continue
+        stack, guards = list(route.dependant.dependencies), []
+        while stack:
+            dep = stack.pop()
+            if isinstance(dep.call, RoleGuard | PublicRoute):
+                guards.append(dep.call)
+            stack.extend(dep.dependencies)
+        role_guards = [g for g in guards if isinstance(g, RoleGuard)]
+        for method in route.methods or []:
+            key = f"{method} {context.path}"
+            if role_guards:
+                declared[key] = {r.value for r in role_guards[0].roles} - {Role.admin.value}
+            else:
+                declared[key] = PUBLIC if guards else None
+    return declared

@@ -101,6 +101,49 @@ _STATUS_CODES = {
 }
 
 
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "Error",
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "description": "stable, machine-readable"},
+                "message": {"type": "string", "description": "for people"},
+                "details": {"description": "the fields and problems, or other context"},
+            },
+        }
+    },
+}
+
+
+def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
+    """Make the OpenAPI document say what errors really look like.
+
+    FastAPI documents a 422 body that govern never sends (its ``HTTPValidationError``). Every error
+    here has the body above, and any route can answer 4xx (401 without a key, 403 for a refused
+    role, 413 for an oversized body, ...) or 503 (database unavailable), so each operation gets a
+    ``4XX`` and a ``503`` response with that body, and the 422 points at it too.
+    """
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    components["Error"] = ERROR_SCHEMA
+    body = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            for code, text in (
+                ("422", "Invalid input: the fields and their problems"),
+                ("4XX", "Refused: the error says why"),
+                ("503", "Unavailable (the database, or overload); retry"),
+            ):
+                responses[code] = {"description": text, "content": body}
+    return schema
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
 

@@ -12,7 +12,7 @@ from governance.auth.models import Role
 from governance.auth.schemas import Principal
 from governance.deps import SessionDep, SettingsDep, allow
 from governance.errors import Forbidden
-from governance.pagination import Paged, PageDep, next_cursor
+from governance.pagination import Paged, PageDep, RowId, next_cursor
 from lineage import rebuild, service
 from lineage.models import Rebuild, RunStatus
 from lineage.router import VersionDep
@@ -140,7 +140,7 @@ def start_decision_rebuild(
     summary="A rebuild's status, progress and report",
 )
 def get_rebuild(
-    rebuild_id: Annotated[int, Path(ge=1)], session: SessionDep, principal: DecisionRebuilder
+    rebuild_id: RowId, session: SessionDep, principal: DecisionRebuilder
 ) -> RebuildPublic:
     found = rebuild.get_rebuild(session, rebuild_id)
     if principal.role is Role.appeals and found.decision_id is None:

@@ -10,7 +10,7 @@ from governance.auth.models import Role
 from governance.auth.schemas import Principal
 from governance.deps import SessionDep, SettingsDep, allow
 from governance.errors import InvalidInput
-from governance.pagination import Paged, PageDep, next_cursor
+from governance.pagination import Paged, PageDep, RowId, next_cursor
 from lineage import service
 from lineage.artifacts import ArtifactStore
 from lineage.external import register_external
@@ -79,9 +79,7 @@ def list_datasets(
 
 
 @router.get("/datasets/{dataset_id}", response_model=DatasetPublic, tags=["datasets"])
-def get_dataset(
-    dataset_id: Annotated[int, Path(ge=1)], session: SessionDep, _principal: Reader
-) -> DatasetPublic:
+def get_dataset(dataset_id: RowId, session: SessionDep, _principal: Reader) -> DatasetPublic:
     return service.dataset_public(service.get_dataset(session=session, dataset_id=dataset_id))
 
 
@@ -158,9 +156,7 @@ def list_runs(session: SessionDep, _principal: Reader, page: PageDep) -> Paged[R
 
 
 @router.get("/runs/{run_id}", response_model=RunPublic, tags=["runs"])
-def get_run(
-    run_id: Annotated[int, Path(ge=1)], session: SessionDep, _principal: Reader
-) -> RunPublic:
+def get_run(run_id: RowId, session: SessionDep, _principal: Reader) -> RunPublic:
     return service.run_public(session, service.get_run(session=session, run_id=run_id))
 
 

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from governance.errors import InvalidInput, validation_details
+from governance.text import find_nul
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 
@@ -360,10 +361,21 @@ def load_spec_text(text: str, *, source: str = "spec") -> dict[str, Any]:
             f"{source} is neither valid YAML nor JSON: {exc}",
             details=[{"field": "", "message": str(exc)}],
         ) from None
+    except RecursionError:
+        raise InvalidInput(
+            f"{source} is nested too deeply",
+            details=[{"field": "", "message": "nesting exceeds what a spec can need"}],
+        ) from None
     if not isinstance(data, dict):
         raise InvalidInput(
             f"{source} must be a mapping of fields",
             details=[{"field": "", "message": "expected a mapping"}],
+        )
+    field = find_nul(data)
+    if field is not None:
+        raise InvalidInput(
+            f"{source}: {field} holds a NUL character",
+            details=[{"field": field, "message": "must not contain a NUL (\\u0000) character"}],
         )
     return data
 

@@ -118,7 +118,11 @@ def get_decision(
 
 
 @metrics_router.get(
-    "/metrics", tags=["health"], summary="Prometheus metrics", include_in_schema=True
+    "/metrics",
+    tags=["health"],
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
 def prometheus_metrics() -> Response:
     body, content_type = metrics.render()

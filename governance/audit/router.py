@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, status
 from pydantic import AwareDatetime, BaseModel, Field
@@ -21,8 +21,20 @@ class CheckpointCreate(BaseModel):
     chain: str = Field(default="decision", max_length=32)
 
 
+class ExportedCheckpoint(BaseModel):
+    """A checkpoint as ``govern audit checkpoint`` exports it."""
+
+    chain: str = Field(min_length=1, max_length=32)
+    seq: int = Field(ge=1, le=2**63 - 1)
+    record_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    signed_at: str = Field(min_length=1, max_length=64)
+    signature: str = Field(min_length=1, max_length=200)
+    public_key: str | None = Field(default=None, max_length=200)
+    algorithm: Literal["Ed25519"] = "Ed25519"
+
+
 class VerifyRequest(BaseModel):
-    checkpoints: list[dict[str, Any]] = Field(default_factory=list, max_length=1000)
+    checkpoints: list[ExportedCheckpoint] = Field(default_factory=list, max_length=1000)
 
 
 @router.get("/verify", summary="Recompute every hash chain and check every stored checkpoint")
@@ -34,7 +46,9 @@ def verify(session: SessionDep, settings: SettingsDep, _principal: Auditor) -> d
 def verify_with(
     body: VerifyRequest, session: SessionDep, settings: SettingsDep, _principal: Auditor
 ) -> dict[str, Any]:
-    return service.verify_report(session, settings, extra_checkpoints=body.checkpoints)
+    return service.verify_report(
+        session, settings, extra_checkpoints=[c.model_dump() for c in body.checkpoints]
+    )
 
 
 @router.post(

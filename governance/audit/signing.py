@@ -63,8 +63,8 @@ def sign(key: Ed25519PrivateKey, chain: str, seq: int, record_hash: str, signed_
 
 
 def signature_valid(checkpoint: dict[str, Any], trusted_public_key: str | None = None) -> bool:
-    public = trusted_public_key or checkpoint["public_key"]
     try:
+        public = trusted_public_key or checkpoint["public_key"]
         key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public))
         key.verify(
             base64.b64decode(checkpoint["signature"]),

@@ -18,7 +18,7 @@ from governance.compliance import card, decisions, dossier, html, inventory, tra
 from governance.db import transaction
 from governance.deps import SessionDep, SettingsDep, allow
 from governance.errors import InvalidInput
-from governance.pagination import Paged, PageDep
+from governance.pagination import Paged, SeqPageDep
 from lineage.router import VersionDep
 
 router = APIRouter(tags=["compliance"])
@@ -104,7 +104,7 @@ def list_decisions(
     request: Request,
     session: SessionDep,
     principal: Officer,
-    page: PageDep,
+    page: SeqPageDep,
     filters: FilterDep,
     format: Annotated[Format | None, Query(description="json (default), csv or parquet")] = None,
     accept: Annotated[str | None, Header()] = None,
@@ -161,7 +161,7 @@ def list_decisions(
 def access_log(
     session: SessionDep,
     _principal: Officer,
-    page: PageDep,
+    page: SeqPageDep,
     key_id: Annotated[str | None, Query(max_length=32)] = None,
     action: Annotated[str | None, Query(max_length=64)] = None,
     target: Annotated[str | None, Query(max_length=200)] = None,

@@ -13,15 +13,13 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 
 from governance.auth.models import Role
-from governance.deps import PublicRoute, RoleGuard
+from governance.deps import PUBLIC, declared_roles
 from tests.conftest import KeyMaker
 
 DS, CO, AP, PR, OU = "data-scientist", "compliance", "appeals", "predictor", "outcomes"
-PUBLIC = "public"
 
 TABLE: dict[str, Any] = {
     "GET /healthz": PUBLIC,
@@ -93,32 +91,8 @@ PATH_VALUES = {
 }
 
 
-def _declared(app: FastAPI) -> dict[str, Any]:
-    declared: dict[str, Any] = {}
-    for context in iter_route_contexts(app.routes):
-        route = context.original_route
-        if not isinstance(route, APIRoute):
-            continue
-        stack, guards = list(route.dependant.dependencies), []
-        while stack:
-            dep = stack.pop()
-            if isinstance(dep.call, RoleGuard | PublicRoute):
-                guards.append(dep.call)
-            stack.extend(dep.dependencies)
-        for method in route.methods or []:
-            key = f"{method} {context.path}"
-            role_guards = [g for g in guards if isinstance(g, RoleGuard)]
-            if role_guards:
-                declared[key] = {r.value for r in role_guards[0].roles} - {Role.admin.value}
-            elif guards:
-                declared[key] = PUBLIC
-            else:
-                declared[key] = None
-    return declared
-
-
 def test_the_role_table_is_complete(app: FastAPI) -> None:
-    declared = _declared(app)
+    declared = declared_roles(app)
     missing = sorted(set(declared) - set(TABLE))
     assert missing == [], f"routes without a line in TABLE: {missing}"
     assert sorted(set(TABLE) - set(declared)) == []

@@ -1,0 +1,743 @@
+"""Hostile input against the live server: every case must get a clear 4xx, nothing may be lost,
+and nothing may run that should not.
+
+The cases: deeply nested JSON and YAML, huge strings and bodies, invalid UTF-8, NaN, infinities and
+huge numbers, SQL metacharacters in every query filter of every route, path traversal in dataset
+and artifact names, YAML specs with Python object tags, estimators outside the allowlist, a
+replaced artifact file, expired, revoked and forged keys, and a key of every wrong role on every
+route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import tempfile
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from governance.app import create_app
+from governance.config import Settings
+from governance.db import utcnow
+from governance.deps import PUBLIC, declared_roles
+from reliability.load import drive, logged, reconcile
+from reliability.report import Row
+from reliability.scenarios import Profile
+from reliability.server import Server
+from reliability.world import World, scalar
+
+FORGED_SQL = "gov_' OR 1=1 --_x"
+SQL_PROBES = ["' OR '1'='1", "'; DROP TABLE decision; --", '" OR 1=1 --', "%' UNION SELECT 1--"]
+PWNED = Path(tempfile.gettempdir()) / f"govern-pwned-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class Case:
+    category: str
+    name: str
+    method: str
+    path: str
+    role: str | None = "admin"  # None: no key at all
+    token: str | None = None  # overrides the role's key
+    json_body: Any = None
+    content: bytes | None = None
+    content_type: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    expect: frozenset[int] = frozenset({400, 413, 422})
+    status: int | None = None
+    answer: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status is not None and self.status in self.expect
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"features": ' + b'{"a": ' * depth + b"1" + b"}" * depth + b"}"
+
+
+def _body_cases(features: dict[str, Any]) -> list[Case]:
+    predict = "/api/v1/endpoints/credit/predict"
+    good = json.dumps({"subject_id": "hostile-x", "features": features}).encode()
+    cases = [
+        Case(
+            "nesting and size",
+            "nested JSON object, depth 100,000",
+            "POST",
+            predict,
+            "predictor",
+            content=_nested(100_000),
+        ),
+        Case(
+            "nesting and size",
+            "nested JSON array, depth 200,000",
+            "POST",
+            predict,
+            "predictor",
+            content=b'{"features": ' + b"[" * 200_000 + b"]" * 200_000 + b"}",
+        ),
+        Case(
+            "nesting and size",
+            "nested JSON in an outcome",
+            "POST",
+            "/api/v1/outcomes",
+            "outcomes",
+            content=_nested(50_000),
+        ),
+        Case(
+            "nesting and size",
+            "nested JSON in a v2 inference body",
+            "POST",
+            "/v2/models/credit/infer",
+            "predictor",
+            content=_nested(50_000),
+        ),
+        Case(
+            "nesting and size",
+            "nested YAML spec, depth 100,000",
+            "POST",
+            "/api/v1/runs",
+            "data-scientist",
+            content=b"[" * 100_000 + b"]" * 100_000,
+            content_type="application/yaml",
+        ),
+        Case(
+            "nesting and size",
+            "a 500,000-character subject_id",
+            "POST",
+            predict,
+            "predictor",
+            json_body={"subject_id": "x" * 500_000, "features": features},
+        ),
+        Case(
+            "nesting and size",
+            "a 100,000-character feature value",
+            "POST",
+            predict,
+            "predictor",
+            json_body={"features": {**features, "purpose": "y" * 100_000}},
+        ),
+        Case(
+            "nesting and size",
+            "a 20 MB body",
+            "POST",
+            predict,
+            "predictor",
+            content=b'{"features": {"x": "' + b"z" * 20_000_000 + b'"}}',
+        ),
+        Case(
+            "nesting and size",
+            "a 20 MB body without Content-Length (chunked)",
+            "POST",
+            predict,
+            "predictor",
+            content=b"CHUNKED",
+        ),
+        Case(
+            "nesting and size",
+            "a batch of 100,000 instances",
+            "POST",
+            predict,
+            "predictor",
+            content=b'{"instances": [' + b",".join([b'{"features": {}}'] * 100_000) + b"]}",
+        ),
+        Case(
+            "encoding",
+            "invalid UTF-8 in a feature",
+            "POST",
+            predict,
+            "predictor",
+            content=good.replace(b"hostile-x", b"hostile-\xff\xfe"),
+        ),
+        Case(
+            "encoding",
+            "invalid UTF-8 in a YAML spec",
+            "POST",
+            "/api/v1/runs",
+            "data-scientist",
+            content=b"model: \xff\xfe\n",
+            content_type="application/yaml",
+        ),
+        # JSON may arrive as UTF-16 (RFC 8259 readers may accept it); it is decoded, not garbled.
+        Case(
+            "encoding",
+            "a UTF-16 body (decoded and accepted, or refused)",
+            "POST",
+            predict,
+            "predictor",
+            content=good.decode().encode("utf-16"),
+            expect=frozenset({200, 400, 415, 422}),
+        ),
+        Case("encoding", "an empty body", "POST", predict, "predictor", content=b""),
+        Case(
+            "encoding",
+            "NUL (\\u0000) in a subject_id",
+            "POST",
+            predict,
+            "predictor",
+            json_body={"subject_id": "a\u0000b", "features": features},
+        ),
+        Case(
+            "encoding",
+            "NUL in a feature value",
+            "POST",
+            predict,
+            "predictor",
+            json_body={"features": {**features, "purpose": "car\u0000"}},
+        ),
+        Case(
+            "encoding",
+            "NUL in a key name",
+            "POST",
+            "/api/v1/keys",
+            "admin",
+            json_body={"name": "evil\u0000", "role": "appeals"},
+        ),
+        Case(
+            "encoding",
+            "NUL in a dataset name",
+            "POST",
+            "/api/v1/datasets",
+            "data-scientist",
+            json_body={"name": "x\u0000", "repo": tempfile.gettempdir(), "path": "x.csv"},
+        ),
+        Case(
+            "encoding",
+            "NUL in a stage-change reason",
+            "POST",
+            "/api/v1/models/credit/versions/2/stage",
+            "data-scientist",
+            json_body={"stage": "archived", "reason": "\u0000"},
+        ),
+        Case(
+            "encoding",
+            "NUL in a query filter",
+            "GET",
+            "/api/v1/decisions",
+            "compliance",
+            params={"subject_id": "a\u0000"},
+        ),
+        Case("encoding", "not JSON at all", "POST", predict, "predictor", content=b"<xml/>"),
+    ]
+    numeric = next(k for k, v in features.items() if isinstance(v, int | float))
+    for literal in (
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        "1e999",
+        "-1e999",
+        "1" + "0" * 5000,
+        "1e308",
+        "123456789012345678901234567890",
+    ):
+        body = json.dumps({"subject_id": "hostile-n", "features": {**features, numeric: 0}})
+        body = body.replace(f'"{numeric}": 0', f'"{numeric}": {literal}')
+        expect = frozenset({422}) if literal not in ("1e308",) else frozenset({200, 422})
+        cases.append(
+            Case(
+                "numbers",
+                f"{numeric} = {literal[:24]}",
+                "POST",
+                predict,
+                "predictor",
+                content=body.encode(),
+                expect=expect,
+            )
+        )
+    cases.append(
+        Case(
+            "numbers",
+            "NaN in an outcome",
+            "POST",
+            "/api/v1/outcomes",
+            "outcomes",
+            content=b'{"outcomes": [{"decision_id": "x", "outcome": NaN}]}',
+        )
+    )
+    return cases
+
+
+def _sql_cases(spec: dict[str, Any]) -> list[Case]:
+    """Every string query parameter of every GET route, with SQL metacharacters."""
+    cases = []
+    for path, operations in spec["paths"].items():
+        op = operations.get("get")
+        if op is None or "{" in path:
+            continue
+        for param in op.get("parameters", []):
+            if param.get("in") != "query":
+                continue
+            for probe in SQL_PROBES:
+                cases.append(
+                    Case(
+                        "SQL metacharacters",
+                        f"{path}?{param['name']}={probe}",
+                        "GET",
+                        path,
+                        "admin",
+                        params={param["name"]: probe},
+                        expect=frozenset({200, 400, 404, 409, 422}),
+                    )
+                )
+    return cases
+
+
+def _traversal_cases(repo: str) -> list[Case]:
+    datasets = "/api/v1/datasets"
+    cases = [
+        Case(
+            "path traversal",
+            "dataset repo ../../../../etc",
+            "POST",
+            datasets,
+            "data-scientist",
+            json_body={"name": "evil", "repo": "../../../../etc", "path": "passwd"},
+            expect=frozenset({400, 404, 409, 422}),
+        ),
+        Case(
+            "path traversal",
+            "dataset path ../../../../etc/passwd",
+            "POST",
+            datasets,
+            "data-scientist",
+            json_body={"name": "evil", "repo": repo, "path": "../../../../../../etc/passwd"},
+            expect=frozenset({400, 404, 409, 422}),
+        ),
+        Case(
+            "path traversal",
+            "dataset repo /etc, path shadow",
+            "POST",
+            datasets,
+            "data-scientist",
+            json_body={"name": "evil", "repo": "/etc", "path": "shadow"},
+            expect=frozenset({400, 404, 409, 422}),
+        ),
+        Case(
+            "path traversal",
+            "dataset repo file:///etc",
+            "POST",
+            datasets,
+            "data-scientist",
+            json_body={"name": "evil", "repo": "file:///etc", "path": "passwd"},
+            expect=frozenset({400, 404, 409, 422}),
+        ),
+        Case(
+            "path traversal",
+            "model name ..%2F..%2Fetc in a registration",
+            "POST",
+            "/api/v1/models/..%2F..%2Fetc/versions",
+            "data-scientist",
+            json_body={},
+            expect=frozenset({404, 422}),
+        ),
+        Case(
+            "path traversal",
+            "model name with ../ in a lineage read",
+            "GET",
+            "/api/v1/models/credit/versions/1/../../../../etc/passwd",
+            "data-scientist",
+            expect=frozenset({404, 422}),
+        ),
+        Case(
+            "path traversal",
+            "artifact sha256 ../../etc/passwd in a registration",
+            "POST",
+            "/api/v1/models/evil/versions",
+            "data-scientist",
+            json_body={"artifact": {"sha256": "../../../../etc/passwd", "content_base64": "AA=="}},
+            expect=frozenset({400, 404, 409, 422}),
+        ),
+        Case(
+            "path traversal",
+            "endpoint name ../credit",
+            "PUT",
+            "/api/v1/endpoints/..%2Fcredit",
+            "data-scientist",
+            json_body={"routes": [{"model": "credit", "version": 1}]},
+            expect=frozenset({404, 422}),
+        ),
+    ]
+    return cases
+
+
+def _spec_cases(spec_text: str) -> list[Case]:
+    runs = "/api/v1/runs"
+    base = json.loads(spec_text)
+    tags = [
+        f"!!python/object/apply:os.system ['touch {PWNED}']",
+        f"model: !!python/object/apply:os.system ['touch {PWNED}']",
+        "model: !!python/name:os.system",
+        f"model: !<tag:yaml.org,2002:python/object/apply:os.system> ['touch {PWNED}']",
+        "model: !!binary aGVsbG8=\ndataset: !!set {a, b}",
+    ]
+    cases = [
+        Case(
+            "YAML object tags",
+            f"spec: {t[:50]}",
+            "POST",
+            runs,
+            "data-scientist",
+            content=t.encode(),
+            content_type="application/yaml",
+        )
+        for t in tags
+    ]
+    for path in (
+        "os.system",
+        "subprocess.Popen",
+        "builtins.eval",
+        "pickle.loads",
+        "sklearn.utils._testing.assert_raise_message",
+        "__import__",
+    ):
+        bad = json.loads(json.dumps(base))
+        bad["estimator"]["class"] = path
+        cases.append(
+            Case(
+                "estimator allowlist",
+                f"estimator class {path}",
+                "POST",
+                runs,
+                "data-scientist",
+                json_body=bad,
+            )
+        )
+    return cases
+
+
+def _key_cases(expired: str, revoked: str) -> list[Case]:
+    who = "/api/v1/whoami"
+    unauth = frozenset({401})
+    return [
+        Case("keys", "an expired key", "GET", who, token=expired, expect=unauth),
+        Case("keys", "a revoked key", "GET", who, token=revoked, expect=unauth),
+        Case("keys", "no key", "GET", who, role=None, expect=unauth),
+        Case(
+            "keys",
+            "a forged key (right shape, wrong secret)",
+            "GET",
+            who,
+            token="gov_0123456789ab_" + "A" * 43,
+            expect=unauth,
+        ),
+        Case("keys", "SQL in the key", "GET", who, token=FORGED_SQL, expect=unauth),
+        Case(
+            "keys",
+            "a 100 kB key",
+            "GET",
+            who,
+            token="gov_" + "k" * 100_000,
+            expect=frozenset({401, 413, 431, 400}),
+        ),
+    ]
+
+
+def _role_cases(declared: dict[str, Any], decision_id: str, key_ids: dict[str, str]) -> list[Case]:
+    values = {
+        "name": "credit",
+        "version": "1",
+        "decision_id": decision_id,
+        "rebuild_id": "1",
+        "run_id": "1",
+        "dataset_id": "1",
+        "key_id": key_ids["predictor"],
+    }
+    cases = []
+    roles = sorted(key_ids)
+    for line, allowed in sorted(declared.items()):
+        if allowed == PUBLIC or allowed is None:
+            continue
+        method, template = line.split(" ", 1)
+        if method == "HEAD":
+            continue
+        path = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template)
+        body: dict[str, Any] | None = {} if method in ("POST", "PUT", "PATCH") else None
+        for role in roles:
+            if role == "admin" or role in allowed:
+                continue
+            cases.append(
+                Case(
+                    "wrong role",
+                    f"{role} on {line}",
+                    method,
+                    path,
+                    role,
+                    json_body=body,
+                    expect=frozenset({403}),
+                )
+            )
+        cases.append(
+            Case(
+                "wrong role",
+                f"no key on {line}",
+                method,
+                path,
+                None,
+                json_body=body,
+                expect=frozenset({401}),
+            )
+        )
+    return cases
+
+
+def _chunked() -> Iterator[bytes]:
+    yield b'{"features": {"x": "'
+    for _ in range(20):
+        yield b"z" * 1_000_000
+    yield b'"}}'
+
+
+def _send(client: httpx.Client, case: Case, keys: dict[str, str]) -> None:
+    headers: dict[str, str] = {}
+    token = case.token or (keys[case.role] if case.role else None)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    content = case.content
+    if case.json_body is not None:
+        content = json.dumps(case.json_body).encode()
+        headers["Content-Type"] = "application/json"
+    elif content is not None:
+        headers["Content-Type"] = case.content_type or "application/json"
+    try:
+        response = client.request(
+            case.method,
+            case.path,
+            # CHUNKED: a body of unknown length, streamed without Content-Length
+            content=_chunked() if content == b"CHUNKED" else content,
+            headers=headers,
+            params=case.params,
+            timeout=60,
+        )
+    except httpx.HTTPError as exc:
+        case.answer = f"no answer: {type(exc).__name__}"
+        return
+    case.status = response.status_code
+    try:
+        data = response.json()
+        case.answer = str(data.get("error", {}).get("message", ""))[:140]
+    except (ValueError, AttributeError):
+        case.answer = response.text[:140]
+        return
+    if case.category == "SQL metacharacters" and case.status == 200 and data.get("count"):
+        # A probe is a literal value: it may match nothing, never everything.
+        case.answer = f"returned {data['count']} rows for a literal probe"
+        case.status = -200
+
+
+def run(world: World, _profile: Profile, logs: Path, command: str) -> Row:
+    url = world.database("hostile")
+    settings = world.settings(url)
+    # An expired key and a revoked one, made as an operator would (then time passes).
+    from governance.auth import service as auth_service
+    from governance.auth.models import Role
+    from governance.db import make_engine, session_factory, transaction
+
+    engine = make_engine(settings)
+    with transaction(session_factory(engine)) as session:
+        expired = auth_service.create_key(
+            session=session,
+            name="short-lived",
+            role=Role.compliance,
+            created_by="drill",
+            expires_in_days=1,
+        )
+        revoked = auth_service.create_key(
+            session=session, name="to revoke", role=Role.compliance, created_by="drill"
+        )
+    keys_table = sa.table("api_key", sa.column("key_id"), sa.column("expires_at"))
+    with engine.begin() as conn:
+        conn.execute(
+            keys_table.update()
+            .where(keys_table.c.key_id == expired.key_id)
+            .values(expires_at=utcnow() - timedelta(hours=1))
+        )
+    engine.dispose()
+
+    server = Server(world.env(url), workers=2, log=logs / "hostile.log")
+    server.start()
+    spec_text = (world.var_dir / "demo" / "credit-spec.json").read_text()
+    repo = json.loads(spec_text)["dataset"]["repo"]
+    artifact = _artifact_path(world, url, 2)
+    try:
+        seeded = asyncio.run(
+            drive(
+                server.base,
+                world.keys["predictor"],
+                [("credit", [f"hostile-seed-{i}"]) for i in range(10)],
+                world.applicants,
+                10,
+            )
+        )
+        decision_id = seeded[0].decisions[0]["decision_id"]
+        with httpx.Client(base_url=server.base) as client:
+            revoke = client.delete(
+                f"/api/v1/keys/{revoked.key_id}",
+                headers={"Authorization": f"Bearer {world.keys['admin']}"},
+            )
+            if revoke.status_code >= 300:
+                raise RuntimeError(f"could not revoke a key: {revoke.status_code} {revoke.text}")
+            app = create_app(Settings(var_dir=logs / "app", database_url=url))
+            openapi = app.openapi()
+            cases = (
+                _body_cases(world.applicants[0])
+                + _sql_cases(openapi)
+                + _traversal_cases(repo)
+                + _spec_cases(spec_text)
+                + _key_cases(expired.key, revoked.key)
+                + _role_cases(declared_roles(app), decision_id, world.key_ids)
+            )
+            before = _decisions(url)
+            for case in cases:
+                _send(client, case, world.keys)
+            cases.append(_replaced_artifact(client, world, artifact))
+            after = _decisions(url)
+    finally:
+        server.stop()
+        _restore(artifact)
+    rec = reconcile(seeded, logged(url, "hostile-seed-"))
+    report = world.verify(url)
+    by_category: dict[str, list[Case]] = defaultdict(list)
+    for case in cases:
+        by_category[case.category].append(case)
+    failures = [c for c in cases if not c.passed]
+    server_errors = [c for c in cases if c.status is not None and c.status >= 500]
+    ran = PWNED.exists()
+    runs = sa.table("training_run", sa.column("spec"))
+    spec_text_col = sa.cast(runs.c.spec, sa.Text)
+    evil_runs = scalar(
+        url,
+        sa.select(sa.func.count())
+        .select_from(runs)
+        .where(spec_text_col.contains("os.system") | spec_text_col.contains("subprocess")),
+    )
+    accepted = sum(1 for c in cases if c.status == 200 and c.path.endswith("/predict"))
+    findings = [
+        f"{len(cases)} hostile requests; {len(cases) - len(failures)} got the expected answer, "
+        f"{len(server_errors)} got a 5xx.",
+    ]
+    for category, items in by_category.items():
+        statuses = sorted({str(c.status) for c in items})
+        bad = [c for c in items if not c.passed]
+        findings.append(
+            f"{category}: {len(items)} cases, answers {', '.join(statuses)}"
+            + (
+                "; UNEXPECTED: "
+                + "; ".join(f"{c.name} -> {c.status} ({c.answer})" for c in bad[:6])
+                if bad
+                else "; all as expected."
+            )
+        )
+    findings += [
+        f"Live decisions before the hostile cases {before}, after {after}, with {accepted} "
+        f"hostile predict(s) accepted: "
+        f"{'nothing else added, nothing lost' if after == before + accepted else 'CHANGED'}.",
+        f"YAML object tags ran nothing: {PWNED} {'EXISTS' if ran else 'was never created'}; "
+        f"training runs with a forbidden estimator stored: {evil_runs}.",
+        f"The {rec['ok_200']} decisions made before the cases are all in the log "
+        f"({rec['lost']} lost); `govern audit verify`: exit {report['exit_code']}.",
+    ]
+    passed = (
+        not failures
+        and not ran
+        and after == before + accepted
+        and rec["lost"] == 0
+        and report["ok"]
+        and evil_runs == 0
+    )
+    return Row(
+        scenario="5. Hostile input",
+        load=f"{len(cases)} hostile requests, one at a time, 2 workers",
+        faults="nested, huge, malformed and hostile bodies; SQL in filters; traversal; YAML tags; "
+        "estimator paths; a replaced artifact; expired, revoked and forged keys; wrong roles",
+        requests=len(cases) + len(seeded),
+        ok_200=rec["ok_200"] + sum(1 for c in cases if c.status == 200),
+        logged=rec["decisions_logged"],
+        lost=rec["lost"],
+        chain=_chain_text(report),
+        passed=passed,
+        command=command,
+        findings=findings,
+        detail={
+            "cases": [
+                c.__dict__ | {"expect": sorted(c.expect), "content": None, "json_body": None}
+                for c in cases
+            ]
+        },
+    )
+
+
+def _chain_text(report: dict[str, Any]) -> str:
+    return "yes" if report["ok"] else "NO"
+
+
+def _decisions(url: str) -> int:
+    table = sa.table("decision", sa.column("kind"))
+    return scalar(
+        url, sa.select(sa.func.count()).select_from(table).where(table.c.kind == "decision")
+    )
+
+
+def _artifact_path(world: World, url: str, version: int) -> Path:
+    from lineage.artifacts import ArtifactStore
+
+    table = sa.table("model_version", sa.column("version"), sa.column("artifact_sha256"))
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            sha = conn.execute(
+                sa.select(table.c.artifact_sha256).where(table.c.version == version)
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    return ArtifactStore(world.settings(url).artifacts).path_for(sha)
+
+
+def _backup(path: Path) -> Path:
+    return path.with_name(path.name + ".drill-backup")
+
+
+def _replaced_artifact(client: httpx.Client, world: World, path: Path) -> Case:
+    """Overwrite credit v2's artifact on disk, then ask for a decision on a route that loads it."""
+    original = path.read_bytes()
+    _backup(path).write_bytes(original)
+    path.chmod(0o644)
+    path.write_bytes(original[:-16] + b"\x00" * 16)
+    route = Case(
+        "replaced artifact",
+        "an endpoint routed to the replaced artifact",
+        "PUT",
+        "/api/v1/endpoints/tampered",
+        "data-scientist",
+        json_body={"routes": [{"model": "credit", "version": 2}]},
+        expect=frozenset({200, 409}),
+    )
+    _send(client, route, world.keys)
+    predict = Case(
+        "replaced artifact",
+        "predict on a route to the replaced artifact",
+        "POST",
+        "/api/v1/endpoints/tampered/predict",
+        "predictor",
+        json_body={"subject_id": "hostile-tampered", "features": world.applicants[0]},
+        expect=frozenset({404, 409}),
+    )
+    _send(client, predict, world.keys)
+    predict.name += f" (the endpoint change answered {route.status})"
+    return predict
+
+
+def _restore(path: Path) -> None:
+    backup = _backup(path)
+    if backup.exists():
+        path.write_bytes(backup.read_bytes())
+        path.chmod(0o444)
+        backup.unlink()
