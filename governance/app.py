@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.serving.start()
         if settings.environment != "test":
             preload_libraries()
+            app.state.serving.warm()
             app.state.scanner.start()
         try:
             yield

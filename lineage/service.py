@@ -512,7 +512,8 @@ def version_view(session: Session, name: str, version: int) -> VersionView:
             f"model {name!r} has no version {version}", details={"model": name, "version": version}
         )
     version_id, sha256, created_at, stage = row
-    key = (int(version_id), str(sha256), created_at)
+    assert version_id is not None  # a primary key read back from the database
+    key = (version_id, str(sha256), created_at)
     with _FIXED_LOCK:
         fixed = _FIXED.get(key)
     if fixed is None:

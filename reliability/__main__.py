@@ -136,6 +136,18 @@ def _notes(profile: scenarios.Profile) -> list[str]:
         f"{profile.crash_seconds:.0f} s; outage {profile.outage_rate:.0f} req/s for "
         f"{profile.outage_seconds:.0f} s; concurrency {profile.concurrency_decisions:,} "
         f"decisions; fuzzing {profile.fuzz_examples} examples per operation, role and mode.",
+        "Known limitation: a restarted server is unreachable until its workers have imported "
+        "their libraries and loaded their models (the crash row gives the time); clients get "
+        "connection errors then, and must retry. Nothing is decided in that window.",
+        "By design, not a defect: while a process is behind (a worker restarting, the database "
+        "just back), predict sheds load with 503 `overloaded` and Retry-After instead of "
+        "queueing; those requests decide nothing and log nothing.",
+        "The drills cover PostgreSQL only. The embedded SQLite database cannot go away on its "
+        "own, and several writer processes on one SQLite file serialize on its lock; the test "
+        "suite covers SQLite's logging, chain and fail-closed behaviour.",
+        "The fourth tampering (a consistent rewrite) is caught only because the signed "
+        "checkpoint was exported off the database host: an attacker who can rewrite the chain "
+        "can also delete the checkpoints stored in the database, as this drill does.",
     ]
 
 

@@ -562,12 +562,14 @@ def run(world: World, _profile: Profile, logs: Path, command: str) -> Row:
         )
     engine.dispose()
 
-    server = Server(world.env(url), workers=2, log=logs / "hostile.log")
-    server.start()
     spec_text = (world.var_dir / "demo" / "credit-spec.json").read_text()
     repo = json.loads(spec_text)["dataset"]["repo"]
+    # credit v2's artifact is altered on disk before the server starts: it must never load it.
     artifact = _artifact_path(world, url, 2)
+    _replace(artifact)
+    server = Server(world.env(url), workers=2, log=logs / "hostile.log")
     try:
+        server.start()
         seeded = asyncio.run(
             drive(
                 server.base,
@@ -598,7 +600,7 @@ def run(world: World, _profile: Profile, logs: Path, command: str) -> Row:
             before = _decisions(url)
             for case in cases:
                 _send(client, case, world.keys)
-            cases.append(_replaced_artifact(client, world, artifact))
+            cases.append(_replaced_artifact(client, world))
             after = _decisions(url)
     finally:
         server.stop()
@@ -705,12 +707,17 @@ def _backup(path: Path) -> Path:
     return path.with_name(path.name + ".drill-backup")
 
 
-def _replaced_artifact(client: httpx.Client, world: World, path: Path) -> Case:
-    """Overwrite credit v2's artifact on disk, then ask for a decision on a route that loads it."""
+def _replace(path: Path) -> None:
+    """Overwrite an artifact file in place, keeping a backup beside it."""
     original = path.read_bytes()
     _backup(path).write_bytes(original)
     path.chmod(0o644)
     path.write_bytes(original[:-16] + b"\x00" * 16)
+
+
+def _replaced_artifact(client: httpx.Client, world: World) -> Case:
+    """credit v2's artifact was overwritten before this server started: a route to it must be
+    refused, never served from the altered bytes."""
     route = Case(
         "replaced artifact",
         "an endpoint routed to the replaced artifact",

@@ -201,7 +201,7 @@ def outage(world: World, profile: Profile, logs: Path, command: str) -> Row:
         and bool(ready_down)
         and all(st == 503 for st in ready_down)
     )
-    recovery = f"{first_ok_after - marks['up']:.1f} s" if first_ok_after is not None else "never"
+    recovery = f"{first_ok_after - marks['up']:.2f} s" if first_ok_after is not None else "never"
     return Row(
         scenario="2. Database outage",
         load=f"{profile.outage_rate:.0f} req/s for {t:.0f} s, 2 workers",

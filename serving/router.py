@@ -109,12 +109,11 @@ async def predict(name: EndpointName, request: Request, principal: Predictor) ->
     tags=["decisions"],
     summary="One logged record with its model's lineage; protected attributes for compliance only",
 )
-def get_decision(
-    decision_id: str, session: SessionDep, principal: DecisionReader
-) -> DecisionRecordPublic:
+def get_decision(decision_id: str, session: SessionDep, principal: DecisionReader) -> Response:
     record = service.decision_public(session, service.get_record(session, decision_id), principal)
     access.record(session, principal, "decision.read", target=decision_id)
-    return record
+    # Already validated: serialized once, in pydantic's core, not validated again on the way out.
+    return Response(record.model_dump_json(), media_type="application/json")
 
 
 @metrics_router.get(

@@ -90,6 +90,36 @@ class Serving:
     def start(self) -> None:
         self.log.start()
 
+    def warm(self) -> int:
+        """Load and verify every model an endpoint routes or shadows to, before traffic comes.
+
+        A restarted process then answers its first requests at full speed instead of queueing
+        them behind model loads (and shedding them). Anything that fails here is only logged:
+        the request path raises the same error, to the caller, with its proper status.
+        """
+        try:
+            with transaction(self.sessions) as session:
+                configs = [current_config(session, name) for name in list_endpoints(session)]
+        except Exception as exc:
+            log.warning("models not preloaded: %s", exc)
+            return 0
+        targets = sorted(
+            {
+                (target["model"], int(target["version"]))
+                for config in configs
+                for group in ("routes", "shadows")
+                for target in config.get(group) or []
+            }
+        )[: self.settings.model_cache_size]
+        loaded = 0
+        for name, version in targets:
+            try:
+                self.model(name, version)
+                loaded += 1
+            except Exception as exc:
+                log.warning("model %s v%s not preloaded: %s", name, version, exc)
+        return loaded
+
     def stop(self) -> None:
         self.shadow_pool.shutdown(wait=True)
         self.log.stop()

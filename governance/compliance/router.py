@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import AwareDatetime, BaseModel
 
 from governance.audit import access
@@ -123,7 +123,7 @@ def list_decisions(
         body = Paged[DecisionRow](
             data=[DecisionRow(**r) for r in rows], count=len(rows), next_cursor=cursor
         )
-        return JSONResponse(body.model_dump(mode="json"))
+        return Response(body.model_dump_json(), media_type="application/json")
     sessions = request.app.state.sessions
     counter = [0]
     stream: Iterator[bytes]

@@ -94,7 +94,9 @@ def test_every_filter_and_their_combinations_select_exactly_the_matching_decisio
         "until": (book[5]["created_at"], lambda d: d["created_at"] < book[5]["created_at"]),
     }
     names = list(checks)
-    combos = [(n,) for n in names] + list(itertools.combinations(names, 2))
+    # Every filter alone, every pair, every triple, and all of them at once.
+    combos = [c for size in (1, 2, 3) for c in itertools.combinations(names, size)]
+    combos.append(tuple(names))
     for combo in combos:
         params = {name: checks[name][0] for name in combo}
         expected = [d["decision_id"] for d in book if all(checks[n][1](d) for n in combo)]

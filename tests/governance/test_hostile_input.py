@@ -17,7 +17,7 @@ from tests.support.factories import applicant
 NUL_MESSAGE = "must not contain a NUL (\\u0000) character"
 
 
-def _field(response) -> str:  # type: ignore[no-untyped-def]
+def _field(response) -> str:
     assert response.status_code == 422, response.text
     (detail,) = response.json()["error"]["details"]
     assert detail["message"] == NUL_MESSAGE

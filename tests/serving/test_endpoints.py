@@ -82,3 +82,45 @@ def test_archived_versions_cannot_serve(client: TestClient, auth, served: Served
     )
     assert response.status_code == 422
     assert "archived" in response.json()["error"]["details"][0]["message"]
+
+
+def test_warm_loads_every_routed_and_shadowed_model_and_survives_a_bad_one(
+    client: TestClient, auth, served: Served, settings
+) -> None:
+    from lineage.artifacts import ArtifactStore
+    from lineage.models import ModelVersion
+
+    v1, v2 = served.versions
+    response = client.put(
+        "/api/v1/endpoints/credit",
+        headers=served.headers,
+        json={
+            "routes": [{"model": "credit", "version": v1}],
+            "shadows": [{"model": "credit", "version": v2}],
+        },
+    )
+    assert response.status_code == 200, response.text
+    serving = client.app.state.serving
+    assert serving.models.by_version("credit", v1) is None  # nothing loaded before traffic
+    assert serving.warm() == 2
+    assert serving.models.by_version("credit", v1) is not None
+    assert serving.models.by_version("credit", v2) is not None
+
+    # A fresh process, with v2's artifact altered on disk: v1 still loads, v2 is refused.
+    from governance.app import create_app
+
+    with client.app.state.sessions() as session:
+        sha = session.query(ModelVersion).filter_by(version=v2).one().artifact_sha256
+    path = ArtifactStore(settings.artifacts).path_for(sha)
+    original = path.read_bytes()
+    path.chmod(0o644)
+    path.write_bytes(original[:-8] + b"\0" * 8)
+    try:
+        fresh_app = create_app(settings)
+        fresh = fresh_app.state.serving
+        assert fresh.warm() == 1
+        assert fresh.models.by_version("credit", v1) is not None
+        assert fresh.models.by_version("credit", v2) is None
+    finally:
+        path.write_bytes(original)
+        fresh_app.state.engine.dispose()
