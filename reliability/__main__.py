@@ -78,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in chosen:
             print(f"reliability: {name} ...", flush=True)
             began = time.monotonic()
+            # The command that reproduces this row alone.
+            row_command = f"uv run python -m reliability --profile {profile.name} --only {name}"
             try:
-                row = registry[name](world, profile, logs, command)
+                row = registry[name](world, profile, logs, row_command)
             except Exception as exc:  # a drill that breaks is a failed row, not a lost report
                 traceback.print_exc()
                 row = report.Row(
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                     lost="-",
                     chain="-",
                     passed=False,
-                    command=command,
+                    command=row_command,
                     findings=[f"The drill itself failed: {type(exc).__name__}: {exc}"],
                 )
             rows.append(row)
