@@ -72,7 +72,8 @@ class LimitedRequest:
                     too_large = True
                     return {"type": "http.disconnect"}
                 chunks.append(chunk)
-                suspect = suspect or may_hold_nul(tail + chunk)
+                # The seam between chunks is checked on its few bytes, never by copying a chunk.
+                suspect = suspect or may_hold_nul(chunk) or may_hold_nul(tail + chunk[:5])
                 tail = chunk[-5:]
                 if suspect and not message.get("more_body", False):
                     nul = _nul_in(b"".join(chunks))

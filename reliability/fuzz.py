@@ -8,7 +8,6 @@ Generation is seeded (hypothesis ``derandomize``), so a run is reproducible.
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
 from governance.app import create_app
 from governance.config import Settings
 from governance.deps import PUBLIC, declared_roles
-from reliability.load import drive, logged, reconcile
+from reliability.load import decide, logged, reconcile
 from reliability.report import Row
 from reliability.scenarios import Profile
 from reliability.server import Server
@@ -58,14 +57,8 @@ def run(world: World, profile: Profile, logs: Path, command: str) -> Row:
     violations: dict[str, str] = {}
     leaks: list[str] = []
     try:
-        seeded = asyncio.run(
-            drive(
-                server.base,
-                world.keys["predictor"],
-                [("credit", [f"fuzz-seed-{i}"]) for i in range(10)],
-                world.applicants,
-                10,
-            )
+        seeded = decide(
+            server.base, world.keys["predictor"], world.applicants, "fuzz-seed-", 10, 10
         )
         schema = schemathesis.openapi.from_url(f"{server.base}/openapi.json")
         operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]

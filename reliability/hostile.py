@@ -10,7 +10,6 @@ route.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import tempfile
@@ -29,7 +28,7 @@ from governance.app import create_app
 from governance.config import Settings
 from governance.db import utcnow
 from governance.deps import PUBLIC, declared_roles
-from reliability.load import drive, logged, reconcile
+from reliability.load import decide, logged, reconcile
 from reliability.report import Row
 from reliability.scenarios import Profile
 from reliability.server import Server
@@ -292,44 +291,29 @@ def _sql_cases(spec: dict[str, Any]) -> list[Case]:
 
 
 def _traversal_cases(repo: str) -> list[Case]:
-    datasets = "/api/v1/datasets"
+    refused = frozenset({400, 404, 409, 422})
+    datasets = [
+        ("dataset repo ../../../../etc", {"repo": "../../../../etc", "path": "passwd"}),
+        (
+            "dataset path ../../../../etc/passwd",
+            {"repo": repo, "path": "../../../../../../etc/passwd"},
+        ),
+        ("dataset repo /etc, path shadow", {"repo": "/etc", "path": "shadow"}),
+        ("dataset repo file:///etc", {"repo": "file:///etc", "path": "passwd"}),
+    ]
     cases = [
         Case(
             "path traversal",
-            "dataset repo ../../../../etc",
+            name,
             "POST",
-            datasets,
+            "/api/v1/datasets",
             "data-scientist",
-            json_body={"name": "evil", "repo": "../../../../etc", "path": "passwd"},
-            expect=frozenset({400, 404, 409, 422}),
-        ),
-        Case(
-            "path traversal",
-            "dataset path ../../../../etc/passwd",
-            "POST",
-            datasets,
-            "data-scientist",
-            json_body={"name": "evil", "repo": repo, "path": "../../../../../../etc/passwd"},
-            expect=frozenset({400, 404, 409, 422}),
-        ),
-        Case(
-            "path traversal",
-            "dataset repo /etc, path shadow",
-            "POST",
-            datasets,
-            "data-scientist",
-            json_body={"name": "evil", "repo": "/etc", "path": "shadow"},
-            expect=frozenset({400, 404, 409, 422}),
-        ),
-        Case(
-            "path traversal",
-            "dataset repo file:///etc",
-            "POST",
-            datasets,
-            "data-scientist",
-            json_body={"name": "evil", "repo": "file:///etc", "path": "passwd"},
-            expect=frozenset({400, 404, 409, 422}),
-        ),
+            json_body={"name": "evil", **where},
+            expect=refused,
+        )
+        for name, where in datasets
+    ]
+    cases += [
         Case(
             "path traversal",
             "model name ..%2F..%2Fetc in a registration",
@@ -570,14 +554,8 @@ def run(world: World, _profile: Profile, logs: Path, command: str) -> Row:
     server = Server(world.env(url), workers=2, log=logs / "hostile.log")
     try:
         server.start()
-        seeded = asyncio.run(
-            drive(
-                server.base,
-                world.keys["predictor"],
-                [("credit", [f"hostile-seed-{i}"]) for i in range(10)],
-                world.applicants,
-                10,
-            )
+        seeded = decide(
+            server.base, world.keys["predictor"], world.applicants, "hostile-seed-", 10, 10
         )
         decision_id = seeded[0].decisions[0]["decision_id"]
         with httpx.Client(base_url=server.base) as client:

@@ -65,22 +65,6 @@ async def drive(
 
     async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits) as client:
 
-        async def one(item: Sent) -> None:
-            rows = [applicants[zlib.crc32(s.encode()) % len(applicants)] for s in item.subjects]
-            try:
-                response = await client.post(
-                    f"/api/v1/endpoints/{item.endpoint}/predict",
-                    json=body(item.subjects, rows),
-                    timeout=timeout,
-                )
-            except httpx.HTTPError as exc:
-                item.error = type(exc).__name__
-                item.done = time.monotonic() - started
-                return
-            item.done = time.monotonic() - started
-            item.status = response.status_code
-            _read(item, response)
-
         async def fire(fault: Fault) -> None:
             await asyncio.sleep(max(0.0, fault.at - (time.monotonic() - started)))
             await fault.action()
@@ -93,10 +77,18 @@ async def drive(
                 await asyncio.sleep(delay)
             item = Sent(subjects=subjects, endpoint=endpoint, at=time.monotonic() - started)
             sent.append(item)
-            tasks.append(asyncio.create_task(one(item)))
+            tasks.append(asyncio.create_task(_send(client, item, applicants, timeout, started)))
         await asyncio.gather(*tasks)
         await asyncio.gather(*fault_tasks)
     return sent
+
+
+def decide(
+    base: str, key: str, applicants: list[dict[str, Any]], prefix: str, n: int, rate: float
+) -> list[Sent]:
+    """``n`` single decisions on endpoint ``credit``, subjects ``prefix0`` … , at ``rate``/s."""
+    plan = [("credit", [f"{prefix}{i}"]) for i in range(n)]
+    return asyncio.run(drive(base, key, plan, applicants, rate))
 
 
 async def drive_closed(
@@ -121,23 +113,34 @@ async def drive_closed(
                 endpoint, subjects = queue.pop()
                 item = Sent(subjects=subjects, endpoint=endpoint, at=time.monotonic() - started)
                 sent.append(item)
-                rows = [applicants[zlib.crc32(s.encode()) % len(applicants)] for s in subjects]
-                try:
-                    response = await client.post(
-                        f"/api/v1/endpoints/{endpoint}/predict",
-                        json=body(subjects, rows),
-                        timeout=timeout,
-                    )
-                except httpx.HTTPError as exc:
-                    item.error = type(exc).__name__
-                    continue
-                finally:
-                    item.done = time.monotonic() - started
-                item.status = response.status_code
-                _read(item, response)
+                await _send(client, item, applicants, timeout, started)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return sent
+
+
+async def _send(
+    client: httpx.AsyncClient,
+    item: Sent,
+    applicants: list[dict[str, Any]],
+    timeout: float,
+    started: float,
+) -> None:
+    """One predict call; its answer, or its failure, and when it came, go into ``item``."""
+    rows = [applicants[zlib.crc32(s.encode()) % len(applicants)] for s in item.subjects]
+    try:
+        response = await client.post(
+            f"/api/v1/endpoints/{item.endpoint}/predict",
+            json=body(item.subjects, rows),
+            timeout=timeout,
+        )
+    except httpx.HTTPError as exc:
+        item.error = type(exc).__name__
+        return
+    finally:
+        item.done = time.monotonic() - started
+    item.status = response.status_code
+    _read(item, response)
 
 
 def _read(item: Sent, response: httpx.Response) -> None:

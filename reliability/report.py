@@ -24,6 +24,16 @@ class Row:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+def counts(reconciled: dict[str, Any]) -> dict[str, Any]:
+    """A row's request, 200, logged and lost cells, from ``load.reconcile``."""
+    return {
+        "requests": reconciled["requests"],
+        "ok_200": reconciled["ok_200"],
+        "logged": reconciled["decisions_logged"],
+        "lost": reconciled["lost"],
+    }
+
+
 HEADER = (
     "| Scenario | Load | Faults injected | Requests sent | 200s received | Decisions logged "
     "| Lost | Chain verified | Result |\n|---|---|---|---:|---:|---:|---:|---|---|\n"

@@ -13,7 +13,7 @@ import httpx
 import sqlalchemy as sa
 
 from reliability.load import Fault, Sent, drive, drive_closed, logged, reconcile
-from reliability.report import Row
+from reliability.report import Row, counts
 from reliability.server import Server
 from reliability.world import ENDPOINTS, World, scalar
 
@@ -95,10 +95,7 @@ def crash(world: World, profile: Profile, logs: Path, command: str) -> Row:
         scenario="1. Crash under load",
         load=f"{profile.crash_rate:.0f} req/s for {t:.0f} s, 2 workers",
         faults=f"kill -9 a worker at {0.3 * t:.0f} s; kill -9 the whole server at {0.6 * t:.0f} s, restart",
-        requests=rec["requests"],
-        ok_200=rec["ok_200"],
-        logged=rec["decisions_logged"],
-        lost=rec["lost"],
+        **counts(rec),
         chain=_chain(report),
         passed=passed,
         command=command,
@@ -207,10 +204,7 @@ def outage(world: World, profile: Profile, logs: Path, command: str) -> Row:
         load=f"{profile.outage_rate:.0f} req/s for {t:.0f} s, 2 workers",
         faults=f"PostgreSQL stopped (fast) at {marks['stop_begin']:.0f} s, started at "
         f"{up_at:.0f} s",
-        requests=rec["requests"],
-        ok_200=rec["ok_200"],
-        logged=rec["decisions_logged"],
-        lost=rec["lost"],
+        **counts(rec),
         chain=_chain(report),
         passed=passed,
         command=command,
@@ -330,10 +324,7 @@ def concurrency(world: World, profile: Profile, logs: Path, command: str) -> Row
         load=f"{rec['decisions_answered']:,} decisions in {len(sent):,} requests (singles and "
         f"batches of 10), 16 clients, 4 workers, {elapsed:.0f} s",
         faults="none: contention only",
-        requests=rec["requests"],
-        ok_200=rec["ok_200"],
-        logged=rec["decisions_logged"],
-        lost=rec["lost"],
+        **counts(rec),
         chain=_chain(report),
         passed=passed,
         command=command,

@@ -9,7 +9,6 @@ stored checkpoints deleted), which only the exported, signed checkpoint can catc
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from pathlib import Path
@@ -18,8 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from governance.audit.chain import canonical_json, content_hash, record_hash
-from reliability.load import drive, logged, reconcile
-from reliability.report import Row
+from reliability.load import decide, logged, reconcile
+from reliability.report import Row, counts
 from reliability.scenarios import Profile
 from reliability.server import Server
 from reliability.world import World
@@ -135,9 +134,10 @@ def run(world: World, _profile: Profile, logs: Path, command: str) -> Row:
     url = world.database("tamper")
     server = Server(world.env(url), workers=2, log=logs / "tamper.log")
     server.start()
-    plan = [("credit", [f"tamper-{i}"]) for i in range(DECISIONS)]
     try:
-        sent = asyncio.run(drive(server.base, world.keys["predictor"], plan, world.applicants, 20))
+        sent = decide(
+            server.base, world.keys["predictor"], world.applicants, "tamper-", DECISIONS, 20
+        )
     finally:
         server.stop()
     rec = reconcile(sent, logged(url, "tamper-"))
@@ -201,10 +201,7 @@ def run(world: World, _profile: Profile, logs: Path, command: str) -> Row:
         scenario="6. Tamper drill",
         load=f"{DECISIONS} decisions at 20 req/s, then govern stopped",
         faults="UPDATE, DELETE, INSERT, consistent rewrite of the chain (each on its own copy)",
-        requests=rec["requests"],
-        ok_200=rec["ok_200"],
-        logged=rec["decisions_logged"],
-        lost=rec["lost"],
+        **counts(rec),
         chain="4 of 4 tamperings caught" if passed else "NOT ALL CAUGHT",
         passed=passed and rec["lost"] == 0,
         command=command,

@@ -8,6 +8,7 @@ TEMPLATE), so one scenario's faults and tampering never leak into another's figu
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -81,8 +82,6 @@ class World:
 
     def govern(self, url: str, *args: str) -> subprocess.CompletedProcess[str]:
         """The ``govern`` CLI against one scenario's database, exactly as an operator runs it."""
-        import os
-
         return subprocess.run(
             [sys.executable, "-m", "governance.cli", *args],
             env={**os.environ, **self.env(url)},
