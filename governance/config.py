@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_VAR_DIR = Path("var")
 
@@ -33,7 +34,18 @@ class Settings(BaseSettings):
         default=1_048_576, ge=1024, description="Requests with a larger body get 413."
     )
     max_artifact_bytes: int = Field(
-        default=256 * 1_048_576, ge=1024, description="Body limit for model version uploads."
+        default=256 * 1_048_576,
+        ge=1024,
+        description="Body limit for model version uploads, for keys whose role may upload.",
+    )
+    body_read_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="A request body must arrive within this many seconds, or the request gets 408.",
+    )
+    upload_read_timeout_s: float = Field(
+        default=300.0, gt=0, le=86_400, description="The same, for model uploads."
     )
     db_connect_timeout_s: int = Field(default=3, ge=1, le=60)
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
@@ -42,6 +54,12 @@ class Settings(BaseSettings):
     signing_key_file: Path | None = Field(
         default=None,
         description="Ed25519 key that signs audit checkpoints; keep it off the database host.",
+    )
+    signing_public_key_file: Path | None = Field(
+        default=None,
+        description="The checkpoint signers' trusted public key (PEM or raw base64). Without "
+        "it, or the signing key file, signatures are checked only against the key stored "
+        "beside each checkpoint, and reports say so.",
     )
     predict_concurrency: int = Field(
         default=8,
@@ -56,6 +74,13 @@ class Settings(BaseSettings):
         description="Predict calls in progress per process, waiting included, before new ones "
         "are refused at once with 503 and Retry-After (load shedding).",
     )
+    predict_max_inflight_per_key: int = Field(
+        default=16,
+        ge=1,
+        le=100_000,
+        description="Predict calls in progress per process for one API key; more get 429 with "
+        "Retry-After, so one key can never hold every admission slot.",
+    )
     ood_scoring: bool = Field(
         default=True,
         description="Score every predict input with its model version's out-of-distribution "
@@ -69,6 +94,13 @@ class Settings(BaseSettings):
         ge=1,
         le=1_000_000,
         description="Groups with fewer decisions are reported as too small and not compared.",
+    )
+    min_cell_size: int = Field(
+        default=10,
+        ge=1,
+        le=1_000_000,
+        description="Group figures with fewer people than this are suppressed for every role "
+        "but compliance (and admin), and marked below the reporting threshold for compliance.",
     )
     robustness_fragile_below: float = Field(
         default=0.1,
@@ -114,6 +146,58 @@ class Settings(BaseSettings):
     )
     ray_address: str | None = None
     job_workers: int = Field(default=1, ge=1, le=16, description="In-process job threads.")
+    job_timeout_s: float = Field(
+        default=3600.0,
+        gt=0,
+        le=7 * 86_400,
+        description="Wall-clock limit of one training run or rebuild; past it the job's "
+        "process is killed and the job fails with code 'timeout'.",
+    )
+    max_estimators: int = Field(
+        default=2000,
+        ge=1,
+        le=1_000_000,
+        description="Upper bound on n_estimators (forests, gradient boosting) in a spec.",
+    )
+    max_iterations: int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000_000,
+        description="Upper bound on max_iter (histogram gradient boosting, logistic "
+        "regression) in a spec.",
+    )
+    explain_workers: int = Field(
+        default=1,
+        ge=0,
+        le=16,
+        description="Processes (at lower CPU priority) that compute anchors, counterfactuals "
+        "and robustness probes, so they never compete with predict for the server's own "
+        "interpreter; 0 computes them in the server process.",
+    )
+    explain_concurrency_per_key: int = Field(
+        default=2,
+        ge=1,
+        le=1000,
+        description="New (uncached) explanations one key may have computing at once; more get "
+        "429 with Retry-After.",
+    )
+    explain_rate_per_minute: int = Field(
+        default=30,
+        ge=1,
+        le=100_000,
+        description="New (uncached) explanations and rebuilds one key may start per minute; "
+        "more get 429 with Retry-After.",
+    )
+    data_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Directories that may hold the DVC repositories datasets are read from, "
+        "besides var_dir (separated by the OS path separator). Anything else is refused.",
+    )
+    data_remote_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Remote repository origins a dataset may name, each exactly "
+        "'scheme://host' or 'scheme://host:port' (comma-separated). Empty: no remote URLs.",
+    )
     retention_days: int = Field(default=762, ge=1)
 
     @field_validator("database_url")
@@ -121,12 +205,29 @@ class Settings(BaseSettings):
     def _strip(cls, value: str) -> str:
         return value.strip()
 
+    @field_validator("data_roots", mode="before")
+    @classmethod
+    def _path_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part for part in value.split(os.pathsep) if part.strip()]
+        return value
+
+    @field_validator("data_remote_origins", mode="before")
+    @classmethod
+    def _origin_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @model_validator(mode="after")
     def _fill_paths(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.var_dir / 'govern.db').as_posix()}"
         if self.artifact_dir is None:
             self.artifact_dir = self.var_dir / "artifacts"
+        self.predict_max_inflight_per_key = min(
+            self.predict_max_inflight_per_key, self.predict_max_inflight
+        )
         if self.database_url.startswith("postgresql://"):
             # Pin the driver we ship, so a plain libpq URL works as users expect.
             self.database_url = "postgresql+psycopg://" + self.database_url.removeprefix(
@@ -150,6 +251,11 @@ class Settings(BaseSettings):
     @property
     def admin_key_file(self) -> Path:
         return self.var_dir / "admin.key"
+
+    @property
+    def allowed_data_roots(self) -> list[Path]:
+        """Where dataset repositories may live: var_dir and every configured data root."""
+        return [Path(p).expanduser().resolve() for p in (self.var_dir, *self.data_roots)]
 
 
 @lru_cache

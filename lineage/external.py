@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -23,12 +24,14 @@ from lineage.fingerprint import fingerprint
 from lineage.models import ModelVersion, RegisteredModel
 from lineage.outliers import fit_detector
 from lineage.runner import dataset_lineage
+from lineage.safe_skops import UnreadableArtifact, UntrustedArtifact, load_trusted
 from lineage.schema import build_input_schema, frame_from_table
 from lineage.spec import DatasetRef, Decision, Feature, Gate, Protected, Target
 from lineage.training import apply_gate, binary_target, evaluate
 
+log = logging.getLogger("govern.external")
+
 _NOT_DECLARED = {"estimator", "seeds", "validation", "transforms"}
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
 
 
 class ExternalArtifact(BaseModel):
@@ -95,27 +98,45 @@ def parse_registration(data: dict[str, Any]) -> ExternalRegistration:
         ) from None
 
 
-def load_skops(content: bytes) -> Any:
-    import skops.io as sio
+def load_skops(content: bytes, max_unpacked: int) -> Any:
+    """The uploaded Pipeline, built only from trusted types (see ``lineage.safe_skops``).
 
+    Errors name the refused types and never echo anything read from the file's objects.
+    """
+    field = "artifact.content_base64"
     try:
-        untrusted = sio.get_untrusted_types(data=content)
-    except Exception as exc:
+        return load_trusted(content, max_unpacked)
+    except UntrustedArtifact as exc:
+        shown = exc.refused[:20]
+        raise InvalidInput(
+            "the artifact contains types govern does not load: " + ", ".join(shown),
+            details=[
+                {"field": field, "message": f"untrusted type {name}", "type": name}
+                for name in shown
+            ],
+        ) from None
+    except UnreadableArtifact as exc:
         raise InvalidInput(
             f"the artifact is not a readable skops file: {exc}",
-            details=[{"field": "artifact.content_base64", "message": "not skops"}],
+            details=[{"field": field, "message": str(exc)}],
         ) from None
-    refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
-    if refused:
+    except Exception as exc:
+        # Loading failed inside skops or scikit-learn: say so, without their message.
+        log.warning("skops upload failed to load: %s", type(exc).__name__)
         raise InvalidInput(
-            f"the artifact contains types govern does not load: {refused}",
-            details=[{"field": "artifact.content_base64", "message": f"untrusted types {refused}"}],
-        )
-    return sio.loads(content, trusted=untrusted)
+            "the artifact could not be loaded as a scikit-learn model",
+            details=[{"field": field, "message": "failed to load"}],
+        ) from None
 
 
 def register_external(
-    *, session: Session, store: ArtifactStore, name: str, data: dict[str, Any], actor: str
+    *,
+    session: Session,
+    store: ArtifactStore,
+    name: str,
+    data: dict[str, Any],
+    actor: str,
+    max_unpacked: int,
 ) -> tuple[RegisteredModel, ModelVersion]:
     reg = parse_registration(data)
     try:
@@ -125,11 +146,11 @@ def register_external(
             "artifact.content_base64 is not base64",
             details=[{"field": "artifact.content_base64", "message": "not base64"}],
         ) from None
-    pipeline = load_skops(upload)
+    pipeline = load_skops(upload, max_unpacked=max_unpacked)
     if not hasattr(pipeline, "predict_proba"):
         raise InvalidInput(
             "the artifact is not a classifier with predict_proba",
-            details=[{"field": "artifact", "message": type(pipeline).__name__}],
+            details=[{"field": "artifact", "message": "no predict_proba"}],
         )
 
     assert reg.dataset is not None
@@ -150,8 +171,9 @@ def register_external(
     schema = build_input_schema(spec, frame, classes)
     learned = [str(c) for c in getattr(pipeline, "classes_", [])]
     if str(classes[1]) not in learned:
+        # The model's own classes are not shown: nothing read from an artifact is echoed.
         raise InvalidInput(
-            f"the uploaded model never learned the positive class {classes[1]!r}; it knows {learned}",
+            f"the uploaded model never learned the positive class {classes[1]!r}",
             details=[
                 {"field": "target.positive_class", "message": "not among the model's classes"}
             ],
@@ -160,11 +182,20 @@ def register_external(
     try:
         pipeline.predict_proba(frame_from_table(schema, frame.head(5)[names]))
     except Exception as exc:
+        log.warning("uploaded model failed to score: %s", type(exc).__name__)
         raise InvalidInput(
-            f"the uploaded model cannot score the declared features: {exc}",
-            details=[{"field": "features", "message": str(exc)}],
+            "the uploaded model cannot score the declared features (check their names, types "
+            "and order against the pipeline's input)",
+            details=[{"field": "features", "message": f"scoring failed ({type(exc).__name__})"}],
         ) from None
-    metrics, by_group = evaluate(spec, pipeline, frame, y, schema)
+    try:
+        metrics, by_group = evaluate(spec, pipeline, frame, y, schema)
+    except Exception as exc:
+        log.warning("uploaded model failed to score its data version: %s", type(exc).__name__)
+        raise InvalidInput(
+            "the uploaded model cannot score every row of the data version",
+            details=[{"field": "artifact", "message": f"scoring failed ({type(exc).__name__})"}],
+        ) from None
     gate = (
         apply_gate(spec, metrics)
         if reg.gate is not None

@@ -5,15 +5,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from governance.auth.models import Role
 from governance.auth.schemas import Principal
+from governance.bodies import parse_json_object
 from governance.deps import SessionDep, SettingsDep, allow
 from governance.errors import InvalidInput
 from governance.pagination import Paged, PageDep, RowId, next_cursor
 from lineage import service
 from lineage.artifacts import ArtifactStore
-from lineage.external import register_external
+from lineage.external import ExternalRegistration, register_external
 from lineage.models import ModelVersion, RegisteredModel, Stage
 from lineage.runner import execute_run
 from lineage.schemas import (
@@ -88,9 +90,17 @@ def get_dataset(dataset_id: RowId, session: SessionDep, _principal: Reader) -> D
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain")
 
 
-async def spec_body(request: Request) -> dict[str, Any]:
-    """A spec as JSON, or as YAML with a YAML content type. Only safe YAML loading is used."""
+async def spec_body(request: Request, _principal: Writer) -> dict[str, Any]:
+    """A spec as JSON, or as YAML with a YAML content type. Only safe YAML loading is used.
+
+    It depends on the role check, so no body is read for a caller who may not train; parsing
+    runs off the event loop.
+    """
     raw = await request.body()
+    return await run_in_threadpool(parse_spec_body, raw)
+
+
+def parse_spec_body(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         raise InvalidInput(
             "the request body must hold a training spec",
@@ -125,10 +135,10 @@ SPEC_OPENAPI: dict[str, Any] = {
     openapi_extra=SPEC_OPENAPI,
 )
 def create_run(
+    principal: Writer,
     spec: Annotated[dict[str, Any], Depends(spec_body)],
     session: SessionDep,
     settings: SettingsDep,
-    principal: Writer,
     request: Request,
     background: BackgroundTasks,
 ) -> JSONResponse:
@@ -244,19 +254,41 @@ def get_stage_history(
     return service.stage_history(session, model)
 
 
+async def upload_body(request: Request, _principal: Writer) -> dict[str, Any]:
+    """The registration document: read only after the role check, parsed off the event loop
+    (it may be hundreds of megabytes)."""
+    raw = await request.body()
+    return await run_in_threadpool(parse_json_object, raw)
+
+
+UPLOAD_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": ExternalRegistration.model_json_schema(
+                    ref_template="#/components/schemas/{model}"
+                )
+            }
+        },
+    }
+}
+
+
 @router.post(
     "/models/{name}/versions",
     response_model=ModelVersionPublic,
     status_code=status.HTTP_201_CREATED,
     tags=["models"],
     summary="Register a version trained outside govern (skops artifact plus lineage)",
+    openapi_extra=UPLOAD_OPENAPI,
 )
 def register_external_version(
+    principal: Writer,
     name: ModelName,
-    body: dict[str, Any],
+    body: Annotated[dict[str, Any], Depends(upload_body)],
     session: SessionDep,
     settings: SettingsDep,
-    principal: Writer,
 ) -> ModelVersionPublic:
     model, version = register_external(
         session=session,
@@ -264,6 +296,7 @@ def register_external_version(
         name=name,
         data=body,
         actor=principal.key_id,
+        max_unpacked=4 * settings.max_artifact_bytes,
     )
     return service.version_public(session, model, version)
 

@@ -7,6 +7,7 @@ emptied after each test.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,8 +56,18 @@ def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(migrated_url: str, tmp_path: Path) -> Iterator[Settings]:
-    settings = Settings(database_url=migrated_url, var_dir=tmp_path / "var", environment="test")
+def settings(
+    migrated_url: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Settings]:
+    settings = Settings(
+        database_url=migrated_url,
+        var_dir=tmp_path / "var",
+        environment="test",
+        # The test DVC repos live in pytest's temporary folders, outside var_dir.
+        data_roots=[tmp_path_factory.getbasetemp()],
+        # Sampling explainers run in the server process, except in the tests of the pool.
+        explain_workers=0,
+    )
     yield settings
     engine = make_engine(settings)
     try:
@@ -116,6 +127,8 @@ def env_settings(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterato
     monkeypatch.setenv("GOV_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("GOV_VAR_DIR", str(settings.var_dir))
     monkeypatch.setenv("GOV_ENVIRONMENT", "test")
+    monkeypatch.setenv("GOV_DATA_ROOTS", os.pathsep.join(str(p) for p in settings.data_roots))
+    monkeypatch.setenv("GOV_EXPLAIN_WORKERS", str(settings.explain_workers))
     get_settings.cache_clear()
     yield settings
     get_settings.cache_clear()

@@ -3,19 +3,32 @@ from __future__ import annotations
 import base64
 import pickle
 
+import numpy as np
 import pytest
 import skops.io as sio
 from fastapi.testclient import TestClient
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    MinMaxScaler,
+    OneHotEncoder,
+    OrdinalEncoder,
+    RobustScaler,
+    StandardScaler,
+)
 
 from governance.auth.models import Role
 from governance.config import Settings
 from lineage.artifacts import ArtifactStore
 from lineage.capture import TrainingCapture
 from lineage.fingerprint import fingerprint
+from lineage.safe_skops import UnreadableArtifact, load_trusted, read_schema, untrusted_types
+from lineage.spec import ESTIMATORS, import_estimator
+from lineage.synthetic import generate_loans
 from tests.support.factories import DataRepo
 
 FEATURES = [
@@ -165,3 +178,164 @@ def test_only_data_scientists_upload(client: TestClient, auth) -> None:
         client.post("/api/v1/models/x/versions", headers=auth(Role.compliance), json={}).status_code
         == 403
     )
+
+
+# Uploads that would run code (issue 16) ----------------------------------------------------------
+
+
+def _code_running_pipeline(expression: str, fitted_on) -> Pipeline:
+    """The reviewed attack: FunctionTransformer steps that turn any input into ``eval(expr)``."""
+    model = LogisticRegression().fit(fitted_on[["income"]], fitted_on["repaid"])
+    return Pipeline(
+        [
+            (
+                "fill",
+                FunctionTransformer(
+                    np.full_like, kw_args={"fill_value": expression, "dtype": object}
+                ),
+            ),
+            ("flat", FunctionTransformer(np.ravel)),
+            ("pick", FunctionTransformer(max)),
+            ("run", FunctionTransformer(eval)),
+            ("model", model),
+        ]
+    )
+
+
+def test_an_upload_that_would_run_code_is_refused_before_anything_is_built(
+    client: TestClient, auth, data_repo: DataRepo, tmp_path
+) -> None:
+    marker = tmp_path / "pwned"
+    secret = tmp_path / "secret.key"
+    secret.write_text("gov_the-admin-key-must-never-leak")
+    capture = _capture(data_repo)
+    with capture:
+        frame = capture.read_data()
+    writes = f"open({str(marker)!r}, 'w').write('pwned')"
+    leaks = f"(_ for _ in ()).throw(ValueError(open({str(secret)!r}).read()))"
+    headers = auth(Role.data_scientist)
+    for expression in (writes, leaks):
+        body = capture.payload(
+            _code_running_pipeline(expression, frame), target=TARGET, features=FEATURES
+        )
+        response = client.post("/api/v1/models/evil/versions", headers=headers, json=body)
+        assert not marker.exists(), "the upload ran its code"
+        assert "the-admin-key" not in response.text
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        refused = {d.get("type") for d in error["details"]}
+        assert {"builtins.eval", "builtins.max", "numpy.full_like", "numpy.ravel"} <= refused
+        assert "builtins.eval" in error["message"]
+    assert client.get("/api/v1/models/evil", headers=headers).status_code == 404
+
+
+def test_any_function_object_is_refused_even_a_harmless_ufunc(
+    client: TestClient, auth, data_repo: DataRepo
+) -> None:
+    capture = _capture(data_repo)
+    with capture:
+        frame = capture.read_data()
+    pipeline = Pipeline(
+        [
+            ("log", FunctionTransformer(np.log1p)),
+            ("model", LogisticRegression().fit(frame[["income"]], frame["repaid"])),
+        ]
+    )
+    body = capture.payload(pipeline, target=TARGET, features=FEATURES)
+    response = client.post(
+        "/api/v1/models/ufunc/versions", headers=auth(Role.data_scientist), json=body
+    )
+    assert response.status_code == 422
+    [refused] = [d["type"] for d in response.json()["error"]["details"]]
+    assert refused.endswith(".log1p")
+
+
+def test_a_scoring_failure_does_not_echo_what_the_model_raised(
+    client: TestClient, auth, data_repo: DataRepo
+) -> None:
+    capture = _capture(data_repo)
+    with capture:
+        frame = capture.read_data()
+        pipeline = _fit(frame)
+    # Declared features the pipeline never saw: scoring raises inside scikit-learn.
+    features = [{"name": "employment_years", "type": "numeric"}, *FEATURES[1:]]
+    body = capture.payload(pipeline, target=TARGET, features=features)
+    response = client.post(
+        "/api/v1/models/mismatch/versions", headers=auth(Role.data_scientist), json=body
+    )
+    assert response.status_code == 422
+    text = response.text
+    assert "cannot score the declared features" in text
+    assert "income" not in text  # the column the model wanted, named only by scikit-learn
+
+
+@pytest.mark.parametrize("estimator", sorted(ESTIMATORS))
+def test_every_supported_estimator_and_transformer_loads_from_skops(estimator: str) -> None:
+    frame = generate_loans(300, seed=3)
+    numeric = ["income", "debt_to_income", "late_payments"]
+    cls = import_estimator(estimator)
+    params = {"n_estimators": 5} if "n_estimators" in cls().get_params() else {}
+    for scale, encode in [
+        (StandardScaler(), OneHotEncoder(handle_unknown="ignore")),
+        (MinMaxScaler(), OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)),
+        (RobustScaler(), OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+        ("passthrough", OneHotEncoder(handle_unknown="ignore")),
+    ]:
+        numeric_step = (
+            "passthrough"
+            if scale == "passthrough"
+            else Pipeline([("impute", SimpleImputer()), ("scale", scale)])
+        )
+        pipeline = Pipeline(
+            [
+                (
+                    "preprocess",
+                    ColumnTransformer(
+                        [("num", numeric_step, numeric), ("cat", encode, ["purpose", "housing"])]
+                    ),
+                ),
+                ("model", cls(**params)),
+            ]
+        )
+        columns = [*numeric, "purpose", "housing"]
+        pipeline.fit(frame[columns], frame["repaid"])
+        content = sio.dumps(pipeline)
+        assert untrusted_types(read_schema(content, 10**9)) == []
+        loaded = load_trusted(content, 10**9)
+        assert (
+            loaded.predict_proba(frame[columns]) == pipeline.predict_proba(frame[columns])
+        ).all()
+
+
+def test_a_skops_file_that_unpacks_beyond_the_bound_is_not_read() -> None:
+    content = sio.dumps(StandardScaler().fit(np.zeros((2000, 50))))
+    with pytest.raises(UnreadableArtifact, match="unpacks to more than"):
+        read_schema(content, 1000)
+
+
+def test_a_generator_is_rebuilt_only_from_a_real_bit_generator() -> None:
+    node = {
+        "__module__": "numpy.random._generator",
+        "__class__": "Generator",
+        "__loader__": "RandomGeneratorNode",
+        "content": {
+            "bit_generator": {
+                "__module__": "builtins",
+                "__class__": "dict",
+                "__loader__": "DictNode",
+                "content": {
+                    "bit_generator": {
+                        "__module__": "builtins",
+                        "__class__": "str",
+                        "__loader__": "JsonNode",
+                        "content": '"seed"',
+                    }
+                },
+            }
+        },
+    }
+    assert untrusted_types(
+        {"__loader__": "ListNode", "__module__": "builtins", "__class__": "list", "content": [node]}
+    ) == ["numpy.random.seed"]
+    node["content"]["bit_generator"]["content"]["bit_generator"]["content"] = '"PCG64"'
+    assert untrusted_types(node) == []
