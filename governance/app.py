@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -15,10 +16,12 @@ from explain.service import Explainers, preload_libraries
 from governance import __version__, health
 from governance.audit.alerts import Scanner
 from governance.audit.router import router as audit_router
+from governance.auth.gate import AuthGate
 from governance.auth.router import router as keys_router
 from governance.compliance.router import router as compliance_router
 from governance.config import Settings, get_settings
 from governance.db import make_engine, session_factory
+from governance.deps import authenticate_token
 from governance.errors import document_errors, is_connection_error, register_error_handlers
 from governance.middleware import BodySizeLimit, RefuseNul
 from governance.migrate import ensure_at_head
@@ -29,7 +32,7 @@ from lineage.rebuild_router import router as rebuild_router
 from lineage.router import router as lineage_router
 from lineage.runner import fail_interrupted_runs
 from serving import router as serving_router
-from serving.admission import PredictAdmission
+from serving.admission import KeyAdmission, PredictAdmission
 from serving.service import Serving
 from serving.v2 import health as v2_health
 from serving.v2 import router as v2_router
@@ -108,12 +111,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     register_error_handlers(app)
+    # Innermost first: each add wraps the ones before it.
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_artifact_bytes,
+        read_timeout_s=settings.body_read_timeout_s,
+        upload_read_timeout_s=settings.upload_read_timeout_s,
     )
-
+    app.add_middleware(KeyAdmission, max_per_key=settings.predict_max_inflight_per_key)
+    # Key and role are checked from the headers before any body is read.
+    app.add_middleware(
+        AuthGate,
+        routes=lambda: app.router.routes,
+        authenticate=partial(authenticate_token, app.state.reads),
+    )
     app.add_middleware(RefuseNul)
     # Added last, so it runs first: an overloaded process refuses before any other work.
     app.add_middleware(PredictAdmission, max_inflight=settings.predict_max_inflight)

@@ -15,7 +15,8 @@ from governance.db import session_factory, transaction
 
 def write_secret(path: Path, secret: str) -> None:
     """Write a secret readable by its owner only, never briefly world-readable."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # This may be what creates var_dir, which holds the database and the artifacts too.
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:

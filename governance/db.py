@@ -2,12 +2,20 @@
 
 The naming convention is set here, before any table is declared, so that every constraint has a
 predictable name on both SQLite and PostgreSQL and migrations can refer to it.
+
+An embedded SQLite database holds protected attributes, so its files are the service user's
+alone: the file is created 0600 before SQLite opens it (SQLite gives its -wal and -shm files the
+database file's mode), and every new connection takes group and other access away from any of
+them that has it, e.g. a database made by an older release.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +28,8 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, SQLModel
 
 from governance.config import Settings
+
+log = logging.getLogger("govern.db")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -60,7 +70,48 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+def _sqlite_file(url: sa.URL) -> Path | None:
+    """The database file of a SQLite URL; None for in-memory and URI databases."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _sqlite_files(database: Path) -> list[Path]:
+    return [database] + [Path(f"{database}{suffix}") for suffix in ("-wal", "-shm", "-journal")]
+
+
+def _create_private_file(path: Path) -> None:
+    """Create an empty file readable by the owner only (SQLite takes an empty file as a new
+    database), so the database is never briefly readable by others."""
+    if path.exists():
+        return
+    # Another process may create it first; the connect hook then checks its mode.
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def _restrict_to_owner(paths: list[Path]) -> None:
+    """Remove group and other permissions from the files that exist among ``paths``."""
+    for path in paths:
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            try:
+                os.chmod(path, mode & 0o700)
+            except OSError as exc:
+                log.warning("%s is readable by other users and cannot be restricted: %s", path, exc)
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int, database: Path | None) -> None:
+    @event.listens_for(engine, "do_connect")
+    def _before_connect(*_args: Any) -> None:
+        if database is not None:
+            _create_private_file(database)
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
@@ -70,13 +121,16 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
+        if database is not None:
+            _restrict_to_owner(_sqlite_files(database))
 
 
 def make_engine(settings: Settings) -> Engine:
     url = sa.make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        database = _sqlite_file(url)
+        if database is not None:
+            database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         engine = sa.create_engine(
             url,
             connect_args={
@@ -85,7 +139,7 @@ def make_engine(settings: Settings) -> Engine:
             },
             pool_pre_ping=True,
         )
-        _configure_sqlite(engine, settings.sqlite_busy_timeout_ms)
+        _configure_sqlite(engine, settings.sqlite_busy_timeout_ms, database)
         return engine
     return sa.create_engine(
         url,

@@ -20,6 +20,7 @@ from governance.auth.models import Role
 from governance.config import Settings
 from governance.db import make_engine, session_factory, transaction, utcnow
 from lineage import service as lineage_service
+from lineage.data_sources import DataPolicy
 from lineage.dvc_repo import commit_data, init_data_repo
 from lineage.models import Stage
 from lineage.runner import execute_run
@@ -66,7 +67,12 @@ def run_demo(settings: Settings, decisions: int = 300) -> bool:
 
         out.print("demo: training credit v1 from its spec")
         with transaction(factory) as session:
-            run = lineage_service.create_run(session=session, spec_data=spec, actor="demo")
+            run = lineage_service.create_run(
+                session=session,
+                spec_data=spec,
+                actor="demo",
+                policy=DataPolicy.from_settings(settings),
+            )
             run_id = run.id
         assert run_id is not None
         execute_run(settings, run_id)

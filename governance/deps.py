@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 from governance.auth import service as auth_service
@@ -58,15 +59,25 @@ def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """Checks the key with one autocommit read (no BEGIN or COMMIT round trips).
-
-    It does not borrow the route's session: a request that then waits (predict waiting for the
-    decision log, say) must not hold a pooled connection the log writer needs.
-    """
+    """The caller the auth gate admitted (``governance.auth.gate``), checked before any body
+    was read; without the gate (an app mounted elsewhere), the key is checked here."""
+    admitted: Principal | None = getattr(request.state, "principal", None)
+    if admitted is not None:
+        return admitted
     if credentials is None or not credentials.credentials:
-        raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
-    with request.app.state.reads() as session:
-        return auth_service.authenticate(session=session, token=credentials.credentials)
+        raise Unauthorized(KEY_REQUIRED)
+    return authenticate_token(request.app.state.reads, credentials.credentials)
+
+
+KEY_REQUIRED = "an API key is required: send 'Authorization: Bearer <key>'"
+
+
+def authenticate_token(reads: sessionmaker[Session], token: str) -> Principal:
+    """One autocommit read (no BEGIN or COMMIT round trips), on a connection of its own: a request
+    that then waits (predict waiting for the decision log, say) must not hold a pooled connection
+    the log writer needs."""
+    with reads() as session:
+        return auth_service.authenticate(session=session, token=token)
 
 
 class RoleGuard:
@@ -82,6 +93,10 @@ class RoleGuard:
         self, principal: Annotated[Principal, Depends(current_principal)]
     ) -> Principal:
         # async: a pure check, so it runs on the event loop, not as a thread-pool hop.
+        self.check(principal)
+        return principal
+
+    def check(self, principal: Principal) -> None:
         if principal.role not in self.roles:
             allowed = sorted(r.value for r in self.roles)
             raise Forbidden(
@@ -89,7 +104,6 @@ class RoleGuard:
                 f"allowed: {', '.join(allowed)}",
                 details={"role": principal.role.value, "allowed_roles": allowed},
             )
-        return principal
 
     def __repr__(self) -> str:
         return f"RoleGuard({', '.join(sorted(r.value for r in self.roles))})"
@@ -124,17 +138,25 @@ def declared_roles(app: FastAPI) -> dict[str, set[str] | str | None]:
         route = context.original_route
         if not isinstance(route, APIRoute):
             continue
-        stack, guards = list(route.dependant.dependencies), []
-        while stack:
-            dep = stack.pop()
-            if isinstance(dep.call, RoleGuard | PublicRoute):
-                guards.append(dep.call)
-            stack.extend(dep.dependencies)
-        role_guards = [g for g in guards if isinstance(g, RoleGuard)]
+        guard = route_guard(route)
         for method in route.methods or []:
             key = f"{method} {context.path}"
-            if role_guards:
-                declared[key] = {r.value for r in role_guards[0].roles} - {Role.admin.value}
+            if isinstance(guard, RoleGuard):
+                declared[key] = {r.value for r in guard.roles} - {Role.admin.value}
             else:
-                declared[key] = PUBLIC if guards else None
+                declared[key] = PUBLIC if guard is not None else None
     return declared
+
+
+def route_guard(route: APIRoute) -> RoleGuard | PublicRoute | None:
+    """The guard a route declares among its dependencies (a role guard wins over public)."""
+    stack, guards = list(route.dependant.dependencies), []
+    while stack:
+        dep = stack.pop()
+        if isinstance(dep.call, RoleGuard | PublicRoute):
+            guards.append(dep.call)
+        stack.extend(dep.dependencies)
+    role_guards = [g for g in guards if isinstance(g, RoleGuard)]
+    if role_guards:
+        return role_guards[0]
+    return guards[0] if guards else None

@@ -86,6 +86,17 @@ class ServiceUnavailable(GovernanceError):
     code = "service_unavailable"
 
 
+class TooManyRequests(GovernanceError):
+    """One key is over its share (a rate or concurrency cap); ``Retry-After`` says when to."""
+
+    status_code = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"Retry-After": str(max(1, retry_after_s))})
+        super().__init__(message, **kwargs)
+
+
 _STATUS_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -94,6 +105,7 @@ _STATUS_CODES = {
     405: "method_not_allowed",
     409: "conflict",
     413: "payload_too_large",
+    408: "request_timeout",
     415: "unsupported_media_type",
     422: "invalid_input",
     429: "too_many_requests",
@@ -167,12 +179,27 @@ def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts)
 
 
+MAX_FIELD_CHARS = 200
+MAX_LISTED_FIELDS = 10
+
+
+def field_list(fields: list[str], empty: str = "body") -> str:
+    """Field names for a message: at most ten, each bounded (a caller chooses key names)."""
+    shown = [f or empty for f in fields[:MAX_LISTED_FIELDS]]
+    more = len(fields) - MAX_LISTED_FIELDS
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+def _bounded(name: str) -> str:
+    return name if len(name) <= MAX_FIELD_CHARS else name[:MAX_FIELD_CHARS] + "…"
+
+
 def validation_details(errors: Any) -> list[dict[str, Any]]:
     details = []
     for err in errors:
         loc = err.get("loc", ())
         entry = {
-            "field": _field_path(loc),
+            "field": _bounded(_field_path(loc)),
             "in": str(loc[0]) if loc else "body",
             "message": str(err.get("msg", "invalid")).removeprefix("Value error, "),
             "type": err.get("type", "invalid"),
@@ -192,7 +219,7 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     if any(d["type"] == "json_invalid" for d in details):
         message = "the request body is not valid JSON"
     else:
-        fields = ", ".join(sorted({d["field"] for d in details}))
+        fields = field_list(sorted({d["field"] for d in details}))
         message = f"invalid request: {fields}"
     return error_response(422, "invalid_input", message, details)
 

@@ -15,6 +15,7 @@ from governance.db import make_engine, session_factory, transaction
 from governance.errors import GovernanceError
 from governance.pagination import Page
 from lineage import service
+from lineage.data_sources import DataPolicy
 from lineage.models import RunStatus, Stage
 from lineage.runner import execute_run
 from lineage.spec import load_spec_text
@@ -56,6 +57,7 @@ def train(
                 session=session,
                 spec_data=load_spec_text(spec_file.read_text(), source=str(spec_file)),
                 actor=ACTOR,
+                policy=DataPolicy.from_settings(settings),
             )
             run_id = run.id
         assert run_id is not None
@@ -152,11 +154,18 @@ def datasets_register(
     rev: Annotated[str, typer.Option(help="Git revision")] = "HEAD",
 ) -> None:
     """Register one version of a DVC-tracked CSV or Parquet file."""
-    engine = make_engine(get_settings())
+    settings = get_settings()
+    engine = make_engine(settings)
     try:
         with transaction(session_factory(engine)) as session:
             dataset, created = service.register_dataset(
-                session=session, name=name, repo=repo, path=path, rev=rev, actor=ACTOR
+                session=session,
+                name=name,
+                repo=repo,
+                path=path,
+                rev=rev,
+                actor=ACTOR,
+                policy=DataPolicy.from_settings(settings),
             )
             public = service.dataset_public(dataset)
     except GovernanceError as exc:

@@ -17,9 +17,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlmodel import Session
 
-from governance.errors import InvalidInput, validation_details
+from governance.errors import InvalidInput, field_list, validation_details
 from lineage import service
 from lineage.artifacts import PICKLE_PROTOCOL, ArtifactStore, serialize_model
+from lineage.data_sources import DataPolicy
+from lineage.datasets import check_columns
 from lineage.fingerprint import fingerprint
 from lineage.models import ModelVersion, RegisteredModel
 from lineage.outliers import fit_detector
@@ -94,7 +96,7 @@ def parse_registration(data: dict[str, Any]) -> ExternalRegistration:
     except ValidationError as exc:
         details = validation_details(exc.errors())
         raise InvalidInput(
-            "invalid registration: " + ", ".join(d["field"] for d in details), details=details
+            "invalid registration: " + field_list([d["field"] for d in details]), details=details
         ) from None
 
 
@@ -137,6 +139,7 @@ def register_external(
     data: dict[str, Any],
     actor: str,
     max_unpacked: int,
+    policy: DataPolicy,
 ) -> tuple[RegisteredModel, ModelVersion]:
     reg = parse_registration(data)
     try:
@@ -155,14 +158,13 @@ def register_external(
 
     assert reg.dataset is not None
     assert reg.seeds is not None
-    dataset = service.resolve_dataset_ref(session, reg.dataset, actor)
+    dataset = service.resolve_dataset_ref(session, reg.dataset, actor, policy=policy)
     frame = service.read_dataset_frame(dataset)
     names = [f.name for f in reg.features]
     required = {reg.target.column: "target.column"} | {
         n: f"features.{i}.name" for i, n in enumerate(names)
     }
     required |= {p.name: f"protected.{i}.name" for i, p in enumerate(reg.protected)}
-    from lineage.datasets import check_columns
 
     check_columns(dataset.columns, required)
 

@@ -39,6 +39,7 @@ from governance.errors import NotFound
 from governance.pagination import Page
 from lineage import datasets
 from lineage.artifacts import ArtifactStore
+from lineage.data_sources import DatasetError, is_url
 from lineage.environment import diff_environments
 from lineage.executor import worker_id
 from lineage.fresh import ZYGOTE, FreshProcessError
@@ -311,7 +312,7 @@ def _rebuild(
 
 
 def _local_cache_has(repo: str, md5: str) -> bool | None:
-    if datasets.is_url(repo):
+    if is_url(repo):
         return None
     cache = Path(repo) / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
     return cache.exists()
@@ -338,7 +339,7 @@ def fetch_data(recorded: dict[str, Any]) -> tuple[datasets.Snapshot, dict[str, A
             f"{exc.read['sha256']} (recorded {expected['sha256']})",
             data=check,
         ) from None
-    except datasets.DatasetError as exc:
+    except DatasetError as exc:
         check.update(read=None, matched=False)
         code = {"data_unavailable": "data_missing"}.get(exc.code, "data_unreadable")
         if exc.field_name == "rev":

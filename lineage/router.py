@@ -15,6 +15,7 @@ from governance.errors import InvalidInput
 from governance.pagination import Paged, PageDep, RowId, next_cursor
 from lineage import service
 from lineage.artifacts import ArtifactStore
+from lineage.data_sources import DataPolicy
 from lineage.external import ExternalRegistration, register_external
 from lineage.models import ModelVersion, RegisteredModel, Stage
 from lineage.runner import execute_run
@@ -50,7 +51,11 @@ VersionNumber = Annotated[int, Path(ge=1)]
     responses={200: {"description": "already registered: the existing version"}},
 )
 def register_dataset(
-    body: DatasetCreate, session: SessionDep, principal: Writer, response: Response
+    principal: Writer,
+    body: DatasetCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
 ) -> DatasetPublic:
     dataset, created = service.register_dataset(
         session=session,
@@ -59,6 +64,7 @@ def register_dataset(
         path=body.path,
         rev=body.rev,
         actor=principal.key_id,
+        policy=DataPolicy.from_settings(settings),
     )
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -142,7 +148,12 @@ def create_run(
     request: Request,
     background: BackgroundTasks,
 ) -> JSONResponse:
-    run = service.create_run(session=session, spec_data=spec, actor=principal.key_id)
+    run = service.create_run(
+        session=session,
+        spec_data=spec,
+        actor=principal.key_id,
+        policy=DataPolicy.from_settings(settings),
+    )
     assert run.id is not None
     public = service.run_public(session, run)
     # Background tasks start after the session has committed, so the job always finds its run.
@@ -297,6 +308,7 @@ def register_external_version(
         data=body,
         actor=principal.key_id,
         max_unpacked=4 * settings.max_artifact_bytes,
+        policy=DataPolicy.from_settings(settings),
     )
     return service.version_public(session, model, version)
 

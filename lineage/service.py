@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 from governance.errors import Conflict, GovernanceError, InvalidInput, NotFound
 from governance.pagination import Page
 from lineage import datasets
+from lineage.data_sources import DataPolicy, DatasetError
 from lineage.executor import worker_id
 from lineage.models import (
     DatasetVersion,
@@ -78,10 +79,22 @@ def _find_dataset(session: Session, name: str, snap: datasets.Snapshot) -> Datas
 
 
 def register_dataset(
-    *, session: Session, name: str, repo: str, path: str, rev: str, actor: str
+    *,
+    session: Session,
+    name: str,
+    repo: str,
+    path: str,
+    rev: str,
+    actor: str,
+    policy: DataPolicy | None,
 ) -> tuple[DatasetVersion, bool]:
-    """Register one data version; the same data at the same commit returns the existing row."""
-    snap = datasets.read_snapshot(repo, path, rev)
+    """Register one data version; the same data at the same commit returns the existing row.
+
+    ``policy`` says where the data may come from. Every caller acting for someone else (the
+    API, the CLI) passes the configured one; None is for in-process code that chose the
+    repository itself (tests, benchmarks, the drills).
+    """
+    snap = datasets.read_snapshot(repo, path, rev, policy=policy)
     existing = _find_dataset(session, name, snap)
     if existing is not None:
         return existing, False
@@ -150,11 +163,10 @@ def read_dataset_frame(dataset: DatasetVersion) -> pd.DataFrame:
 # Runs -------------------------------------------------------------------------------------------
 
 
-def _resolve_dataset(session: Session, spec: TrainingSpec, actor: str) -> DatasetVersion:
-    return resolve_dataset_ref(session, spec.dataset, actor)
-
-
-def resolve_dataset_ref(session: Session, ref: DatasetRef, actor: str) -> DatasetVersion:
+def resolve_dataset_ref(
+    session: Session, ref: DatasetRef, actor: str, *, policy: DataPolicy | None
+) -> DatasetVersion:
+    """A registered version by id, or the reference registered now (under ``policy``)."""
     if ref.id is not None:
         dataset = session.get(DatasetVersion, ref.id)
         if dataset is None:
@@ -169,10 +181,17 @@ def resolve_dataset_ref(session: Session, ref: DatasetRef, actor: str) -> Datase
     assert ref.rev is not None
     try:
         dataset, _ = register_dataset(
-            session=session, name=ref.name, repo=ref.repo, path=ref.path, rev=ref.rev, actor=actor
+            session=session,
+            name=ref.name,
+            repo=ref.repo,
+            path=ref.path,
+            rev=ref.rev,
+            actor=actor,
+            policy=policy,
         )
-    except datasets.DatasetError as exc:
-        exc.details = [{"field": f"dataset.{exc.field_name}", "message": exc.message}]
+    except DatasetError as exc:
+        exc.message = f"dataset.{exc.field_name}: {exc.problem}"
+        exc.details = [{"field": f"dataset.{exc.field_name}", "message": exc.problem}]
         raise
     return dataset
 
@@ -227,10 +246,20 @@ def resolved_spec(spec: TrainingSpec, dataset: DatasetVersion) -> dict[str, Any]
     return resolved
 
 
-def create_run(*, session: Session, spec_data: dict[str, Any] | str, actor: str) -> TrainingRun:
-    """Validate the spec completely and queue a run. Nothing is trained here."""
+def create_run(
+    *,
+    session: Session,
+    spec_data: dict[str, Any] | str,
+    actor: str,
+    policy: DataPolicy | None = None,
+) -> TrainingRun:
+    """Validate the spec completely and queue a run. Nothing is trained here.
+
+    ``policy`` governs a dataset the spec registers (see ``register_dataset``); the API and the
+    CLI pass the configured one.
+    """
     spec = parse_spec(spec_data)
-    dataset = _resolve_dataset(session, spec, actor)
+    dataset = resolve_dataset_ref(session, spec.dataset, actor, policy=policy)
     _check_spec_against_data(spec, dataset)
     assert dataset.id is not None
     run = TrainingRun(

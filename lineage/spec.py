@@ -25,8 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-from governance.errors import InvalidInput, validation_details
-from governance.text import find_nul
+from governance.errors import InvalidInput, field_list, validation_details
+from governance.text import find_bad_text
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 
@@ -347,15 +347,37 @@ def _check_plain(value: Any, where: str) -> None:
         raise ValueError(f"{where}: only plain JSON values are allowed")
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """The safe loader, refusing anchors and aliases: a spec needs neither, and nested aliases
+    (a "billion laughs") expand a few hundred bytes into billions of nodes."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _AliasRefused(event.start_mark.line + 1)
+        return super().compose_node(parent, index)
+
+
+class _AliasRefused(Exception):
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
 def load_spec_text(text: str, *, source: str = "spec") -> dict[str, Any]:
-    """Parse YAML or JSON (JSON is YAML) with the safe loader only: no Python object tags."""
+    """Parse YAML or JSON (JSON is YAML) with the safe loader only: no Python object tags, no
+    anchors or aliases, no NUL and no unpaired surrogate in any text."""
     if re.search(r"!!python|!<tag:yaml.org,2002:python", text):
         raise InvalidInput(
             f"{source}: Python object tags are not allowed in a spec",
             details=[{"field": "", "message": "YAML python tags are refused"}],
         )
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - a SafeLoader subclass
+    except _AliasRefused as exc:
+        raise InvalidInput(
+            f"{source}: YAML anchors and aliases are not allowed (line {exc.line})",
+            details=[{"field": "", "message": f"anchor or alias at line {exc.line}"}],
+        ) from None
     except yaml.YAMLError as exc:
         raise InvalidInput(
             f"{source} is neither valid YAML nor JSON: {exc}",
@@ -371,11 +393,11 @@ def load_spec_text(text: str, *, source: str = "spec") -> dict[str, Any]:
             f"{source} must be a mapping of fields",
             details=[{"field": "", "message": "expected a mapping"}],
         )
-    field = find_nul(data)
-    if field is not None:
+    bad = find_bad_text(data)
+    if bad is not None:
+        field, problem = bad
         raise InvalidInput(
-            f"{source}: {field} holds a NUL character",
-            details=[{"field": field, "message": "must not contain a NUL (\\u0000) character"}],
+            f"{source}: {field} {problem}", details=[{"field": field, "message": problem}]
         )
     return data
 
@@ -387,7 +409,7 @@ def parse_spec(data: dict[str, Any] | str) -> TrainingSpec:
         return TrainingSpec.model_validate(data)
     except ValidationError as exc:
         details = validation_details(exc.errors())
-        fields = ", ".join(d["field"] or "spec" for d in details)
+        fields = field_list([d["field"] for d in details], empty="spec")
         raise InvalidInput(f"invalid training spec: {fields}", details=details) from None
 
 

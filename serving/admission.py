@@ -15,6 +15,7 @@ import re
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from governance.errors import error_body
+from governance.middleware import send_json
 from serving import metrics
 
 PREDICT_PATH = re.compile(r"^/(api/v1/endpoints/[^/]+/predict|v2/models/[^/]+/infer)/?$")
@@ -68,3 +69,54 @@ class PredictAdmission:
             }
         )
         await send({"type": "http.response.body", "body": self.body})
+
+
+class KeyAdmission:
+    """No one key may hold more than ``max_per_key`` of a process's predict slots.
+
+    Runs after the auth gate, which has named the key. A key over its share gets 429 with
+    ``Retry-After``: it is that caller's own load, not the server's, so other keys keep the
+    remaining slots (a key trickling its bodies cannot take every slot and starve the rest).
+    """
+
+    def __init__(self, app: ASGIApp, max_per_key: int, retry_after_s: int = 1) -> None:
+        self.app = app
+        self.max_per_key = max_per_key
+        self.retry_after_s = retry_after_s
+        self.inflight: dict[str, int] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        principal = scope.get("state", {}).get("principal")
+        if (
+            principal is None
+            or scope["type"] != "http"
+            or scope.get("method") != "POST"
+            or not PREDICT_PATH.match(scope.get("path", ""))
+        ):
+            await self.app(scope, receive, send)
+            return
+        key = principal.key_id
+        held = self.inflight.get(key, 0)
+        if held >= self.max_per_key:
+            metrics.PREDICT_SHED_PER_KEY.inc()
+            await send_json(
+                send,
+                429,
+                error_body(
+                    "too_many_requests",
+                    f"this key already has {held} predict calls in progress, its most in one "
+                    "process; retry shortly",
+                    {"max_per_key": self.max_per_key, "retry_after_s": self.retry_after_s},
+                ),
+                {"Retry-After": str(self.retry_after_s)},
+            )
+            return
+        self.inflight[key] = held + 1  # one event loop per process: no lock needed
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            left = self.inflight[key] - 1
+            if left:
+                self.inflight[key] = left
+            else:
+                del self.inflight[key]

@@ -23,6 +23,7 @@ from sqlmodel import Session
 
 from governance.audit import ledger
 from governance.db import transaction
+from governance.errors import is_connection_error
 from serving import metrics
 from serving.models import DecisionRecord
 
@@ -117,6 +118,13 @@ class DecisionLog:
 
     def _write(self, batches: list[_Batch], size: int) -> None:
         metrics.LOG_QUEUE.dec(size)
+        self._commit(batches, size)
+
+    def _commit(self, batches: list[_Batch], size: int) -> None:
+        """One transaction for the group. If it fails for a reason other than the database
+        being unreachable, each caller's records are retried alone: a record that cannot be
+        written (text the database refuses, say) fails only its own caller, never the others
+        that happened to share its commit."""
         started = time.perf_counter()
         contents = [c for b in batches for c in b.contents]
         try:
@@ -129,6 +137,17 @@ class DecisionLog:
                     columns_of=columns_of,
                 )
         except BaseException as exc:
+            isolable = isinstance(exc, Exception) and not is_connection_error(exc)
+            if len(batches) > 1 and isolable:
+                metrics.LOG_ISOLATED.inc()
+                log.warning(
+                    "decision log group of %d requests failed (%s); writing each alone",
+                    len(batches),
+                    type(exc).__name__,
+                )
+                for batch in batches:
+                    self._commit([batch], len(batch.contents))
+                return
             metrics.LOG_FAILURES.inc()
             log.error("decision log write failed for %d records: %s", size, exc)
             for batch in batches:

@@ -32,6 +32,19 @@ LATENCY_BUCKETS = (
     2.5,
 )
 
+# Label values come from fixed sets: a known endpoint's name or UNKNOWN_ENDPOINT, and for
+# rejections the request field at fault, one of REJECTION_REASONS or "other".
+UNKNOWN_ENDPOINT = "_unknown"
+REJECTION_REASONS = frozenset(
+    {"body", "subject_id", "features", "context", "instances", "inputs", "parameters", "id"}
+)
+
+
+def rejection_reason(field: str) -> str:
+    root = field.split(".", 1)[0] or "body"
+    return root if root in REJECTION_REASONS else "other"
+
+
 PREDICT_REQUESTS = Counter(
     "govern_predict_requests_total",
     "Predict requests by endpoint and HTTP status",
@@ -87,12 +100,20 @@ PREDICT_SHED = Counter(
     "govern_predict_shed_total",
     "Predict calls refused with 503 before any work because too many were in progress",
 )
+PREDICT_SHED_PER_KEY = Counter(
+    "govern_predict_shed_per_key_total",
+    "Predict calls refused with 429 because their key held its most slots in the process",
+)
 PREDICT_INFLIGHT = Gauge(
     "govern_predict_inflight",
     "Predict calls in progress, waiting included",
     multiprocess_mode="livesum",
 )
 LOG_FAILURES = Counter("govern_decision_log_failures_total", "Batches that failed to commit")
+LOG_ISOLATED = Counter(
+    "govern_decision_log_isolated_total",
+    "Group commits that failed and were retried one caller at a time",
+)
 SHADOW_DISAGREEMENTS = Counter(
     "govern_shadow_disagreements_total",
     "Shadow decisions whose label differs from the live decision",

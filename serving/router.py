@@ -96,8 +96,9 @@ async def predict(name: EndpointName, request: Request, principal: Predictor) ->
         status_code = exc.status_code
         raise
     finally:
-        metrics.PREDICT_REQUESTS.labels(name, str(status_code)).inc()
-        metrics.PREDICT_LATENCY.labels(name).observe(time.perf_counter() - started)
+        label = request.app.state.serving.endpoint_label(name)
+        metrics.PREDICT_REQUESTS.labels(label, str(status_code)).inc()
+        metrics.PREDICT_LATENCY.labels(label).observe(time.perf_counter() - started)
     if batch:
         return JSONResponse(DecisionsOut(decisions=outs).model_dump(mode="json"))
     return JSONResponse(outs[0].model_dump(mode="json"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import random
 import threading
 import time
@@ -29,6 +28,7 @@ from governance.errors import (
     InvalidInput,
     NotFound,
     ServiceUnavailable,
+    field_list,
     validation_details,
 )
 from lineage import service as lineage_service
@@ -49,6 +49,7 @@ from serving.schemas import (
     ModelRef,
     PredictRequest,
 )
+from serving.summary import clip, summarize
 from serving.validation import check_context, check_features
 
 log = logging.getLogger("govern.serving")
@@ -140,6 +141,13 @@ class Serving:
             self._configs[endpoint] = (now + self.settings.endpoint_cache_ttl_s, config)
         return config
 
+    def endpoint_label(self, name: str) -> str:
+        """``name`` as a metric label once it is known to exist, else one fixed label: names
+        from the path must not grow the metrics without bound."""
+        with self._lock:
+            known = name in self._configs
+        return name if known else metrics.UNKNOWN_ENDPOINT
+
     def model(self, name: str, version: int) -> LoadedModel:
         # A model version never changes once registered, so once loaded (and verified) it is
         # served from memory without asking the database again.
@@ -174,25 +182,62 @@ def current_config(session: Session, name: str) -> dict[str, Any]:
 
 
 def _check_targets(session: Session, config: dict[str, Any]) -> None:
-    problems = []
+    """Every route and shadow names a registered version (else 422), and may serve (else 409):
+
+    - every route, the canary and A/B arms included, points at a version whose promotion gate
+      passed, and that is not archived;
+    - the first route, the live one that takes the traffic no other route does, points at a
+      version in production;
+    - a shadow (scored, never answered) may point at any version that is not archived.
+    """
+    missing, refused = [], []
     for group in ("routes", "shadows"):
         for i, target in enumerate(config[group]):
+            where, named = f"{group}.{i}", f"{target['model']} v{target['version']}"
             try:
                 _model, version = lineage_service.get_version(
                     session=session, name=target["model"], version=target["version"]
                 )
             except NotFound as exc:
-                problems.append({"field": f"{group}.{i}", "message": exc.message})
+                missing.append({"field": where, "message": exc.message})
                 continue
-            if lineage_service.current_stage(session, version) is Stage.archived:
-                problems.append(
+            stage = lineage_service.current_stage(session, version)
+            rule = _serving_rule(group, i, version.gate_passed, stage)
+            if rule is not None:
+                refused.append(
                     {
-                        "field": f"{group}.{i}",
-                        "message": f"{target['model']} v{target['version']} is archived",
+                        "field": where,
+                        "model": target["model"],
+                        "version": target["version"],
+                        "stage": stage.value,
+                        "rule": rule,
+                        "message": f"{named}: {rule}",
                     }
                 )
-    if problems:
-        raise InvalidInput("the configuration names models that cannot serve", details=problems)
+    if missing:
+        raise InvalidInput("the configuration names models that do not exist", details=missing)
+    if refused:
+        raise Conflict(
+            "the configuration routes traffic to versions that may not serve it: "
+            + "; ".join(r["message"] for r in refused),
+            code="not_servable",
+            details=refused,
+        )
+
+
+def _serving_rule(group: str, index: int, gate_passed: bool, stage: Stage) -> str | None:
+    """The rule a target breaks, or None."""
+    if stage is Stage.archived:
+        return "an archived version serves nothing, not even as a shadow"
+    if group == "shadows":
+        return None
+    if not gate_passed:
+        return "it failed its promotion gate, so it may not answer any traffic"
+    if index == 0 and stage is not Stage.production:
+        return (
+            f"the live (first) route must point at a version in production; it is in {stage.value}"
+        )
+    return None
 
 
 def put_endpoint(
@@ -284,7 +329,7 @@ def parse_predict_body(raw: bytes) -> tuple[Any, PredictRequest | None, Governan
         return data, PredictRequest.model_validate(data), None
     except ValidationError as exc:
         details = validation_details(exc.errors())
-        fields = ", ".join(d["field"] or "body" for d in details)
+        fields = field_list([d["field"] for d in details])
         return data, None, InvalidInput(f"invalid predict request: {fields}", details=details)
 
 
@@ -311,7 +356,7 @@ def _plan(serving: Serving, endpoint: str, request: PredictRequest) -> list[Plan
         problems += check_context(instance.context, f"{prefix}context")
         planned.append(Planned(instance=instance, route=route, model=model))
     if problems:
-        fields = ", ".join(p["field"] for p in problems[:10])
+        fields = field_list([p["field"] for p in problems])
         raise RequestRejected(f"invalid input: {fields}", details=problems)
     by_model: dict[str, list[Planned]] = {}
     for item in planned:
@@ -371,16 +416,6 @@ def _decision_content(
     )
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 async def _commit(serving: Serving, contents: list[dict[str, Any]]) -> list[tuple[int, str]]:
     try:
         return await asyncio.wrap_future(serving.log.submit(contents))
@@ -397,24 +432,26 @@ async def reject(
 ) -> GovernanceError:
     await run_in_threadpool(serving.config_for, endpoint)  # unknown endpoint: 404, nothing logged
     rejection_id = str(uuid.uuid4())
+    details, details_cut = summarize(error.details)
+    request, request_cut = summarize(body) if body is not None else (None, False)
     content = _content(
         kind="rejected",
         endpoint=endpoint,
         principal=principal,
         created_at=utcnow().isoformat(),
         decision_id=rejection_id,
-        reason={"code": error.code, "message": error.message, "details": _json_safe(error.details)},
-        request=_json_safe(body)
-        if body is not None and len(json.dumps(_json_safe(body))) < 65536
-        else None,
+        reason={"code": error.code, "message": clip(error.message, 1000), "details": details},
+        request=request,
+        # The stored summary is bounded (serving.summary); these say whether it was cut.
+        truncated={"reason": details_cut or len(error.message) > 1000, "request": request_cut},
     )
     await _commit(serving, [content])
-    reason = (
-        error.details[0]["field"].split(".")[0]
-        if isinstance(error.details, list) and error.details
+    first = (
+        error.details[0].get("field", "")
+        if isinstance(error.details, list) and error.details and isinstance(error.details[0], dict)
         else "body"
     )
-    metrics.REJECTIONS.labels(endpoint, reason or "body").inc()
+    metrics.REJECTIONS.labels(endpoint, metrics.rejection_reason(str(first))).inc()
     error.details = {"rejection_id": rejection_id, "problems": error.details}
     return error
 

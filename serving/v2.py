@@ -182,8 +182,9 @@ async def infer(name: Name, request: Request, principal: Predictor) -> JSONRespo
         status_code = exc.status_code
         raise
     finally:
-        metrics.PREDICT_REQUESTS.labels(name, str(status_code)).inc()
-        metrics.PREDICT_LATENCY.labels(name).observe(time.perf_counter() - started)
+        label = request.app.state.serving.endpoint_label(name)
+        metrics.PREDICT_REQUESTS.labels(label, str(status_code)).inc()
+        metrics.PREDICT_LATENCY.labels(label).observe(time.perf_counter() - started)
     labels = [o.label for o in outs]
     label_type = (
         "INT64" if all(isinstance(x, int) and not isinstance(x, bool) for x in labels) else "BYTES"

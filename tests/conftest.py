@@ -154,10 +154,17 @@ class Served:
 
 @pytest.fixture
 def served(settings: Settings, data_repo: DataRepo, client: TestClient, auth: Any) -> Served:
-    """Two trained versions of `credit` (different seeds); endpoint `credit` serves v1 live."""
+    """Two trained versions of `credit` (different seeds); endpoint `credit` serves v1 (in
+    production) live; v2 has no stage."""
     v1 = train_model(settings, data_repo, seed=7)
     v2 = train_model(settings, data_repo, seed=8)
     admin = auth(Role.admin)
+    promoted = client.post(
+        f"/api/v1/models/credit/versions/{v1}/stage",
+        headers=admin,
+        json={"stage": "production", "reason": "tests: the live version"},
+    )
+    assert promoted.status_code == 201, promoted.text
     response = client.put(
         "/api/v1/endpoints/credit",
         headers=admin,

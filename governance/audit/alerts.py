@@ -1,17 +1,24 @@
 """Stored alerts, and the scan of the decision log that raises boundary-probing alerts.
 
-The scan looks at the last ``GOV_PROBE_WINDOW_S`` seconds of live decisions. One aggregate query
-finds the keys with enough decisions on one model version; only their decisions near that
-version's threshold are read, and ``probing.near_duplicates`` decides. A background thread runs
+The scan looks at the last ``GOV_PROBE_WINDOW_S`` seconds of live decisions and of replays. A
+replay (``POST /decisions/{id}/replay``) scores a logged input again with the caller's changes
+and answers the score, so it probes the decision's model version as well as a predict does: it
+counts as a request by the replaying key, on that version, whose input is the logged features
+with the overrides applied and whose score its access-trail entry holds. Aggregate queries find
+the keys with enough decisions and replays on one model version; only their latest requests
+(bounded per key) near that version's threshold are read, and ``probing.near_duplicate_mask``
+decides. A background thread runs
 the scan every ``GOV_PROBE_SCAN_INTERVAL_S`` seconds; ``POST /api/v1/audit/alerts/scan`` runs it
 at once.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,15 +27,19 @@ from pydantic import BaseModel
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, col, select
 
+from governance.audit.models import AccessRecord as A
 from governance.audit.models import Alert
-from governance.audit.probing import ProbeRules, near_duplicates
+from governance.audit.probing import ProbeRules, near_duplicate_mask
 from governance.config import Settings
 from governance.db import transaction, utcnow
 from governance.pagination import Page
+from serving import metrics
+from serving.models import DecisionRecord as D
 
 log = logging.getLogger("govern.alerts")
 
 PROBING = "probing"
+REPLAY = "replay"  # the access-trail action of explain.service.replay
 MAX_ROWS_PER_KEY = 5000
 EXAMPLES = 10
 # Serializes scans across worker processes on PostgreSQL, so one episode is one alert.
@@ -63,107 +74,233 @@ def rules_of(settings: Settings) -> ProbeRules:
     )
 
 
+@dataclass(frozen=True)
+class Group:
+    """One key's requests on one model version, through one endpoint."""
+
+    key_id: str
+    endpoint: str
+    model: str
+    version: int
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One request the scan looks at: a live decision, or a replay of one (``replay`` True,
+    ``ident`` the replayed decision's id)."""
+
+    ident: str
+    score: float
+    features: dict[str, Any]
+    at: datetime
+    replay: bool
+
+
+def _candidates(
+    session: Session, rules: ProbeRules, start: datetime, now: datetime
+) -> dict[Group, int]:
+    """Groups with at least ``min_requests`` decisions and replays in the window, by count."""
+    replays = session.execute(
+        sa.select(col(A.key_id), col(D.endpoint), col(D.model), col(D.version), sa.func.count())
+        .select_from(A)
+        .join(D, col(D.decision_id) == col(A.target))
+        .where(
+            col(A.action) == REPLAY,
+            col(A.created_at) >= start,
+            col(A.created_at) <= now,
+            col(A.payload).is_not(None),
+            col(D.model).is_not(None),
+            col(D.version).is_not(None),
+            col(D.features).is_not(None),
+        )
+        .group_by(col(A.key_id), col(D.endpoint), col(D.model), col(D.version))
+    ).all()
+    counts = {Group(k, e, m, v): n for k, e, m, v, n in replays}
+    enough: Any = sa.func.count() >= rules.min_requests
+    if counts:  # a key's decisions count with its replays, however few they are
+        enough = sa.or_(enough, col(D.key_id).in_(sorted({g.key_id for g in counts})))
+    decisions = session.execute(
+        sa.select(col(D.key_id), col(D.endpoint), col(D.model), col(D.version), sa.func.count())
+        .where(
+            col(D.kind) == "decision",
+            col(D.created_at) >= start,
+            col(D.created_at) <= now,
+            col(D.model).is_not(None),
+            col(D.score).is_not(None),
+        )
+        .group_by(col(D.key_id), col(D.endpoint), col(D.model), col(D.version))
+        .having(enough)
+    ).all()
+    for k, e, m, v, n in decisions:
+        group = Group(k, e, m, v)
+        counts[group] = counts.get(group, 0) + n
+    return {g: n for g, n in counts.items() if n >= rules.min_requests}
+
+
+def _decisions(
+    session: Session, group: Group, low: float, high: float, start: datetime, now: datetime
+) -> list[Scored]:
+    """The group's latest live decisions scored within [low, high], at most MAX_ROWS_PER_KEY."""
+    rows = session.execute(
+        sa.select(col(D.decision_id), col(D.score), col(D.features), col(D.created_at))
+        .where(
+            col(D.kind) == "decision",
+            col(D.created_at) >= start,
+            col(D.created_at) <= now,
+            col(D.key_id) == group.key_id,
+            col(D.endpoint) == group.endpoint,
+            col(D.model) == group.model,
+            col(D.version) == group.version,
+            col(D.score) >= low,
+            col(D.score) <= high,
+            col(D.features).is_not(None),
+        )
+        .order_by(col(D.created_at).desc())
+        .limit(MAX_ROWS_PER_KEY)
+    ).all()
+    return [
+        Scored(ident, float(score or 0.0), dict(features or {}), at, replay=False)
+        for ident, score, features, at in rows
+    ]
+
+
+def _replays(
+    session: Session, group: Group, low: float, high: float, start: datetime, now: datetime
+) -> list[Scored]:
+    """The group's latest replays (at most MAX_ROWS_PER_KEY) that scored within [low, high].
+
+    A replay scored the decision's logged input with the caller's overrides applied; its access
+    trail entry holds the overrides and the score."""
+    rows = session.execute(
+        sa.select(col(D.decision_id), col(D.features), col(A.payload), col(A.created_at))
+        .select_from(A)
+        .join(D, col(D.decision_id) == col(A.target))
+        .where(
+            col(A.action) == REPLAY,
+            col(A.key_id) == group.key_id,
+            col(A.created_at) >= start,
+            col(A.created_at) <= now,
+            col(A.payload).is_not(None),
+            col(D.endpoint) == group.endpoint,
+            col(D.model) == group.model,
+            col(D.version) == group.version,
+            col(D.features).is_not(None),
+        )
+        .order_by(col(A.created_at).desc())
+        .limit(MAX_ROWS_PER_KEY)
+    ).all()
+    found = []
+    for decision_id, features, payload, at in rows:
+        try:
+            entry = json.loads(payload)
+            score = float(entry["detail"]["score"])
+            overrides = dict(entry["params"].get("overrides") or {})
+        except (ValueError, TypeError, KeyError, AttributeError):
+            continue  # not a replay entry this release wrote; nothing to learn from it
+        if low <= score <= high:
+            found.append(Scored(decision_id, score, {**(features or {}), **overrides}, at, True))
+    return found
+
+
+def _raise_alert(
+    session: Session,
+    group: Group,
+    start: datetime,
+    near: int,
+    scored: list[Scored],
+    detail: dict[str, Any],
+) -> Alert:
+    """Open an alert for the group, or extend its episode if one is open in the window."""
+    first = min(r.at for r in scored)
+    last = max(r.at for r in scored)
+    alert = session.exec(
+        select(Alert)
+        .where(
+            Alert.kind == PROBING,
+            Alert.key_id == group.key_id,
+            Alert.endpoint == group.endpoint,
+            Alert.model == group.model,
+            Alert.version == group.version,
+            col(Alert.last_seen_at) >= start,
+        )
+        .order_by(col(Alert.id).desc())
+        .limit(1)
+    ).first()
+    if alert is None:
+        alert = Alert(
+            alert_id=str(uuid.uuid4()),
+            kind=PROBING,
+            key_id=group.key_id,
+            endpoint=group.endpoint,
+            model=group.model,
+            version=group.version,
+            first_seen_at=first,
+            last_seen_at=last,
+            requests=near,
+            detail=detail,
+        )
+        metrics.PROBING_ALERTS.labels(group.endpoint).inc()
+        log.warning(
+            "probing alert: key %s on %s %s v%s",
+            group.key_id,
+            group.endpoint,
+            group.model,
+            group.version,
+        )
+    else:
+        alert.last_seen_at = max(alert.last_seen_at, last)
+        alert.requests = max(alert.requests, near)
+        alert.detail = detail
+        alert.updated_at = utcnow()
+    session.add(alert)
+    return alert
+
+
 def scan(session: Session, settings: Settings, now: datetime | None = None) -> list[Alert]:
     """Raise or extend a probing alert for every key that matches the rules now."""
     from lineage.service import get_version
-    from serving import metrics
-    from serving.models import DecisionRecord as D
 
     rules = rules_of(settings)
     now = now or utcnow()
     start = now - timedelta(seconds=rules.window_s)
     if session.get_bind().dialect.name == "postgresql":
         session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCAN_LOCK})
-    in_window = (
-        col(D.kind) == "decision",
-        col(D.created_at) >= start,
-        col(D.created_at) <= now,
-    )
-    candidates = session.exec(
-        select(D.key_id, D.endpoint, D.model, D.version)
-        .where(*in_window, col(D.model).is_not(None), col(D.score).is_not(None))
-        .group_by(col(D.key_id), col(D.endpoint), col(D.model), col(D.version))
-        .having(sa.func.count() >= rules.min_requests)
-    ).all()
     raised = []
-    for key_id, endpoint, model, version in candidates:
-        assert model is not None
-        assert version is not None
-        _registered, found = get_version(session=session, name=model, version=version)
+    for group in _candidates(session, rules, start, now):
+        _registered, found = get_version(session=session, name=group.model, version=group.version)
         threshold = float(found.input_schema.get("threshold", 0.5))
-        rows = [
-            (decision_id, float(score or 0.0), dict(features or {}), at)
-            for decision_id, score, features, at in session.exec(
-                select(D.decision_id, D.score, D.features, D.created_at)
-                .where(
-                    *in_window,
-                    D.key_id == key_id,
-                    D.endpoint == endpoint,
-                    D.model == model,
-                    D.version == version,
-                    col(D.score) >= threshold - rules.score_band,
-                    col(D.score) <= threshold + rules.score_band,
-                    col(D.features).is_not(None),
-                )
-                .order_by(col(D.created_at).desc())
-                .limit(MAX_ROWS_PER_KEY)
-            ).all()
-        ]
-        if len(rows) < rules.min_requests:
+        low, high = threshold - rules.score_band, threshold + rules.score_band
+        scored = _decisions(session, group, low, high, start, now) + _replays(
+            session, group, low, high, start, now
+        )
+        if len(scored) < rules.min_requests:
             continue
-        near = near_duplicates(found.input_schema, [r[2] for r in rows], rules.near_distance)
+        mask = near_duplicate_mask(
+            found.input_schema, [r.features for r in scored], rules.near_distance
+        )
+        near = sum(mask)
         if near < rules.min_requests:
             continue
-        scores = [r[1] for r in rows]
+        scores = [r.score for r in scored]
+        replays = [r for r in scored if r.replay]
         detail = {
-            "rule": f"at least {rules.min_requests} near-duplicate inputs scored within "
-            f"{rules.score_band} of the threshold in {rules.window_s:g}s",
+            "rule": f"at least {rules.min_requests} near-duplicate inputs (decisions and "
+            f"replays) scored within {rules.score_band} of the threshold in {rules.window_s:g}s",
             "threshold": threshold,
             "score_band": rules.score_band,
             "near_distance": rules.near_distance,
             "window_s": rules.window_s,
-            "near_threshold": len(rows),
+            "near_threshold": len(scored),
             "near_duplicates": near,
+            "from_replays": len(replays),
+            "near_duplicates_from_replays": sum(
+                m for m, r in zip(mask, scored, strict=True) if r.replay
+            ),
             "score_range": [min(scores), max(scores)],
-            "examples": [r[0] for r in rows[:EXAMPLES]],
+            "examples": [r.ident for r in scored if not r.replay][:EXAMPLES],
+            "replayed_decisions": list(dict.fromkeys(r.ident for r in replays))[:EXAMPLES],
         }
-        first = min(r[3] for r in rows)
-        last = max(r[3] for r in rows)
-        alert = session.exec(
-            select(Alert)
-            .where(
-                Alert.kind == PROBING,
-                Alert.key_id == key_id,
-                Alert.endpoint == endpoint,
-                Alert.model == model,
-                Alert.version == version,
-                col(Alert.last_seen_at) >= start,
-            )
-            .order_by(col(Alert.id).desc())
-            .limit(1)
-        ).first()
-        if alert is None:
-            alert = Alert(
-                alert_id=str(uuid.uuid4()),
-                kind=PROBING,
-                key_id=key_id,
-                endpoint=endpoint,
-                model=model,
-                version=version,
-                first_seen_at=first,
-                last_seen_at=last,
-                requests=near,
-                detail=detail,
-            )
-            metrics.PROBING_ALERTS.labels(endpoint).inc()
-            log.warning("probing alert: key %s on %s %s v%s", key_id, endpoint, model, version)
-        else:
-            alert.last_seen_at = max(alert.last_seen_at, last)
-            alert.requests = max(alert.requests, near)
-            alert.detail = detail
-            alert.updated_at = utcnow()
-        session.add(alert)
-        raised.append(alert)
+        raised.append(_raise_alert(session, group, start, near, scored, detail))
     session.flush()
     return raised
 

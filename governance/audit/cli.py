@@ -1,4 +1,4 @@
-"""`govern audit ...`: verify the chains, sign checkpoints, make the signing key."""
+"""`govern audit ...`: verify the chains, sign checkpoints, make and export the signing key."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from rich.console import Console
 from governance.audit import service, signing
 from governance.config import get_settings
 from governance.db import make_engine, session_factory, transaction
+from governance.errors import GovernanceError
 
 audit_app = typer.Typer(
     help="Tamper evidence: verify hash chains, sign checkpoints.", no_args_is_help=True
 )
 out = Console()
+err = Console(stderr=True)
 
 
 @audit_app.command("verify")
@@ -37,11 +39,20 @@ def verify(
     try:
         with transaction(session_factory(engine)) as session:
             report = service.verify_report(session, settings, extra_checkpoints=extra)
+    except GovernanceError as exc:
+        err.print(f"error: {exc.message}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
     finally:
         engine.dispose()
     if as_json:
         print(json.dumps(report, indent=2))
     else:
+        if report["key_trusted"]:
+            out.print(
+                f"checkpoint signatures checked against the {report['trusted_key']['source']}"
+            )
+        else:
+            out.print(f"[bold yellow]WARNING[/] checkpoints: {report['trust']}")
         for chain in report["chains"]:
             if chain["ok"]:
                 out.print(
@@ -55,8 +66,10 @@ def verify(
                 )
         for cp in report["checkpoints"]:
             mark = "[green]ok[/]" if cp["matches"] else "[bold red]FAILED[/]"
+            trust = "" if cp["key_trusted"] else " (NOT verified against a trusted key)"
             out.print(
-                f"{mark} checkpoint {cp['chain']}@{cp['seq']} signed {cp['signed_at']}: {cp.get('problem', 'holds')}"
+                f"{mark} checkpoint {cp['chain']}@{cp['seq']} signed {cp['signed_at']}: "
+                f"{cp.get('problem', 'holds')}{trust}"
             )
     raise typer.Exit(0 if report["ok"] else 1)
 
@@ -95,4 +108,33 @@ def keygen() -> None:
     signing.generate_key_file(path)
     out.print(
         f"wrote {path}; public key {signing.public_key_b64(signing.load_signing_key(settings))}"
+    )
+
+
+@audit_app.command("public-key")
+def public_key(
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write the PEM public key to this file")
+    ] = None,
+) -> None:
+    """Export the signing key's public key (PEM), for GOV_SIGNING_PUBLIC_KEY_FILE on verifiers."""
+    settings = get_settings()
+    path = settings.signing_key_path
+    if not path.exists():
+        err.print(f"no signing key at {path}; create one with `govern audit keygen`")
+        raise typer.Exit(1)
+    try:
+        key = signing.read_private_key(path)
+    except GovernanceError as exc:
+        err.print(f"error: {exc.message}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    pem = signing.public_key_pem(key)
+    if out_file is None:
+        print(pem.decode("ascii"), end="")
+        return
+    out_file.write_bytes(pem)
+    out.print(
+        f"wrote {out_file}; public key {signing.public_key_b64(key)}. On every host that "
+        f"verifies, set GOV_SIGNING_PUBLIC_KEY_FILE to a copy of it that the database's "
+        "admins cannot write."
     )

@@ -2,8 +2,9 @@
 
 Someone mapping a model's decision boundary, or extracting the model, sends many inputs that
 differ a little from one another and land near the threshold. Normal applicants are spread out.
-A key is flagged when, within the window, at least ``min_requests`` of its decisions on one model
-version scored within ``score_band`` of the threshold, and each of those has another such input
+A key is flagged when, within the window, at least ``min_requests`` of its requests on one model
+version (decisions, and replays of logged decisions with changed inputs) scored within
+``score_band`` of the threshold, and each of those has another such input
 from the same key within ``near_distance``: the largest difference over numeric features, as a
 fraction of the feature's training range, with every categorical value equal.
 """
@@ -48,13 +49,21 @@ def _coordinates(schema: Mapping[str, Any], inputs: Sequence[Mapping[str, Any]])
     return np.nan_to_num(matrix, nan=-_CATEGORY_GAP)
 
 
+def near_duplicate_mask(
+    schema: Mapping[str, Any], inputs: Sequence[Mapping[str, Any]], near_distance: float
+) -> list[bool]:
+    """For each input, whether another input lies within ``near_distance`` (range units,
+    L-infinity)."""
+    if len(inputs) < 2:
+        return [False] * len(inputs)
+    coordinates = _coordinates(schema, inputs)
+    neighbours = NearestNeighbors(n_neighbors=2, metric="chebyshev").fit(coordinates)
+    distances, _ = neighbours.kneighbors(coordinates)
+    return [bool(d) for d in distances[:, 1] <= near_distance]
+
+
 def near_duplicates(
     schema: Mapping[str, Any], inputs: Sequence[Mapping[str, Any]], near_distance: float
 ) -> int:
     """How many inputs have another input within ``near_distance`` (range units, L-infinity)."""
-    if len(inputs) < 2:
-        return 0
-    coordinates = _coordinates(schema, inputs)
-    neighbours = NearestNeighbors(n_neighbors=2, metric="chebyshev").fit(coordinates)
-    distances, _ = neighbours.kneighbors(coordinates)
-    return int(np.sum(distances[:, 1] <= near_distance))
+    return sum(near_duplicate_mask(schema, inputs, near_distance))

@@ -93,19 +93,50 @@ def record_hash_at(session: Session, chain: str, seq: int) -> str | None:
     ).scalar_one_or_none()
 
 
+UNTRUSTED = (
+    "the signature was NOT verified against a trusted key: only against the public key stored "
+    "beside the checkpoint, which anyone who can write the database can replace with their own "
+    "after re-signing; set GOV_SIGNING_PUBLIC_KEY_FILE (see `govern audit public-key`)"
+)
+
+
 def check_checkpoint(
-    session: Session, checkpoint: dict[str, Any], trusted_public_key: str | None
+    session: Session, checkpoint: dict[str, Any], trusted: signing.TrustedKey | None
 ) -> dict[str, Any]:
-    """A checkpoint holds if its signature is valid and the chain still has that hash at that seq."""
-    valid = signing.signature_valid(checkpoint, trusted_public_key)
+    """A checkpoint holds if its signature is valid and the chain still has that hash at that seq.
+
+    With a trusted key, the signature must verify against it, and a checkpoint that names another
+    public key fails. Without one, it is checked against its own stored key, and says so."""
+    stored_key = checkpoint.get("public_key")
     result: dict[str, Any] = {
         "chain": checkpoint.get("chain"),
         "seq": checkpoint.get("seq"),
         "signed_at": checkpoint.get("signed_at"),
-        "signature_valid": valid,
+        "key_trusted": trusted is not None,
     }
+    if trusted is None:
+        valid = signing.signature_valid(checkpoint, stored_key)
+        result.update(signature_valid=valid, trust=UNTRUSTED)
+        problem = "the signature does not verify against the public key stored with it"
+    elif stored_key and not signing.same_key(stored_key, trusted.public_key):
+        result.update(
+            signature_valid=False,
+            matches=False,
+            problem=f"the checkpoint names a public key that is not the trusted key (from the "
+            f"{trusted.source}): it was not signed by the trusted signer",
+        )
+        return result
+    else:
+        valid = signing.signature_valid(checkpoint, trusted.public_key)
+        result["signature_valid"] = valid
+        problem = (
+            f"the signature does not verify against the trusted key (from the {trusted.source})"
+        )
     if not valid:
-        result.update(matches=False, problem="the signature does not verify against the public key")
+        result.update(matches=False, problem=problem)
+        return result
+    if checkpoint["chain"] not in _chains():
+        result.update(matches=False, problem="the checkpoint names no known chain")
         return result
     found = record_hash_at(session, checkpoint["chain"], int(checkpoint["seq"]))
     matches = found == checkpoint["record_hash"]
@@ -171,11 +202,22 @@ def verify_report(
     chains: list[str] | None = None,
     extra_checkpoints: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Every chain, every stored checkpoint, and any exported checkpoints given."""
-    trusted = None
-    if settings.signing_key_path.exists():
-        trusted = signing.public_key_b64(signing.load_signing_key(settings))
-    report: dict[str, Any] = {"ok": True, "chains": [], "checkpoints": []}
+    """Every chain, every stored checkpoint, and any exported checkpoints given.
+
+    ``key_trusted`` says whether signatures were checked against a key from outside the
+    database; when false, ``trust`` says plainly what that means."""
+    trusted = signing.trusted_public_key(settings)
+    report: dict[str, Any] = {
+        "ok": True,
+        "key_trusted": trusted is not None,
+        "trusted_key": (
+            {"public_key": trusted.public_key, "source": trusted.source} if trusted else None
+        ),
+        "chains": [],
+        "checkpoints": [],
+    }
+    if trusted is None:
+        report["trust"] = UNTRUSTED
     for chain in chains or chain_names():
         result = verify_chain(session, chain)
         report["chains"].append(

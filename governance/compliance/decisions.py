@@ -5,6 +5,11 @@ head's lock, so ``seq`` grows in commit order: a page never skips a record that 
 someone pages, and never repeats one. Exports walk the same query in chunks of
 ``EXPORT_CHUNK`` rows, each chunk in its own short transaction, so memory stays constant
 whatever the number of rows.
+
+A CSV export is opened in spreadsheets, and a caller chooses the subject id (and a model's labels
+come from its training data): a text cell that starts like a formula is prefixed with a single
+quote, as OWASP recommends, so that it is shown rather than run. Numbers stay numbers, and
+Parquet stays raw.
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ OUTCOMES: sa.Table = DecisionOutcome.__table__  # type: ignore[attr-defined]
 EXPORT_CHUNK = 5000
 STREAM_PIECE = 256 * 1024
 KINDS = ("decision", "shadow", "rejected")
+# A spreadsheet takes a cell that starts with one of these as a formula (or strips the tab/CR).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# The same rule in PostgreSQL's regular expressions ('-' last in the bracket, so it is literal).
+_FORMULA_PATTERN = "^([=+@\t\r-])"
 
 COLUMNS = (
     "decision_id",
@@ -51,6 +60,7 @@ COLUMNS = (
     "features",
     "context",
 )
+NUMERIC_COLUMNS = frozenset({"seq", "version", "score", "outlier_score"})
 
 
 @dataclass(frozen=True)
@@ -195,14 +205,28 @@ def walk(
         after = rows[-1]["seq"]
 
 
+def neutralise(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula, prefixed with a single quote."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def postgres_csv(
     sessions: sessionmaker[Session], filters: DecisionFilter, counter: list[int]
 ) -> Iterator[bytes]:
     """The CSV export on PostgreSQL: the same query run by ``COPY ... TO STDOUT``, streamed as
-    the server writes it, with every value formatted in SQL exactly as ``csv_chunks`` writes it.
-    Parameters are bound by psycopg; one transaction, so the export is one consistent snapshot."""
+    the server writes it, with every value formatted in SQL exactly as ``csv_chunks`` writes it,
+    formula-like text neutralised the same way. Parameters are bound by psycopg; one
+    transaction, so the export is one consistent snapshot."""
     c = DECISIONS.c
     purged = c.payload.is_(None)
+    pattern = sa.bindparam("formula_pattern", _FORMULA_PATTERN, type_=sa.Text)
+    quoted = sa.bindparam("formula_quoted", "'\\1", type_=sa.Text)
+
+    def neutralised(expression: Any) -> Any:
+        # One pass over the value: a CASE would compute a JSON column's text three times.
+        return sa.func.regexp_replace(expression, pattern, quoted, type_=sa.Text)
 
     def flag(expression: Any) -> Any:
         return sa.case((expression.is_(True), "True"), (expression.is_(False), "False"))
@@ -218,8 +242,11 @@ def postgres_csv(
         if name == "purged":
             return flag(purged).label(name)
         if name in {"features", "context"}:
-            return sa.case((purged, None), else_=sa.cast(c[name], sa.Text)).label(name)
-        return c[name]
+            text = sa.case((purged, None), else_=sa.cast(c[name], sa.Text))
+            return neutralised(text).label(name)
+        if name in NUMERIC_COLUMNS:
+            return c[name]
+        return neutralised(c[name]).label(name)
 
     with transaction(sessions) as session:
         query = _select(
@@ -259,9 +286,15 @@ def _text(value: Any) -> Any:
 
 
 def csv_chunks(chunks: Iterator[list[dict[str, Any]]], counter: list[int]) -> Iterator[bytes]:
-    """CSV with a header row; features and context as JSON text. Counts rows in ``counter``."""
+    """CSV with a header row; features and context as JSON text; formula-like text neutralised.
+    Counts rows in ``counter``."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
+    # Python 3.11's writer quotes a field for the characters of its line terminator only, so a
+    # lone CR in a subject id went out unquoted: a spreadsheet ends the row there, and what
+    # follows starts a new row, where it can be a formula. A row holding a CR is written with
+    # a CRLF terminator, which quotes the field (as COPY does), then ended with "\n" like the rest.
+    cr_writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(COLUMNS)
     yield buffer.getvalue().encode()
     at = COLUMNS.index("created_at")
@@ -275,7 +308,14 @@ def csv_chunks(chunks: Iterator[list[dict[str, Any]]], counter: list[int]) -> It
             for i in json_columns:
                 if not isinstance(values[i], str | None):
                     values[i] = _text(values[i])
-            writer.writerow(values)
+            values = [neutralise(value) for value in values]
+            if any(isinstance(value, str) and "\r" in value for value in values):
+                cr_writer.writerow(values)
+                buffer.seek(buffer.tell() - 2)
+                buffer.truncate()
+                buffer.write("\n")
+            else:
+                writer.writerow(values)
         counter[0] += len(rows)
         yield buffer.getvalue().encode()
 

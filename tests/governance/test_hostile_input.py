@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from governance.auth.models import Role
-from governance.text import find_nul
+from governance.text import HOLDS_NUL, HOLDS_SURROGATE, find_bad_text
 from serving.models import DecisionRecord
 from tests.conftest import Served
 from tests.support.factories import applicant
@@ -24,14 +24,20 @@ def _field(response) -> str:
     return str(detail["field"])
 
 
-def test_find_nul_names_the_path() -> None:
-    assert find_nul({"a": [{"b": "ok"}, {"c": "x\x00"}]}) == "a.1.c"
-    assert find_nul({"k\x00": 1}) == "k\\u0000"
-    assert find_nul({"a": "\\u0000 is only text here"}) is None
+def test_find_bad_text_names_the_path_and_the_problem() -> None:
+    assert find_bad_text({"a": [{"b": "ok"}, {"c": "x\x00"}]}) == ("a.1.c", HOLDS_NUL)
+    assert find_bad_text({"k\x00": 1}) == ("k\\u0000", HOLDS_NUL)
+    assert find_bad_text({"a": "\\u0000 is only text here"}) is None
+    assert find_bad_text({"s": ["ok", "lone \ud800"]}) == ("s.1", HOLDS_SURROGATE)
+    assert find_bad_text({"k\udfff": 1}) == ("k\\udfff", HOLDS_SURROGATE)
+    assert find_bad_text({"emoji": "\U0001f600", "cjk": "\u4e2d"}) is None
     deep: object = "x\x00"
     for _ in range(50_000):  # iterative: no recursion limit
         deep = [deep]
-    assert find_nul(deep) == ".".join(["0"] * 50_000)
+    found = find_bad_text(deep)
+    assert found is not None
+    field, _problem = found
+    assert field.startswith("0.0.0.") and len(field) <= 201  # bounded when echoed
 
 
 def test_nul_in_a_query_filter_is_refused_naming_it(client: TestClient, auth) -> None:

@@ -313,3 +313,88 @@ def test_only_compliance_and_admin_audit(client: TestClient, auth) -> None:
 def _decision_chain(report: dict) -> dict:
     [chain] = [c for c in report["chains"] if c["chain"] == "decision"]
     return chain
+
+
+def _content(key: str, subject: str) -> dict:
+    import uuid
+
+    from governance.db import utcnow
+
+    return {
+        "decision_id": str(uuid.uuid4()),
+        "kind": "decision",
+        "created_at": utcnow().isoformat(),
+        "endpoint": "credit",
+        "key_id": key,
+        "label": 1,
+        "score": 0.7,
+        "model": {"name": "credit", "version": 1, "sha256": "0" * 64},
+        "route": "live",
+        "subject_id": subject,
+        "features": {"i": 1},
+        "context": {},
+    }
+
+
+def test_a_record_that_cannot_be_written_fails_only_its_own_caller(settings: Settings) -> None:
+    """Issue 16: a lone surrogate failed the whole group commit, so every request batched with
+    it got 503. Now the group is retried caller by caller."""
+    import time
+
+    engine = make_engine(settings)
+    log = DecisionLog(session_factory(engine))
+    log.start()
+    try:
+        log.submit([_content("honest", "first")]).result(timeout=30)  # the chain head exists
+        # Hold the chain's write lock so the next submissions queue up and share one commit.
+        blocker = engine.connect()
+        if engine.dialect.name == "sqlite":
+            blocker.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            blocker.begin()
+            blocker.execute(sa.select(HEADS).with_for_update())
+        try:
+            first = log.submit([_content("honest", "a")])
+            deadline = time.monotonic() + 10
+            while not log._queue.empty() and time.monotonic() < deadline:
+                time.sleep(0.01)  # the writer has taken it and waits for the lock
+            bad = log.submit([_content("attacker", "x\ud800")])
+            others = [log.submit([_content(f"honest-{i}", f"s{i}")]) for i in range(6)]
+        finally:
+            blocker.rollback()
+            blocker.close()
+        first.result(timeout=30)
+        with pytest.raises(UnicodeEncodeError):
+            bad.result(timeout=30)
+        placed = [future.result(timeout=30) for future in others]
+    finally:
+        log.stop()
+    assert all(len(p) == 1 for p in placed)
+    with engine.connect() as conn:
+        subjects = conn.execute(sa.select(DECISIONS.c.subject_id)).scalars().all()
+        seqs = conn.execute(sa.select(DECISIONS.c.seq).order_by(DECISIONS.c.seq)).scalars().all()
+    engine.dispose()
+    assert sorted(subjects) == sorted(["first", "a", *[f"s{i}" for i in range(6)]])
+    assert seqs == list(range(1, 9))  # the chain has no gap where the bad record was refused
+
+
+def test_a_lone_surrogate_is_refused_at_the_edge_naming_the_field(
+    client: TestClient, served: Served
+) -> None:
+    body = '{"subject_id": "x\\ud800", "features": {}}'
+    response = client.post(
+        "/api/v1/endpoints/credit/predict",
+        content=body,
+        headers={**served.headers, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+    [detail] = response.json()["error"]["details"]
+    assert detail["field"] == "subject_id"
+    assert "surrogate" in detail["message"]
+    # A proper pair (an emoji) is text like any other.
+    ok = client.post(
+        "/api/v1/endpoints/credit/predict",
+        content='{"subject_id": "\\ud83d\\ude00", "features": ' + json.dumps(applicant()) + "}",
+        headers={**served.headers, "Content-Type": "application/json"},
+    )
+    assert ok.status_code == 200, ok.text

@@ -4,6 +4,7 @@ from fastapi.testclient import TestClient
 
 from governance.auth.models import Role
 from tests.conftest import Served
+from tests.support.factories import applicant, train_model
 
 
 def test_configuration_changes_are_kept_with_who_and_when(
@@ -80,8 +81,83 @@ def test_archived_versions_cannot_serve(client: TestClient, auth, served: Served
         headers=ds,
         json={"routes": [{"model": "credit", "version": v2}]},
     )
-    assert response.status_code == 422
+    assert response.status_code == 409
     assert "archived" in response.json()["error"]["details"][0]["message"]
+    shadow = client.put(
+        "/api/v1/endpoints/credit",
+        headers=ds,
+        json={
+            "routes": [{"model": "credit", "version": served.versions[0]}],
+            "shadows": [{"model": "credit", "version": v2}],
+        },
+    )
+    assert shadow.status_code == 409, shadow.text
+
+
+def test_a_version_that_failed_its_gate_never_answers_traffic(
+    client: TestClient, auth, served: Served, settings, data_repo
+) -> None:
+    """Issue 16: promotion of a failed version was refused, but a route to it was accepted and
+    served live traffic."""
+    failed = train_model(
+        settings, data_repo, seed=9, gate={"metric": "roc_auc", "threshold": 0.999}
+    )
+    ds = auth(Role.data_scientist)
+    v1 = served.versions[0]
+    live = {"routes": [{"model": "credit", "version": failed}]}
+    canary = {
+        "routes": [
+            {"model": "credit", "version": v1, "weight": 99},
+            {"model": "credit", "version": failed, "weight": 1},
+        ]
+    }
+    for config, field in ((live, "routes.0"), (canary, "routes.1")):
+        response = client.put("/api/v1/endpoints/credit", headers=ds, json=config)
+        assert response.status_code == 409, response.text
+        error = response.json()["error"]
+        [problem] = error["details"]
+        assert problem["field"] == field
+        assert problem["version"] == failed
+        assert "failed its promotion gate" in problem["rule"]
+        assert f"credit v{failed}" in error["message"]
+    # Scored and logged, never answered: a shadow may be any version that is not archived.
+    shadowed = {
+        "routes": [{"model": "credit", "version": v1}],
+        "shadows": [dict(live["routes"][0])],
+    }
+    assert client.put("/api/v1/endpoints/credit", headers=ds, json=shadowed).status_code == 200
+    served_versions = {
+        client.post(
+            "/api/v1/endpoints/credit/predict",
+            headers=auth(Role.predictor),
+            json={"features": applicant()},
+        ).json()["model"]["version"]
+        for _ in range(5)
+    }
+    assert served_versions == {v1}
+
+
+def test_the_live_route_needs_a_version_in_production(
+    client: TestClient, auth, served: Served
+) -> None:
+    ds = auth(Role.data_scientist)
+    v1, v2 = served.versions  # v2 passed its gate but has no stage
+    response = client.put(
+        "/api/v1/endpoints/credit",
+        headers=ds,
+        json={"routes": [{"model": "credit", "version": v2}]},
+    )
+    assert response.status_code == 409
+    assert "must point at a version in production" in response.json()["error"]["message"]
+    canary = {
+        "routes": [
+            {"model": "credit", "version": v1, "weight": 9},
+            {"model": "credit", "version": v2, "weight": 1},
+        ]
+    }
+    assert client.put("/api/v1/endpoints/credit", headers=ds, json=canary).status_code == 200
+    swapped = {"routes": list(reversed(canary["routes"]))}
+    assert client.put("/api/v1/endpoints/credit", headers=ds, json=swapped).status_code == 409
 
 
 def test_warm_loads_every_routed_and_shadowed_model_and_survives_a_bad_one(

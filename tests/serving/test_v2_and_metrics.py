@@ -6,6 +6,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from governance.auth.models import Role
+from serving.metrics import REJECTION_REASONS, UNKNOWN_ENDPOINT
 from tests.conftest import Served
 from tests.support.factories import applicant
 
@@ -132,3 +133,63 @@ def test_metrics_parse_and_count(client: TestClient, auth, served: Served) -> No
     assert delta("govern_predict_latency_seconds_count", endpoint="credit") == 4
     assert delta("govern_decision_log_write_seconds_count") >= 4
     assert ("govern_decision_log_queue_depth", ()) in after
+
+
+def _metric_labels(client: TestClient) -> list[dict[str, str]]:
+    text = client.get("/metrics").text
+    return [
+        sample.labels
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if family.name.startswith("govern_")
+    ]
+
+
+def test_callers_cannot_grow_the_metrics_or_the_log_without_bound(
+    client: TestClient, auth, served: Served, engine
+) -> None:
+    """Issue 16: endpoint names from the path and JSON keys from the body became metric labels,
+    and a rejected record stored a 400 KB field name twice."""
+    import sqlalchemy as sa
+
+    from serving.models import DecisionRecord
+
+    headers = auth(Role.predictor)
+    for i in range(20):
+        client.post(
+            f"/api/v1/endpoints/made-up-{i}/predict", headers=headers, json={"features": {}}
+        )
+        client.post(f"/v2/models/made-up-v2-{i}/infer", headers=headers, json={"inputs": []})
+    huge = "k" * 400_000
+    bodies = [
+        {"features": applicant(), "x" * 1000: 1, f"{huge}": 2},
+        {"features": {**applicant(), huge: 1}},
+        {"features": applicant(), "subject_id": "s" * 5000, "context": {"n": list(range(5000))}},
+    ]
+    for body in bodies:
+        assert (
+            client.post("/api/v1/endpoints/credit/predict", headers=headers, json=body).status_code
+            == 422
+        )
+    labels = _metric_labels(client)
+    # The registry is the process's: other tests' endpoints may be there, never these names.
+    endpoints = {lab["endpoint"] for lab in labels if "endpoint" in lab}
+    assert not any(name.startswith("made-up") for name in endpoints), endpoints
+    assert UNKNOWN_ENDPOINT in endpoints
+    reasons = {lab["reason"] for lab in labels if "reason" in lab}
+    assert reasons <= REJECTION_REASONS | {"other"}
+    assert "other" in reasons
+    assert max(len(value) for lab in labels for value in lab.values()) < 100
+
+    with engine.connect() as conn:
+        rows = (
+            conn.execute(sa.select(DecisionRecord.payload).where(DecisionRecord.kind == "rejected"))
+            .scalars()
+            .all()
+        )
+    assert len(rows) == 3
+    for payload in rows:
+        assert len(payload) < 40_000, len(payload)
+        content = json.loads(payload)
+        assert content["truncated"]["reason"] or content["truncated"]["request"]
+    assert any("more characters" in payload for payload in rows)
