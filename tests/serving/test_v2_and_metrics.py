@@ -154,6 +154,7 @@ def test_callers_cannot_grow_the_metrics_or_the_log_without_bound(
 
     from serving.models import DecisionRecord
 
+    DECISIONS = DecisionRecord.__table__
     headers = auth(Role.predictor)
     for i in range(20):
         client.post(
