@@ -184,7 +184,7 @@ def test_callers_cannot_grow_the_metrics_or_the_log_without_bound(
 
     with engine.connect() as conn:
         rows = (
-            conn.execute(sa.select(DecisionRecord.payload).where(DecisionRecord.kind == "rejected"))
+            conn.execute(sa.select(DECISIONS.c.payload).where(DECISIONS.c.kind == "rejected"))
             .scalars()
             .all()
         )
