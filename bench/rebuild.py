@@ -52,7 +52,7 @@ def _train_again(settings: Settings, factory: Any) -> float:
 def _rebuild(settings: Settings, factory: Any) -> tuple[float, dict[str, Any]]:
     with transaction(factory) as session:
         model, version = service.get_version(session=session, name="credit", version=1)
-        job = rebuild.create_rebuild(
+        job, _created = rebuild.create_rebuild(
             session=session, model=model, version=version, actor="bench", executor="in-process"
         )
         rebuild_id = job.id

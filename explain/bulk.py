@@ -72,7 +72,7 @@ def explain_many(
     engine = make_engine(settings)
     sessions = session_factory(engine)
     serving = Serving.create(settings, sessions)
-    explainers = Explainers.create(serving, sessions, settings.explain_cache_size)
+    explainers = Explainers.create(serving, sessions, settings, workers=False)
     result = BulkResult()
     try:
         with transaction(sessions) as session:

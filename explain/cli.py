@@ -148,6 +148,7 @@ def fairness(
                 route=route,
                 window=window,
                 min_group_size=min_group_size or settings.fairness_min_group_size,
+                min_cell_size=settings.min_cell_size,
             )
     except GovernanceError as exc:
         err.print(f"[bold red]error:[/] {exc.message}")
@@ -155,6 +156,10 @@ def fairness(
     finally:
         engine.dispose()
     _print_report(report)
+
+
+def _small(entry: dict[str, Any]) -> str:
+    return " *" if entry.get("below_reporting_threshold") else ""
 
 
 def _print_report(report: dict[str, Any]) -> None:
@@ -170,7 +175,7 @@ def _print_report(report: dict[str, Any]) -> None:
         outcomes = group["outcomes"] or {}
         table.add_row(
             _group_name(group["group"]),
-            str(group["n"]),
+            f"{group['n']}{_small(group)}",
             f"{_pct(group['selection_rate'])} ({_pct(ci[0])} to {_pct(ci[1])})" if ci else "—",
             "too small" if group["too_small"] else f"{group['disparate_impact_ratio']:.3f}",
             "[red]VIOLATED[/]" if group["four_fifths_violation"] else "",
@@ -187,7 +192,9 @@ def _print_report(report: dict[str, Any]) -> None:
     )
     for model, groups in report["training"].items():
         if isinstance(groups, dict):
-            listed = ", ".join(f"{g} {_pct(v['selection_rate'])}" for g, v in groups.items())
+            listed = ", ".join(
+                f"{g} {_pct(v['selection_rate'])}{_small(v)}" for g, v in groups.items()
+            )
             out.print(f"at training ({model}, validation set): selection rate {listed}")
     if report.get("trend"):
         trend = Table(title=f"by {report['window']}")
@@ -206,7 +213,9 @@ def _print_report(report: dict[str, Any]) -> None:
                     "—"
                     if name not in rates
                     else (
-                        "small" if rates[name]["too_small"] else _pct(rates[name]["selection_rate"])
+                        "small"
+                        if rates[name]["too_small"]
+                        else _pct(rates[name]["selection_rate"]) + _small(rates[name])
                     )
                     for name in names
                 ],
@@ -216,3 +225,20 @@ def _print_report(report: dict[str, Any]) -> None:
                 + (" !" if period["four_fifths_violation"] else ""),
             )
         out.print(trend)
+    if _any_small(report):
+        out.print(
+            f"* fewer than {report['reporting_threshold']} people (decisions, or validation "
+            "rows at training): below the reporting threshold (GOV_MIN_CELL_SIZE); only "
+            "compliance and admin may see such figures"
+        )
+
+
+def _any_small(report: dict[str, Any]) -> bool:
+    groups = [*report["groups"], *(g for p in report.get("trend") or [] for g in p["groups"])]
+    groups += [
+        entry
+        for table in report["training"].values()
+        if isinstance(table, dict)
+        for entry in table.values()
+    ]
+    return any(g.get("below_reporting_threshold") for g in groups)

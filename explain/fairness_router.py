@@ -20,7 +20,8 @@ Compliance = Annotated[Principal, Depends(allow(Role.compliance))]
 
 @router.get(
     "/fairness",
-    summary="Selection rates, error rates and disparity by protected group, overall and by period",
+    summary="Selection rates, error rates and disparity by protected group, overall and by "
+    "period; groups below the reporting threshold (GOV_MIN_CELL_SIZE) are marked",
 )
 def fairness_report(
     session: SessionDep,
@@ -58,6 +59,7 @@ def fairness_report(
         route=route,
         window=window,
         min_group_size=min_group_size or request.app.state.settings.fairness_min_group_size,
+        min_cell_size=request.app.state.settings.min_cell_size,
     )
 
 

@@ -12,8 +12,10 @@ from sqlmodel import Session, select
 
 from explain import fairness
 from explain.fairness_query import Attribute, Filters, run_counts, totals
+from governance import cells
 from governance.audit import access
 from governance.auth.schemas import Principal
+from governance.config import Settings
 from governance.errors import InvalidInput, NotFound
 from lineage import service as lineage_service
 from lineage.models import ModelVersion
@@ -21,6 +23,7 @@ from serving.models import Endpoint, EndpointConfig
 from serving.service import endpoint_row
 
 MAX_ATTRIBUTES = 3
+DEFAULT_REPORTING_THRESHOLD: int = Settings.model_fields["min_cell_size"].default
 
 
 def parse_bins(values: list[str]) -> dict[str, tuple[float, ...]]:
@@ -127,7 +130,7 @@ def _attributes(
 
 
 def _training(
-    scoped: list[tuple[str, ModelVersion]], attributes: list[Attribute]
+    scoped: list[tuple[str, ModelVersion]], attributes: list[Attribute], threshold: int
 ) -> dict[str, Any]:
     """Validation-set figures by group recorded in each version's lineage (one attribute)."""
     if len(attributes) != 1:
@@ -137,7 +140,7 @@ def _training(
     for model, version in scoped:
         groups = (version.lineage or {}).get("metrics_by_group", {}).get(name)
         if groups:
-            result[f"{model} v{version.version}"] = {
+            figures = {
                 group: {
                     "n": entry.get("n"),
                     "selection_rate": entry.get("selection_rate"),
@@ -146,7 +149,18 @@ def _training(
                 }
                 for group, entry in groups.items()
             }
+            result[f"{model} v{version.version}"] = cells.mark_group_table(figures, threshold)
     return result
+
+
+def _compare(
+    groups: list[fairness.GroupCounts], names: list[str], min_group_size: int, threshold: int
+) -> dict[str, Any]:
+    """The comparison, with each group marked when it is below the reporting threshold (the
+    verdicts are computed exactly as without the marks)."""
+    compared = fairness.compare(groups, names, min_group_size)
+    compared["groups"] = cells.mark_group_list(compared["groups"], threshold)
+    return compared
 
 
 def report(
@@ -163,7 +177,11 @@ def report(
     route: str | None,
     window: str | None,
     min_group_size: int,
+    min_cell_size: int = DEFAULT_REPORTING_THRESHOLD,
 ) -> dict[str, Any]:
+    """The full report, for compliance: small groups are kept, and each one below
+    ``min_cell_size`` (the reporting threshold) is marked; see ``governance.cells`` for what
+    other roles get."""
     found = endpoint_row(session, endpoint)
     if since is not None and until is not None and since >= until:
         raise InvalidInput.at("since", "must be before until")
@@ -186,10 +204,11 @@ def report(
         "attributes": [{"name": a.name, "bins": list(a.bins) if a.bins else None} for a in attrs],
         "favourable_label": favourable,
         "min_group_size": min_group_size,
+        "reporting_threshold": min_cell_size,
         "n": sum(g.n for g in overall),
         "with_outcomes": sum(g.with_outcome for g in overall),
-        **fairness.compare(overall, names, min_group_size),
-        "training": _training(scoped, attrs),
+        **_compare(overall, names, min_group_size, min_cell_size),
+        "training": _training(scoped, attrs, min_cell_size),
         "models": [f"{m} v{v.version}" for m, v in scoped],
     }
     if window:
@@ -198,7 +217,7 @@ def report(
             {
                 "period": period,
                 "n": sum(g.n for g in groups),
-                **fairness.compare(groups, names, min_group_size),
+                **_compare(groups, names, min_group_size, min_cell_size),
             }
             for period, groups in periods.items()
         ]

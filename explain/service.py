@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,12 +19,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, select
 
-from explain import anchors, attributions, counterfactuals, reasons, robustness
+from explain import attributions, reasons
+from explain.compute import SAMPLING, compute
 from explain.context import ContextCache, ModelContext
 from explain.models import Explanation
+from explain.pool import ExplainPool
 from governance.audit import access
 from governance.auth.schemas import Principal
+from governance.config import Settings
 from governance.errors import InvalidInput
+from governance.limits import KeyLimiter
 from lineage import service as lineage_service
 from lineage.models import ModelVersion
 from lineage.schema import favourable_label
@@ -50,13 +55,40 @@ def preload_libraries() -> threading.Thread:
 
 @dataclass
 class Explainers:
-    """Per-process explain state: contexts (model, training rows, fitted explainers)."""
+    """Per-process explain state: contexts (model, training rows, fitted explainers), the worker
+    processes the sampling methods run in, and each key's share of new computations."""
 
     contexts: ContextCache
+    pool: ExplainPool | None = None
+    limiter: KeyLimiter | None = None
 
     @classmethod
-    def create(cls, serving: Serving, sessions: sessionmaker[Session], size: int) -> Explainers:
-        return cls(contexts=ContextCache(sessions, serving.model, size))
+    def create(
+        cls,
+        serving: Serving,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        limiter: KeyLimiter | None = None,
+        *,
+        workers: bool = True,
+    ) -> Explainers:
+        """``workers=False`` computes everything in this process (a CLI batch, which is not the
+        server); ``limiter=None`` caps no key (the operator's own batch)."""
+        return cls(
+            contexts=ContextCache(sessions, serving.model, settings.explain_cache_size),
+            pool=ExplainPool(settings) if workers and settings.explain_workers > 0 else None,
+            limiter=limiter,
+        )
+
+    def compute(self, logged: Logged, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        label = logged.content["label"]
+        if self.pool is not None and method in SAMPLING:
+            return self.pool.explain(logged.model, logged.features, label, method, params)
+        return compute(_context(self, logged), logged.features, label, method, params)
+
+    def shutdown(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
 
 
 @dataclass(frozen=True)
@@ -102,29 +134,6 @@ def _params_key(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, separators=(",", ":"))
 
 
-def _compute(
-    context: ModelContext, logged: Logged, method: str, params: dict[str, Any]
-) -> dict[str, Any]:
-    seed = int(params["seed"])
-    if method == "shap":
-        return attributions.explain_shap(context, logged.features, seed)
-    if method == "anchor":
-        return anchors.explain_anchor(
-            context, logged.features, logged.content["label"], float(params["threshold"]), seed
-        )
-    if method == "robustness":
-        return robustness.assess(
-            context,
-            logged.features,
-            logged.content["label"],
-            seed,
-            float(params["fragile_below"]),
-        )
-    return counterfactuals.find_counterfactuals(
-        context, logged.features, logged.content["label"], int(params["k"]), seed
-    )
-
-
 def _stored(session: Session, decision_id: str, method: str, key: str) -> Explanation | None:
     return session.exec(
         select(Explanation).where(
@@ -151,10 +160,15 @@ def explanation_for(
     found = _stored(session, decision_id, method, key)
     if found is not None:
         return found, True
-    # Only a new explanation needs the model, its training rows and the fitted explainers.
-    context = _context(explainers, logged)
-    started = time.perf_counter()
-    result = _compute(context, logged, method, params)
+    # Only a new explanation costs anything: that is what each key's share counts.
+    share = (
+        explainers.limiter.slot(actor, "new explanations")
+        if explainers.limiter is not None
+        else nullcontext()
+    )
+    with share:
+        started = time.perf_counter()
+        result = explainers.compute(logged, method, params)
     row = Explanation(
         decision_id=decision_id,
         method=method,

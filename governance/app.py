@@ -23,10 +23,10 @@ from governance.config import Settings, get_settings
 from governance.db import make_engine, session_factory
 from governance.deps import authenticate_token
 from governance.errors import document_errors, is_connection_error, register_error_handlers
+from governance.limits import KeyLimiter
 from governance.middleware import BodySizeLimit, RefuseNul
 from governance.migrate import ensure_at_head
 from lineage.executor import make_executor
-from lineage.fresh import ZYGOTE
 from lineage.rebuild import fail_interrupted_rebuilds
 from lineage.rebuild_router import router as rebuild_router
 from lineage.router import router as lineage_router
@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             app.state.scanner.stop()
             app.state.serving.stop()
-            ZYGOTE.stop()
+            app.state.explainers.shutdown()
             app.state.executor.shutdown()
             engine.dispose()
 
@@ -106,8 +106,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.reads = session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
     app.state.serving = Serving.create(settings, app.state.sessions)
     app.state.scanner = Scanner(app.state.sessions, settings)
+    # Each key's share of expensive work: new explanations and rebuilds.
+    app.state.limiter = KeyLimiter(
+        settings.explain_concurrency_per_key, settings.explain_rate_per_minute
+    )
     app.state.explainers = Explainers.create(
-        app.state.serving, app.state.sessions, settings.explain_cache_size
+        app.state.serving, app.state.sessions, settings, app.state.limiter
     )
 
     register_error_handlers(app)

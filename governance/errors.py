@@ -41,6 +41,17 @@ class GovernanceError(Exception):
         self.details = details
         self.headers = headers
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Kept whole across processes (an explanation worker raises, the server answers): the
+        # class, the message, and every attribute, whatever a subclass's __init__ takes.
+        return (_rebuilt, (type(self), self.message), dict(self.__dict__))
+
+
+def _rebuilt(cls: type[GovernanceError], message: str) -> GovernanceError:
+    error = Exception.__new__(cls)
+    Exception.__init__(error, message)
+    return error
+
 
 class InvalidInput(GovernanceError):
     status_code = 422

@@ -58,6 +58,7 @@ def train(
                 spec_data=load_spec_text(spec_file.read_text(), source=str(spec_file)),
                 actor=ACTOR,
                 policy=DataPolicy.from_settings(settings),
+                limits=service.cost_limits(settings),
             )
             run_id = run.id
         assert run_id is not None

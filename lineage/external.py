@@ -14,7 +14,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from sqlmodel import Session
 
 from governance.errors import InvalidInput, field_list, validation_details
@@ -28,7 +28,17 @@ from lineage.outliers import fit_detector
 from lineage.runner import dataset_lineage
 from lineage.safe_skops import UnreadableArtifact, UntrustedArtifact, load_trusted
 from lineage.schema import build_input_schema, frame_from_table
-from lineage.spec import DatasetRef, Decision, Feature, Gate, Protected, Target
+from lineage.spec import (
+    MAX_PUBLIC_CONTEXT,
+    ContextKey,
+    DatasetRef,
+    Decision,
+    Feature,
+    Gate,
+    Protected,
+    Target,
+    check_public_context,
+)
 from lineage.training import apply_gate, binary_target, evaluate
 
 log = logging.getLogger("govern.external")
@@ -52,6 +62,11 @@ class ExternalRegistration(BaseModel):
     target: Target
     features: list[Feature] = Field(min_length=1)
     protected: list[Protected] = Field(default_factory=list)
+    public_context: list[ContextKey] = Field(
+        default_factory=list,
+        max_length=MAX_PUBLIC_CONTEXT,
+        description="As in a training spec: context keys every role reading a decision may see.",
+    )
     decision: Decision = Decision()
     gate: Gate | None = None
     params: dict[str, Any] = Field(default_factory=dict)
@@ -60,6 +75,11 @@ class ExternalRegistration(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     artifact: ExternalArtifact
+
+    @field_validator("public_context")
+    @classmethod
+    def _public_never_protected(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        return check_public_context(value, info.data.get("protected") or [])
 
     @field_validator("seeds")
     @classmethod
@@ -168,7 +188,7 @@ def register_external(
 
     check_columns(dataset.columns, required)
 
-    spec = service.spec_like(reg, name)
+    spec = service.spec_like(reg, name).model_copy(update={"public_context": reg.public_context})
     y, classes = binary_target(spec, frame)
     schema = build_input_schema(spec, frame, classes)
     learned = [str(c) for c in getattr(pipeline, "classes_", [])]

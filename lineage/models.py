@@ -19,8 +19,10 @@ def _ts(nullable: bool = False) -> Any:
 class RunStatus(StrEnum):
     queued = "queued"
     running = "running"
+    cancelling = "cancelling"  # asked to stop; its process is being killed
     succeeded = "succeeded"
     failed = "failed"
+    cancelled = "cancelled"
 
 
 class Stage(StrEnum):
@@ -126,11 +128,34 @@ class StageTransition(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 
+_ACTIVE = "status IN ('queued', 'running', 'cancelling')"
+ACTIVE_VERSION_REBUILD = f"decision_id IS NULL AND {_ACTIVE}"
+ACTIVE_DECISION_REBUILD = f"decision_id IS NOT NULL AND {_ACTIVE}"
+
+
 class Rebuild(SQLModel, table=True):
     """A rebuild job: re-run a version's recorded training and compare. Job state and report."""
 
     __tablename__ = "rebuild"
-    __table_args__ = (sa.Index("ix_rebuild_model_version_id_id", "model_version_id", "id"),)
+    __table_args__ = (
+        sa.Index("ix_rebuild_model_version_id_id", "model_version_id", "id"),
+        # One active rebuild per version, and per decision: a second request gets the first.
+        sa.Index(
+            "uq_rebuild_active_version",
+            "model_version_id",
+            unique=True,
+            sqlite_where=sa.text(ACTIVE_VERSION_REBUILD),
+            postgresql_where=sa.text(ACTIVE_VERSION_REBUILD),
+        ),
+        sa.Index(
+            "uq_rebuild_active_decision",
+            "model_version_id",
+            "decision_id",
+            unique=True,
+            sqlite_where=sa.text(ACTIVE_DECISION_REBUILD),
+            postgresql_where=sa.text(ACTIVE_DECISION_REBUILD),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     model_name: str = Field(sa_column=sa.Column(sa.String(100), nullable=False))

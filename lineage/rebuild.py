@@ -24,26 +24,38 @@ import logging
 import pickle
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, col, select
 
 from governance.config import Settings
 from governance.db import make_engine, session_factory, transaction, utcnow
-from governance.errors import NotFound
+from governance.errors import GovernanceError, NotFound
 from governance.pagination import Page
 from lineage import datasets
 from lineage.artifacts import ArtifactStore
 from lineage.data_sources import DatasetError, is_url
 from lineage.environment import diff_environments
 from lineage.executor import worker_id
-from lineage.fresh import ZYGOTE, FreshProcessError
-from lineage.jobs import abandoned_jobs, update_job
+from lineage.fresh import ZYGOTE, FreshProcessError, JobStopped
+from lineage.jobs import (
+    ACTIVE,
+    CANCELLED_BY_REQUEST,
+    abandoned_jobs,
+    claim_job,
+    finish_job,
+    record_stop,
+    stop_requested,
+    update_job,
+)
 from lineage.models import ModelVersion, Rebuild, RegisteredModel, RunStatus
 from lineage.schema import frame_from_table, positive_proba, to_frame
 from lineage.spec import ESTIMATORS, import_estimator, parse_spec, spec_hash
@@ -77,8 +89,14 @@ def create_rebuild(
     actor: str,
     executor: str,
     decision_id: str | None = None,
-) -> Rebuild:
+) -> tuple[Rebuild, bool]:
+    """A new queued rebuild, or the one of this version (or decision) already queued or running:
+    (the job, whether it is new). A unique index over active rebuilds settles a race between
+    two requests, on both databases."""
     assert version.id is not None
+    active = _active_rebuild(session, version.id, decision_id)
+    if active is not None:
+        return active, False
     rebuild = Rebuild(
         model_name=model.name,
         version=version.version,
@@ -90,9 +108,27 @@ def create_rebuild(
         worker=worker_id(),
         created_by=actor,
     )
-    session.add(rebuild)
-    session.flush()
-    return rebuild
+    try:
+        with session.begin_nested():
+            session.add(rebuild)
+    except IntegrityError:
+        active = _active_rebuild(session, version.id, decision_id)
+        if active is None:
+            raise
+        return active, False
+    return rebuild, True
+
+
+def _active_rebuild(session: Session, version_id: int, decision_id: str | None) -> Rebuild | None:
+    query = select(Rebuild).where(
+        Rebuild.model_version_id == version_id, col(Rebuild.status).in_(ACTIVE)
+    )
+    query = query.where(
+        col(Rebuild.decision_id).is_(None)
+        if decision_id is None
+        else Rebuild.decision_id == decision_id
+    )
+    return session.exec(query.order_by(col(Rebuild.id).desc()).limit(1)).first()
 
 
 def get_rebuild(session: Session, rebuild_id: int) -> Rebuild:
@@ -121,9 +157,12 @@ def fail_interrupted_rebuilds(factory: sessionmaker[Session]) -> int:
     with transaction(factory) as session:
         rows = abandoned_jobs(session, Rebuild)
         for row in rows:
-            row.status = RunStatus.failed.value
+            cancelled = row.status == RunStatus.cancelling.value
+            row.status = (RunStatus.cancelled if cancelled else RunStatus.failed).value
             row.verdict = FAILED
-            row.message = f"failed: {message}"
+            row.message = (
+                "cancelled: the process running it stopped" if cancelled else f"failed: {message}"
+            )
             row.report = {
                 "model": row.model_name,
                 "version": row.version,
@@ -151,26 +190,31 @@ def execute_rebuild(settings: Settings, rebuild_id: int, progress: Progress | No
             _update(factory, rebuild_id, progress=fraction, message=message)
             tell(fraction, message)
 
-        _update(
-            factory,
-            rebuild_id,
-            status=RunStatus.running.value,
-            started_at=utcnow(),
-            worker=worker_id(),
-        )
+        if not claim_job(factory, Rebuild, rebuild_id, worker_id(), utcnow()):
+            return  # cancelled while it waited in the queue
         result = run(factory, settings, rebuild_id, report)
+        if result.get("stopped"):
+            code, message = result["stopped"]["code"], result["stopped"]["message"]
+            record_stop(factory, Rebuild, rebuild_id, code, message)
+            _update(factory, rebuild_id, verdict=FAILED, report=result)
+            tell(1.0, message)
+            return
         verdict = result["verdict"]
         summary = summarize(result)
-        _update(
-            factory,
-            rebuild_id,
-            status=RunStatus.failed.value if verdict == FAILED else RunStatus.succeeded.value,
-            progress=1.0,
-            message=summary[:500],
-            verdict=verdict,
-            report=result,
-            finished_at=utcnow(),
-        )
+        with transaction(factory) as session:
+            finished = finish_job(
+                session,
+                Rebuild,
+                rebuild_id,
+                status=RunStatus.failed.value if verdict == FAILED else RunStatus.succeeded.value,
+                progress=1.0,
+                message=summary[:500],
+                verdict=verdict,
+                report=result,
+                finished_at=utcnow(),
+            )
+        if not finished:  # cancelled just as it finished: the cancel stands
+            record_stop(factory, Rebuild, rebuild_id, "cancelled", CANCELLED_BY_REQUEST)
         tell(1.0, summary)
     except Exception as exc:  # the database itself failed; record it if we still can
         log.exception("rebuild %s could not be recorded", rebuild_id)
@@ -216,6 +260,7 @@ def run(
     factory: sessionmaker[Session], settings: Settings, rebuild_id: int, progress: Progress
 ) -> dict[str, Any]:
     started = time.perf_counter()
+    deadline = time.monotonic() + settings.job_timeout_s
     with transaction(factory) as session:
         rebuild = get_rebuild(session, rebuild_id)
         version = session.get(ModelVersion, rebuild.model_version_id)
@@ -231,13 +276,21 @@ def run(
         "original_duration_s": (lineage.get("timing") or {}).get("duration_s"),
     }
     try:
+        stop = Stop(deadline, partial(stop_requested, factory, Rebuild, rebuild_id))
         result.update(
-            _rebuild(factory, settings, rebuild.model_name, version, decision_id, progress)
+            _rebuild(factory, settings, rebuild.model_name, version, decision_id, progress, stop)
         )
     except RebuildFailed as exc:
         result.update(exc.facts)
         result["verdict"] = FAILED
         result["reason"] = {"code": exc.code, "message": exc.message}
+    except JobStopped as exc:
+        message = exc.message
+        if exc.code == "timeout":
+            message = f"stopped after {settings.job_timeout_s:g} s (GOV_JOB_TIMEOUT_S)"
+        result["verdict"] = FAILED
+        result["reason"] = {"code": exc.code, "message": message}
+        result["stopped"] = {"code": exc.code, "message": message}
     except Exception as exc:
         log.exception("rebuild %s failed", rebuild_id)
         result["verdict"] = FAILED
@@ -255,6 +308,7 @@ def _rebuild(
     version: ModelVersion,
     decision_id: str | None,
     progress: Progress,
+    stop: Stop,
 ) -> dict[str, Any]:
     lineage = version.lineage
     if lineage.get("source") == "external" or "spec" not in lineage or version.run_id is None:
@@ -271,7 +325,9 @@ def _rebuild(
     _check_estimator(resolved, facts)
 
     progress(0.20, "training the recorded spec in a fresh process")
-    fitted = fit_in_fresh_process(recorded_env, resolved, snapshot.content, snapshot.format, facts)
+    fitted = fit_in_fresh_process(
+        recorded_env, resolved, snapshot.content, snapshot.format, facts, stop, progress
+    )
     facts["environment"] = diff_environments(
         lineage.get("environment") or {}, fitted["environment"]
     )
@@ -377,16 +433,33 @@ def _check_estimator(resolved: dict[str, Any], facts: dict[str, Any]) -> None:
         ) from None
 
 
+@dataclass(frozen=True)
+class Stop:
+    """When a rebuild's fit must be killed: its deadline, and a check for a cancel."""
+
+    deadline: float
+    requested: Callable[[], str | None]
+
+
 def fit_in_fresh_process(
     recorded_env: dict[str, str],
     resolved: dict[str, Any],
     content: bytes,
     fmt: str,
     facts: dict[str, Any],
+    stop: Stop,
+    progress: Progress,
 ) -> dict[str, Any]:
     try:
-        fitted: dict[str, Any] = ZYGOTE.fit(recorded_env, resolved, content, fmt)
-    except FreshProcessError as exc:
+        fitted: dict[str, Any] = ZYGOTE.run(
+            "rebuild",
+            recorded_env,
+            (resolved, content, fmt),
+            deadline=stop.deadline,
+            should_stop=stop.requested,
+            progress=progress,
+        )
+    except (FreshProcessError, GovernanceError) as exc:
         raise RebuildFailed("training_failed", f"training failed: {exc}", **facts) from None
     return fitted
 

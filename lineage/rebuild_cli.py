@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session
 
 from governance.config import get_settings
 from governance.db import make_engine, session_factory, transaction
 from governance.errors import GovernanceError
 from lineage import rebuild, service
 from lineage.cli import ACTOR, _fail, err, out
+from lineage.jobs import ACTIVE
 from serving.service import get_decision
 
 
@@ -42,7 +47,7 @@ def rebuild_command(
                         f"{record.model} v{record.version}, not {name} v{version}"
                     )
                     raise typer.Exit(2)
-            job = rebuild.create_rebuild(
+            job, created = rebuild.create_rebuild(
                 session=session,
                 model=model,
                 version=found,
@@ -52,6 +57,8 @@ def rebuild_command(
             )
             rebuild_id = job.id
         assert rebuild_id is not None
+        if not created:
+            err.print(f"rebuild {rebuild_id} of the same is already active: following it")
         with Progress(
             TextColumn(f"[bold]rebuild {rebuild_id}"),
             BarColumn(),
@@ -61,9 +68,14 @@ def rebuild_command(
             console=err,
         ) as bar:
             task = bar.add_task("queued", total=1.0)
-            rebuild.execute_rebuild(
-                settings, rebuild_id, lambda f, m: bar.update(task, completed=f, description=m)
-            )
+            if created:
+                rebuild.execute_rebuild(
+                    settings, rebuild_id, lambda f, m: bar.update(task, completed=f, description=m)
+                )
+            else:
+                _follow(
+                    factory, rebuild_id, lambda f, m: bar.update(task, completed=f, description=m)
+                )
         with transaction(factory) as session:
             done = rebuild.get_rebuild(session, rebuild_id)
             verdict, report = done.verdict, done.report or {}
@@ -147,3 +159,17 @@ def _print_report(rebuild_id: int, report: dict[str, Any]) -> None:
         table.add_row("reason", f"{report['reason']['code']}: {report['reason']['message']}")
     out.print(table)
     out.print(f"full report: GET /api/v1/rebuilds/{rebuild_id}")
+
+
+def _follow(
+    factory: sessionmaker[Session], rebuild_id: int, progress: Callable[[float, str], None]
+) -> None:
+    """Wait for a rebuild another process runs, showing its progress."""
+    while True:
+        with transaction(factory) as session:
+            job = rebuild.get_rebuild(session, rebuild_id)
+            status, fraction, message = job.status, job.progress, job.message
+        progress(fraction, message)
+        if status not in ACTIVE:
+            return
+        time.sleep(0.5)

@@ -1,20 +1,20 @@
-"""Rebuild routes: start a rebuild of a model version or of the model behind a decision."""
+"""Rebuild routes: start, read and cancel a rebuild of a model version or of a decision."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Path, Request, status
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from governance.audit import access
 from governance.auth.models import Role
 from governance.auth.schemas import Principal
 from governance.deps import SessionDep, SettingsDep, allow
-from governance.errors import Forbidden
+from governance.limits import KeyLimiter
 from governance.pagination import Paged, PageDep, RowId, next_cursor
-from lineage import rebuild, service
-from lineage.models import Rebuild, RunStatus
+from lineage import rebuild, rebuild_access, service
+from lineage.models import Rebuild
 from lineage.router import VersionDep
 from lineage.schemas import RebuildPublic
 from serving.service import get_decision
@@ -26,38 +26,38 @@ DecisionRebuilder = Annotated[
     Principal, Depends(allow(Role.data_scientist, Role.compliance, Role.appeals))
 ]
 DecisionId = Annotated[str, Path(max_length=64)]
+HeldDecision = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description="The decision the rebuild belongs to; appeals keys must give it.",
+    ),
+]
 
 
-def rebuild_public(found: Rebuild) -> RebuildPublic:
-    assert found.id is not None
-    return RebuildPublic(
-        id=found.id,
-        model=found.model_name,
-        version=found.version,
-        decision_id=found.decision_id,
-        status=RunStatus(found.status),
-        progress=found.progress,
-        message=found.message,
-        verdict=found.verdict,
-        report=found.report,
-        executor=found.executor,
-        created_at=found.created_at,
-        created_by=found.created_by,
-        started_at=found.started_at,
-        finished_at=found.finished_at,
-    )
+def _limiter(request: Request) -> KeyLimiter:
+    limiter: KeyLimiter = request.app.state.limiter
+    return limiter
 
 
-def _accepted(
-    found: Rebuild, request: Request, settings: SettingsDep, background: BackgroundTasks
+def _answer(
+    found: Rebuild,
+    created: bool,
+    principal: Principal,
+    request: Request,
+    settings: SettingsDep,
+    background: BackgroundTasks,
 ) -> JSONResponse:
+    """202 with the job. A new one is queued after the session commits, so it finds its row; an
+    existing one (a second request while it is active) is returned as it is."""
     assert found.id is not None
-    # Background tasks start after the session has committed, so the job finds its row.
-    background.add_task(
-        request.app.state.executor.submit, rebuild.execute_rebuild, settings, found.id
-    )
+    if created:
+        _limiter(request).admit(principal.key_id, "rebuilds")
+        background.add_task(
+            request.app.state.executor.submit, rebuild.execute_rebuild, settings, found.id
+        )
     return JSONResponse(
-        rebuild_public(found).model_dump(mode="json"),
+        rebuild_access.public(found, principal).model_dump(mode="json"),
         status_code=status.HTTP_202_ACCEPTED,
         headers={"Location": f"/api/v1/rebuilds/{found.id}"},
         background=background,
@@ -68,7 +68,8 @@ def _accepted(
     "/models/{name}/versions/{version}/rebuilds",
     response_model=RebuildPublic,
     status_code=status.HTTP_202_ACCEPTED,
-    summary="Rebuild this version from its recorded lineage and compare (202; poll the rebuild)",
+    summary="Rebuild this version from its recorded lineage and compare (202; poll the rebuild); "
+    "while one is active, the same request returns it",
 )
 def start_rebuild(
     principal: Rebuilder,
@@ -79,14 +80,14 @@ def start_rebuild(
     background: BackgroundTasks,
 ) -> JSONResponse:
     model, version = found
-    job = rebuild.create_rebuild(
+    job, created = rebuild.create_rebuild(
         session=session,
         model=model,
         version=version,
         actor=principal.key_id,
         executor=request.app.state.executor.name,
     )
-    return _accepted(job, request, settings, background)
+    return _answer(job, created, principal, request, settings, background)
 
 
 @router.get(
@@ -95,11 +96,13 @@ def start_rebuild(
     summary="This version's rebuilds, newest first",
 )
 def list_rebuilds(
-    _principal: Rebuilder, found: VersionDep, session: SessionDep, page: PageDep
+    principal: Rebuilder, found: VersionDep, session: SessionDep, page: PageDep
 ) -> Paged[RebuildPublic]:
     rows = rebuild.list_rebuilds(session, found[1], page)
     return Paged(
-        data=[rebuild_public(r) for r in rows], count=len(rows), next_cursor=next_cursor(rows, page)
+        data=[rebuild_access.public(r, principal) for r in rows],
+        count=len(rows),
+        next_cursor=next_cursor(rows, page),
     )
 
 
@@ -108,7 +111,7 @@ def list_rebuilds(
     response_model=RebuildPublic,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Rebuild the model behind this decision; the report says whether the decision "
-    "replays identically on it",
+    "replays identically on it. While one is active, the same request returns it",
 )
 def start_decision_rebuild(
     decision_id: DecisionId,
@@ -122,7 +125,7 @@ def start_decision_rebuild(
     assert record.model is not None
     assert record.version is not None
     model, version = service.get_version(session=session, name=record.model, version=record.version)
-    job = rebuild.create_rebuild(
+    job, created = rebuild.create_rebuild(
         session=session,
         model=model,
         version=version,
@@ -131,18 +134,46 @@ def start_decision_rebuild(
         decision_id=record.decision_id,
     )
     access.record(session, principal, "decision.rebuild", target=record.decision_id)
-    return _accepted(job, request, settings, background)
+    return _answer(job, created, principal, request, settings, background)
+
+
+@router.get(
+    "/decisions/{decision_id}/rebuilds",
+    response_model=Paged[RebuildPublic],
+    summary="This decision's rebuilds, newest first",
+)
+def decision_rebuilds(
+    decision_id: DecisionId, session: SessionDep, principal: DecisionRebuilder, page: PageDep
+) -> Paged[RebuildPublic]:
+    get_decision(session, decision_id)  # 404 for an unknown decision
+    rows = rebuild_access.of_decision(session, decision_id, principal, page)
+    return Paged(data=rows, count=len(rows), next_cursor=next_cursor(rows, page))
 
 
 @router.get(
     "/rebuilds/{rebuild_id}",
     response_model=RebuildPublic,
-    summary="A rebuild's status, progress and report",
+    summary="A rebuild's status, progress and report (appeals: give the decision_id it holds)",
 )
 def get_rebuild(
-    rebuild_id: RowId, session: SessionDep, principal: DecisionRebuilder
+    rebuild_id: RowId,
+    session: SessionDep,
+    principal: DecisionRebuilder,
+    decision_id: HeldDecision = None,
 ) -> RebuildPublic:
-    found = rebuild.get_rebuild(session, rebuild_id)
-    if principal.role is Role.appeals and found.decision_id is None:
-        raise Forbidden("appeals may read only the rebuilds of a decision")
-    return rebuild_public(found)
+    return rebuild_access.read(session, rebuild_id, principal, decision_id)
+
+
+@router.post(
+    "/rebuilds/{rebuild_id}/cancel",
+    response_model=RebuildPublic,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Cancel a rebuild: a queued one at once, a running one as its process is stopped",
+)
+def cancel_rebuild(
+    rebuild_id: RowId,
+    session: SessionDep,
+    principal: DecisionRebuilder,
+    decision_id: HeldDecision = None,
+) -> RebuildPublic:
+    return rebuild_access.cancel(session, rebuild_id, principal, decision_id)

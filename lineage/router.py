@@ -153,6 +153,7 @@ def create_run(
         spec_data=spec,
         actor=principal.key_id,
         policy=DataPolicy.from_settings(settings),
+        limits=service.cost_limits(settings),
     )
     assert run.id is not None
     public = service.run_public(session, run)
@@ -179,6 +180,17 @@ def list_runs(session: SessionDep, _principal: Reader, page: PageDep) -> Paged[R
 @router.get("/runs/{run_id}", response_model=RunPublic, tags=["runs"])
 def get_run(run_id: RowId, session: SessionDep, _principal: Reader) -> RunPublic:
     return service.run_public(session, service.get_run(session=session, run_id=run_id))
+
+
+@router.post(
+    "/runs/{run_id}/cancel",
+    response_model=RunPublic,
+    status_code=status.HTTP_202_ACCEPTED,
+    tags=["runs"],
+    summary="Cancel a run: a queued one at once, a running one as its process is stopped",
+)
+def cancel_run(run_id: RowId, session: SessionDep, principal: Writer) -> RunPublic:
+    return service.cancel_run(session=session, run_id=run_id, actor=principal.key_id)
 
 
 # Registry ---------------------------------------------------------------------------------------
@@ -241,15 +253,11 @@ def get_version(_principal: Reader, found: VersionDep, session: SessionDep) -> M
     tags=["models"],
     summary="Everything behind a model version, in one document",
 )
-def get_lineage(_principal: Reader, found: VersionDep, session: SessionDep) -> LineagePublic:
-    model, version = found
-    history = [h for h in service.stage_history(session, model) if h.version == version.version]
-    return LineagePublic(
-        model=model.name,
-        version=version.version,
-        stage=service.current_stage(session, version),
-        lineage=version.lineage,
-        stage_history=history,
+def get_lineage(
+    principal: Reader, found: VersionDep, session: SessionDep, settings: SettingsDep
+) -> LineagePublic:
+    return service.lineage_public(
+        session, *found, role=principal.role, min_cell_size=settings.min_cell_size
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -19,14 +20,23 @@ from governance.config import Settings
 from governance.db import make_engine, session_factory, transaction, utcnow
 from governance.errors import GovernanceError
 from lineage import service
-from lineage.artifacts import PICKLE_PROTOCOL, ArtifactStore, serialize_model
+from lineage.artifacts import PICKLE_PROTOCOL, ArtifactStore
 from lineage.environment import capture_environment, code_version
 from lineage.executor import worker_id
-from lineage.fingerprint import fingerprint
-from lineage.jobs import abandoned_jobs, update_job
+from lineage.fit_tasks import Trained
+from lineage.fresh import ZYGOTE, JobStopped, current_env
+from lineage.jobs import (
+    CANCELLED_BY_REQUEST,
+    abandoned_jobs,
+    claim_job,
+    finish_job,
+    record_stop,
+    stop_requested,
+    update_job,
+)
 from lineage.models import DatasetVersion, ModelVersion, RunStatus, TrainingRun
 from lineage.spec import TrainingSpec, parse_spec, spec_hash
-from lineage.training import TrainingOutcome, train
+from lineage.training import TrainingOutcome
 
 log = logging.getLogger("govern.runner")
 
@@ -107,14 +117,14 @@ def _execute(engine: Engine, settings: Settings, run_id: int, progress: Progress
     factory = session_factory(engine)
     started_at = utcnow()
     started = time.perf_counter()
+    deadline = time.monotonic() + settings.job_timeout_s
 
     def report(fraction: float, message: str) -> None:
         _update(factory, run_id, progress=fraction, message=message)
         progress(fraction, message)
 
-    _update(
-        factory, run_id, status=RunStatus.running.value, started_at=started_at, worker=worker_id()
-    )
+    if not claim_job(factory, TrainingRun, run_id, worker_id(), started_at):
+        return  # cancelled while it waited in the queue
     try:
         with transaction(factory) as session:
             run = session.get(TrainingRun, run_id)
@@ -126,19 +136,28 @@ def _execute(engine: Engine, settings: Settings, run_id: int, progress: Progress
         spec = parse_spec(resolved)
 
         report(0.05, f"reading {dataset.name} v{dataset.version} at {dataset.commit_sha[:12]}")
-        frame = service.read_dataset_frame(dataset)
+        snapshot = service.read_dataset_snapshot(dataset)
 
-        outcome = train(spec, frame, report)
+        # The fit runs in a fresh child process at lower priority: it cannot slow serving down,
+        # and it can be killed when it is cancelled or runs past GOV_JOB_TIMEOUT_S.
+        trained: Trained = ZYGOTE.run(
+            "train",
+            current_env(),
+            (resolved, snapshot.content, snapshot.format),
+            deadline=deadline,
+            should_stop=partial(stop_requested, factory, TrainingRun, run_id),
+            progress=report,
+        )
 
+        outcome = trained.outcome
         report(0.85, "writing the artifact")
-        content = serialize_model(outcome.pipeline)
         store = ArtifactStore(settings.artifacts)
-        digest = store.put(content)
+        digest = store.put(trained.artifact)
         artifact = {
             "sha256": digest,
-            "size_bytes": len(content),
+            "size_bytes": len(trained.artifact),
             "format": f"pickle-{PICKLE_PROTOCOL}",
-            "fingerprint": fingerprint(outcome.pipeline),
+            "fingerprint": trained.fingerprint,
         }
         finished_at = utcnow()
 
@@ -177,18 +196,30 @@ def _execute(engine: Engine, settings: Settings, run_id: int, progress: Progress
                     "created_by": created_by,
                 },
             )
-            run = session.get(TrainingRun, run_id)
-            assert run is not None
-            run.status = RunStatus.succeeded.value
-            run.progress = 1.0
-            run.message = (
+            message = (
                 f"{spec.model_name} v{version.version} registered in "
                 f"{time.perf_counter() - started:.1f}s; gate "
                 f"{'passed' if outcome.gate['passed'] else 'FAILED'}"
             )
-            run.finished_at = utcnow()
-            session.add(run)
+            if not finish_job(
+                session,
+                TrainingRun,
+                run_id,
+                status=RunStatus.succeeded.value,
+                progress=1.0,
+                message=message,
+                finished_at=utcnow(),
+            ):
+                # Cancelled while the artifact was written: the version is not registered.
+                raise JobStopped("cancelled", CANCELLED_BY_REQUEST)
         progress(1.0, "done")
+    except JobStopped as exc:
+        log.warning("training run %s stopped: %s", run_id, exc.message)
+        message = exc.message
+        if exc.code == "timeout":
+            message = f"stopped after {settings.job_timeout_s:g} s (GOV_JOB_TIMEOUT_S)"
+        record_stop(factory, TrainingRun, run_id, exc.code, message)
+        _update(factory, run_id, error={"code": exc.code, "message": message, "details": None})
     except Exception as exc:
         error = _describe(exc)
         log.warning("training run %s failed: %s", run_id, error["message"])
@@ -209,13 +240,18 @@ def _describe(exc: Exception) -> dict[str, Any]:
 
 
 def fail_interrupted_runs(factory: sessionmaker[Session]) -> int:
-    """Runs left queued or running by a process on this host that no longer exists failed."""
+    """Runs left queued, running or cancelling by a process on this host that no longer exists:
+    failed (or cancelled, when that was asked), never left pending."""
     with transaction(factory) as session:
         runs = abandoned_jobs(session, TrainingRun)
         for run in runs:
-            run.status = RunStatus.failed.value
-            run.message = "failed: interrupted by a restart of the process running it"
-            run.error = {"code": "interrupted", "message": run.message, "details": None}
+            if run.status == RunStatus.cancelling.value:
+                run.status = RunStatus.cancelled.value
+                run.message = "cancelled: the process running it stopped"
+            else:
+                run.status = RunStatus.failed.value
+                run.message = "failed: interrupted by a restart of the process running it"
+                run.error = {"code": "interrupted", "message": run.message, "details": None}
             run.finished_at = utcnow()
             session.add(run)
     return len(runs)

@@ -13,11 +13,15 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from governance import cells
+from governance.auth.models import Role
+from governance.config import Settings
 from governance.errors import Conflict, GovernanceError, InvalidInput, NotFound
 from governance.pagination import Page
 from lineage import datasets
 from lineage.data_sources import DataPolicy, DatasetError
 from lineage.executor import worker_id
+from lineage.jobs import request_cancel
 from lineage.models import (
     DatasetVersion,
     ModelVersion,
@@ -29,13 +33,14 @@ from lineage.models import (
 )
 from lineage.schemas import (
     DatasetPublic,
+    LineagePublic,
     ModelPublic,
     ModelVersionPublic,
     ModelVersionSummary,
     RunPublic,
     StageTransitionPublic,
 )
-from lineage.spec import DatasetRef, FeatureType, TrainingSpec, parse_spec
+from lineage.spec import DatasetRef, FeatureType, TrainingSpec, cost_problems, parse_spec
 
 
 class DataIntegrityError(GovernanceError):
@@ -148,6 +153,11 @@ def list_datasets(*, session: Session, page: Page, name: str | None = None) -> l
 
 def read_dataset_frame(dataset: DatasetVersion) -> pd.DataFrame:
     """Read a registered version again, by its commit, and prove it is the same bytes."""
+    return read_dataset_snapshot(dataset).frame()
+
+
+def read_dataset_snapshot(dataset: DatasetVersion) -> datasets.Snapshot:
+    """A registered version's bytes, read again by its commit and proven the same."""
     snap = datasets.read_snapshot(dataset.repo, dataset.path, dataset.commit_sha)
     if snap.md5 != dataset.md5 or snap.sha256 != dataset.sha256:
         raise DataIntegrityError(
@@ -157,7 +167,7 @@ def read_dataset_frame(dataset: DatasetVersion) -> pd.DataFrame:
                 "sha256": {"recorded": dataset.sha256, "read": snap.sha256},
             },
         )
-    return snap.frame()
+    return snap
 
 
 # Runs -------------------------------------------------------------------------------------------
@@ -246,12 +256,26 @@ def resolved_spec(spec: TrainingSpec, dataset: DatasetVersion) -> dict[str, Any]
     return resolved
 
 
+def cancel_run(*, session: Session, run_id: int, actor: str) -> RunPublic:
+    get_run(session=session, run_id=run_id)  # 404 for an unknown run
+    request_cancel(session, TrainingRun, run_id, actor)
+    run = get_run(session=session, run_id=run_id)
+    session.refresh(run)
+    return run_public(session, run)
+
+
+def cost_limits(settings: Settings) -> dict[str, int]:
+    """The configured bounds on what a spec's estimator may cost (see ``spec.COST_PARAMS``)."""
+    return {"max_estimators": settings.max_estimators, "max_iterations": settings.max_iterations}
+
+
 def create_run(
     *,
     session: Session,
     spec_data: dict[str, Any] | str,
     actor: str,
     policy: DataPolicy | None = None,
+    limits: dict[str, int] | None = None,
 ) -> TrainingRun:
     """Validate the spec completely and queue a run. Nothing is trained here.
 
@@ -259,6 +283,13 @@ def create_run(
     CLI pass the configured one.
     """
     spec = parse_spec(spec_data)
+    problems = cost_problems(spec, dict(limits or {}))
+    if problems:
+        raise InvalidInput(
+            "the estimator would cost more than this service allows: "
+            + ", ".join(p["field"] for p in problems),
+            details=problems,
+        )
     dataset = resolve_dataset_ref(session, spec.dataset, actor, policy=policy)
     _check_spec_against_data(spec, dataset)
     assert dataset.id is not None
@@ -478,6 +509,33 @@ def lineage_summary(session: Session, version: ModelVersion) -> dict[str, Any]:
     return {**_fixed_summary(version), "stage": current_stage(session, version).value}
 
 
+def lineage_public(
+    session: Session,
+    model: RegisteredModel,
+    version: ModelVersion,
+    *,
+    role: Role,
+    min_cell_size: int,
+) -> LineagePublic:
+    """The whole lineage document. Compliance and admin read it as recorded; for other roles its
+    figures by group lose the cells of fewer than ``min_cell_size`` rows (``governance.cells``)."""
+    lineage = version.lineage
+    by_group = lineage.get("metrics_by_group")
+    if isinstance(by_group, dict) and not cells.sees_every_cell(role):
+        lineage = {
+            **lineage,
+            "metrics_by_group": cells.suppress_metrics_by_group(by_group, min_cell_size, "rows"),
+        }
+    history = [h for h in stage_history(session, model) if h.version == version.version]
+    return LineagePublic(
+        model=model.name,
+        version=version.version,
+        stage=current_stage(session, version),
+        lineage=lineage,
+        stage_history=history,
+    )
+
+
 def _fixed_summary(version: ModelVersion) -> dict[str, Any]:
     """The summary without the stage: everything in it is fixed when the version is registered."""
     lineage = version.lineage
@@ -506,13 +564,22 @@ def _fixed_summary(version: ModelVersion) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class VersionView:
-    """What a decision record shows of its model version: protected inputs and lineage summary."""
+    """What a decision record shows of its model version: protected inputs, the context keys
+    its spec declares public, and the lineage summary."""
 
     protected: tuple[str, ...]
+    public_context: frozenset[str]
     lineage: dict[str, Any]
 
 
-_FIXED: dict[tuple[int, str, datetime], tuple[tuple[str, ...], dict[str, Any]]] = {}
+@dataclass(frozen=True)
+class _Fixed:
+    protected: tuple[str, ...]
+    public_context: frozenset[str]
+    summary: dict[str, Any]
+
+
+_FIXED: dict[tuple[int, str, datetime], _Fixed] = {}
 _FIXED_LOCK = threading.Lock()
 _FIXED_MAX = 512
 
@@ -548,16 +615,19 @@ def version_view(session: Session, name: str, version: int) -> VersionView:
     if fixed is None:
         found = session.get(ModelVersion, version_id)
         assert found is not None
-        protected = tuple(p["name"] for p in found.input_schema.get("protected", []))
-        fixed = (protected, _fixed_summary(found))
+        fixed = _Fixed(
+            protected=tuple(p["name"] for p in found.input_schema.get("protected", [])),
+            public_context=frozenset((found.lineage.get("spec") or {}).get("public_context") or []),
+            summary=_fixed_summary(found),
+        )
         with _FIXED_LOCK:
             if len(_FIXED) >= _FIXED_MAX:
                 _FIXED.clear()
             _FIXED[key] = fixed
-    protected, summary = fixed
     return VersionView(
-        protected=protected,
-        lineage={**summary, "stage": (stage or Stage.none.value)},
+        protected=fixed.protected,
+        public_context=fixed.public_context,
+        lineage={**fixed.summary, "stage": (stage or Stage.none.value)},
     )
 
 

@@ -11,8 +11,9 @@ import itertools
 import json
 import math
 import re
+from collections.abc import Iterable
 from enum import StrEnum
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import (
@@ -164,6 +165,23 @@ class Protected(Strict):
         return value
 
 
+ContextKey = Annotated[str, Field(min_length=1, max_length=200)]
+MAX_PUBLIC_CONTEXT = 100  # as many keys as a decision's context may hold
+
+
+def check_public_context(keys: list[str], protected: Iterable[Protected]) -> list[str]:
+    """Public context keys are named once each, and a protected attribute is never one."""
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate keys {duplicates}")
+    overlap = sorted(set(keys) & {p.name for p in protected})
+    if overlap:
+        raise ValueError(
+            f"protected attributes are never public context, but {overlap} are declared both"
+        )
+    return keys
+
+
 class NumericTransform(Strict):
     impute: Literal["mean", "median", "most_frequent", "constant", "none"] = "median"
     fill_value: float | None = None
@@ -262,6 +280,12 @@ class TrainingSpec(Strict):
     target: Target
     features: list[Feature] = Field(min_length=1)
     protected: list[Protected] = Field(default_factory=list)
+    public_context: list[ContextKey] = Field(
+        default_factory=list,
+        max_length=MAX_PUBLIC_CONTEXT,
+        description="Context keys that every role reading a decision may see; the rest of "
+        "the context only compliance and admin see. Never a protected attribute.",
+    )
     transforms: Transforms = Transforms()
     estimator: Estimator
     seeds: Seeds = Seeds()
@@ -297,6 +321,11 @@ class TrainingSpec(Strict):
             raise ValueError(f"the target column {target.column!r} cannot be protected")
         return value
 
+    @field_validator("public_context")
+    @classmethod
+    def _public_never_protected(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        return check_public_context(value, info.data.get("protected") or [])
+
     @field_validator("transforms")
     @classmethod
     def _overrides_fit(cls, value: Transforms, info: ValidationInfo) -> Transforms:
@@ -330,8 +359,17 @@ class TrainingSpec(Strict):
         return self.transforms.categorical
 
     def resolved(self) -> dict[str, Any]:
-        """The spec with every default filled in: what is stored and what a rebuild re-runs."""
-        return self.model_dump(mode="json", by_alias=True)
+        """The spec with every default filled in: what is stored and what a rebuild re-runs.
+
+        An empty ``public_context`` is left out: it changes nothing about training, and a spec
+        without it resolves to the same document, and hash, as before the field existed, so
+        the recorded specs of older versions are exactly what they re-run today.
+        """
+        return self.model_dump(
+            mode="json",
+            by_alias=True,
+            exclude={"public_context"} if not self.public_context else None,
+        )
 
 
 def _check_plain(value: Any, where: str) -> None:
@@ -417,3 +455,28 @@ def spec_hash(resolved: dict[str, Any]) -> str:
     import hashlib
 
     return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()
+
+
+# Parameters that set how long a fit runs, each with the setting that bounds it.
+COST_PARAMS = {"n_estimators": "max_estimators", "max_iter": "max_iterations"}
+
+
+def cost_problems(spec: TrainingSpec, limits: dict[str, int]) -> list[dict[str, str]]:
+    """Estimator parameters beyond the configured bounds (``limits``: setting -> bound), and any
+    attempt to fit on more than one core: a fit shares the machine with serving."""
+    params = spec.estimator.params
+    problems = []
+    for name, setting in COST_PARAMS.items():
+        value, bound = params.get(name), limits.get(setting)
+        if bound is not None and isinstance(value, int | float) and value > bound:
+            problems.append(
+                {
+                    "field": f"estimator.params.{name}",
+                    "message": f"at most {bound} (GOV_{setting.upper()}), got {value}",
+                }
+            )
+    if params.get("n_jobs") not in (None, 1):
+        problems.append(
+            {"field": "estimator.params.n_jobs", "message": "a fit runs on one core: 1 or null"}
+        )
+    return problems

@@ -3,9 +3,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from lineage.spec import NAME_PATTERN
+from lineage.spec import MAX_PUBLIC_CONTEXT, NAME_PATTERN, ContextKey, check_public_context
 
 ROUTE_NAME = r"^[a-z][a-z0-9-]{0,39}$"
 
@@ -29,6 +29,13 @@ class EndpointConfigIn(BaseModel):
     routes: list[RouteSpec] = Field(min_length=1, max_length=10)
     shadows: list[ShadowSpec] = Field(default_factory=list, max_length=5)
     sticky: bool = Field(default=False, description="assign routes by subject_id, stably")
+    public_context: list[ContextKey] = Field(
+        default_factory=list,
+        max_length=MAX_PUBLIC_CONTEXT,
+        description="Context keys every role reading this endpoint's decisions may see, besides "
+        "those its model versions' specs declare; a protected attribute of a decision's model "
+        "stays hidden even when listed here",
+    )
 
     @model_validator(mode="after")
     def _named(self) -> Self:
@@ -36,6 +43,12 @@ class EndpointConfigIn(BaseModel):
         if len(names) != len(set(names)):
             raise ValueError("route names must be unique")
         return self
+
+    @field_validator("public_context")
+    @classmethod
+    def _once_each(cls, value: list[str]) -> list[str]:
+        # The models' protected attributes are filtered out when a decision is read.
+        return check_public_context(value, [])
 
     def resolved(self) -> dict[str, Any]:
         routes = []
@@ -46,6 +59,7 @@ class EndpointConfigIn(BaseModel):
             "routes": routes,
             "shadows": [s.model_dump() for s in self.shadows],
             "sticky": self.sticky,
+            "public_context": list(self.public_context),
         }
 
 

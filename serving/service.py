@@ -9,6 +9,7 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -613,21 +614,60 @@ def get_decision(session: Session, decision_id: str) -> DecisionRecord:
     return record
 
 
+def endpoint_public_context(
+    session: Session, endpoint: str, serving: Serving | None = None
+) -> frozenset[str]:
+    """The context keys the endpoint's current configuration declares public: from the
+    per-process cache when ``serving`` is given, else in one query."""
+    if serving is not None:
+        try:
+            config: Mapping[str, Any] | None = serving.config_for(endpoint)
+        except NotFound:
+            config = None
+    else:
+        config = session.exec(
+            select(EndpointConfig.config)
+            .join(Endpoint, col(Endpoint.id) == EndpointConfig.endpoint_id)
+            .where(Endpoint.name == endpoint)
+            .order_by(col(EndpointConfig.id).desc())
+            .limit(1)
+        ).first()
+    return frozenset((config or {}).get("public_context") or [])
+
+
+def visible_context(
+    session: Session,
+    record: DecisionRecord,
+    view: lineage_service.VersionView | None,
+    serving: Serving | None,
+) -> frozenset[str]:
+    """The context keys a role without access to protected attributes sees: an allowlist, the
+    keys the model version's spec or the endpoint declares public, less the model's protected
+    attributes. Without a model version, nothing shows."""
+    if view is None:
+        return frozenset()
+    public = view.public_context | endpoint_public_context(session, record.endpoint, serving)
+    return public - frozenset(view.protected)
+
+
 def decision_public(
-    session: Session, record: DecisionRecord, principal: Principal
+    session: Session,
+    record: DecisionRecord,
+    principal: Principal,
+    serving: Serving | None = None,
 ) -> DecisionRecordPublic:
     content = json.loads(record.payload) if record.payload else {}
     model_ref = content.get("model")
     lineage = None
-    protected: list[str] = []
+    view = None
     if model_ref:
         view = lineage_service.version_view(session, model_ref["name"], model_ref["version"])
-        protected = list(view.protected)
         lineage = view.lineage
     context = dict(content.get("context") or {})
     redacted: list[str] = []
-    if principal.role not in PRIVILEGED:
-        redacted = sorted(k for k in context if k in protected)
+    if principal.role not in PRIVILEGED and context:
+        visible = visible_context(session, record, view, serving)
+        redacted = sorted(k for k in context if k not in visible)
         for key in redacted:
             context.pop(key)
     shadows = list(

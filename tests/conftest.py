@@ -26,7 +26,7 @@ from governance.config import Settings, get_settings
 from governance.db import make_engine, session_factory, transaction
 from governance.tables import metadata
 from tests.support.databases import PG_ADMIN_URL, fresh_database, truncate_all
-from tests.support.factories import DataRepo, make_data_repo, train_model
+from tests.support.factories import DataRepo, make_data_repo, promote, train_model
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -159,12 +159,7 @@ def served(settings: Settings, data_repo: DataRepo, client: TestClient, auth: An
     v1 = train_model(settings, data_repo, seed=7)
     v2 = train_model(settings, data_repo, seed=8)
     admin = auth(Role.admin)
-    promoted = client.post(
-        f"/api/v1/models/credit/versions/{v1}/stage",
-        headers=admin,
-        json={"stage": "production", "reason": "tests: the live version"},
-    )
-    assert promoted.status_code == 201, promoted.text
+    promote(client, admin, "credit", v1)
     response = client.put(
         "/api/v1/endpoints/credit",
         headers=admin,

@@ -1,5 +1,9 @@
 """The model card: what a version is for, what it was trained on, how it performs, by group and
-live, whether it passed its gate, where it came from, and whether it rebuilds."""
+live, whether it passed its gate, where it came from, and whether it rebuilds.
+
+Data scientists read it too: its figures by group follow ``governance.cells`` (small cells
+withheld for them, marked for compliance and admin).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from explain import fairness_service
+from governance import cells
 from governance.auth.schemas import Principal
 from governance.compliance.inventory import last_rebuild
 from governance.config import Settings
@@ -54,8 +59,10 @@ def _live_fairness(
             route=None,
             window=None,
             min_group_size=settings.fairness_min_group_size,
+            min_cell_size=settings.min_cell_size,
         )
-        reports.append({k: v for k, v in report.items() if k not in {"training", "filters"}})
+        live = {k: v for k, v in report.items() if k not in {"training", "filters"}}
+        reports.append(cells.fairness_report_for(principal.role, live, settings.min_cell_size))
     return reports
 
 
@@ -86,7 +93,10 @@ def card(
         "target": version.input_schema.get("target"),
         "threshold": version.input_schema.get("threshold"),
         "metrics": version.metrics,
-        "metrics_by_group": lineage.get("metrics_by_group") or {},
+        "reporting_threshold": settings.min_cell_size,
+        "metrics_by_group": cells.metrics_by_group_for(
+            principal.role, lineage.get("metrics_by_group") or {}, settings.min_cell_size
+        ),
         "live_fairness": _live_fairness(session, principal, settings, model, version),
         "gate": lineage.get("gate"),
         "lineage": lineage_service.lineage_summary(session, version),

@@ -1,10 +1,11 @@
 """One document about one decision, for an appeal or an examiner: JSON, or HTML to hand over.
 
-It holds the decision record (protected attributes only for compliance and admin), the model
-version with its lineage, the adverse-action reason codes, the SHAP attributions, a
-counterfactual, the replay of the logged input on the same model, and the verification of this
-record's place in the hash chain. Explanations come from storage when they were computed before,
-so the same dossier says the same thing each time it is fetched.
+It holds the decision record (its whole context only for compliance and admin; other roles see
+the keys declared public, never a protected attribute), the model version with its lineage, the
+adverse-action reason codes, the SHAP attributions, a counterfactual, the replay of the logged
+input on the same model, and the verification of this record's place in the hash chain.
+Explanations come from storage when they were computed before, so the same dossier says the same
+thing each time it is fetched.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def build(
     principal: Principal,
 ) -> dict[str, Any]:
     record = serving_service.get_decision(session, decision_id)
-    public = serving_service.decision_public(session, record, principal)
+    public = serving_service.decision_public(session, record, principal, serving)
     reasons = explain_service.reasons_for(session, explainers, decision_id, principal)
     shap = explain_service.explain(
         session, explainers, decision_id, "shap", {"seed": None}, principal

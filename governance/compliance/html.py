@@ -43,7 +43,7 @@ by {{ d.decision.model.name }} v{{ d.decision.model.version }} on endpoint
 <tr><th>{{ name }} <span class="muted">(context)</span></th><td>{{ value }}</td></tr>
 {% endfor %}
 </table>
-{% if d.redacted %}<p class="muted">Protected attributes withheld for this role: {{ d.redacted | join(", ") }}.</p>{% endif %}
+{% if d.redacted %}<p class="muted">Context withheld for this role: {{ d.redacted | join(", ") }}.</p>{% endif %}
 
 <h2>Principal reasons</h2>
 <ol>
@@ -146,9 +146,13 @@ sha256 <code>{{ c.data.sha256 }}</code>.</p>
 <h3>By {{ attribute }} (validation)</h3>
 <table><tr><th>group</th><th>n</th><th>selection rate</th><th>true positive rate</th><th>false positive rate</th></tr>
 {% for group, m in groups.items() %}
-<tr><td>{{ group }}</td><td>{{ m.n }}</td><td>{{ "%.4f" | format(m.selection_rate) if m.selection_rate is not none else "" }}</td>
+{% if m.suppressed %}
+<tr class="suppressed muted"><td colspan="5">Groups with {{ m.reason }}: withheld</td></tr>
+{% else %}
+<tr><td>{{ group }}{{ " *" if m.below_reporting_threshold }}</td><td>{{ m.n }}</td><td>{{ "%.4f" | format(m.selection_rate) if m.selection_rate is not none else "" }}</td>
 <td>{{ "%.4f" | format(m.true_positive_rate) if m.true_positive_rate is not none else "" }}</td>
 <td>{{ "%.4f" | format(m.false_positive_rate) if m.false_positive_rate is not none else "" }}</td></tr>
+{% endif %}
 {% endfor %}</table>
 {% endfor %}
 
@@ -157,9 +161,17 @@ sha256 <code>{{ c.data.sha256 }}</code>.</p>
 <p>Endpoint {{ r.endpoint }}: {{ r.n }} logged decisions.</p>
 <table><tr><th>group</th><th>n</th><th>selection rate</th></tr>
 {% for g in r.groups %}
-<tr><td>{{ g.group }}</td><td>{{ g.n }}</td><td>{{ "%.4f" | format(g.selection_rate) if g.selection_rate is not none else "" }}</td></tr>
+{% if g.suppressed %}
+<tr class="suppressed muted"><td colspan="3">Groups with {{ g.reason }}: withheld</td></tr>
+{% else %}
+<tr><td>{{ g.group }}{{ " *" if g.below_reporting_threshold }}</td><td>{{ g.n }}</td><td>{{ "%.4f" | format(g.selection_rate) if g.selection_rate is not none else "" }}</td></tr>
+{% endif %}
 {% endfor %}</table>
 {% else %}<p>No logged decisions yet.</p>{% endfor %}
+{% if marked %}
+<p class="muted">* Fewer than {{ c.reporting_threshold }} people: below the reporting threshold. Only
+compliance and admin see such groups' figures.</p>
+{% endif %}
 
 <h2>Gate</h2>
 <p class="{{ 'ok' if c.gate and c.gate.passed else 'bad' }}">{{ c.gate.rule if c.gate else "no gate" }}:
@@ -182,4 +194,7 @@ sha256 <code>{{ c.data.sha256 }}</code>.</p>
 
 
 def card_html(card: dict[str, Any]) -> str:
-    return _CARD.render(c=card, style=_STYLE)
+    rows = [m for groups in card["metrics_by_group"].values() for m in groups.values()]
+    rows += [g for report in card["live_fairness"] for g in report["groups"]]
+    marked = any(row.get("below_reporting_threshold") and not row.get("suppressed") for row in rows)
+    return _CARD.render(c=card, marked=marked, style=_STYLE)

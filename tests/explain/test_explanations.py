@@ -27,7 +27,7 @@ from lineage.pipeline import output_features
 from lineage.schema import frame_from_table, positive_proba, to_frame
 from serving.models import DecisionRecord
 from tests.conftest import Served
-from tests.support.factories import applicant
+from tests.support.factories import applicant, promote
 
 DENIED = applicant(
     income=21000.0,
@@ -461,6 +461,7 @@ def test_a_linear_model_gets_seeded_model_agnostic_shap_that_repeats_exactly(
         estimator={"class": "sklearn.linear_model.LogisticRegression", "params": {}},
     )
     admin = auth(Role.admin)
+    promote(client, admin, "credit-lr", version)
     put = client.put(
         "/api/v1/endpoints/lr",
         headers=admin,

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from governance.auth.models import Role
 from tests.conftest import Served
-from tests.support.factories import applicant
+from tests.support.factories import applicant, promote
 
 DECISIONS = "/api/v1/decisions"
 
@@ -30,6 +30,7 @@ def _predict(client: TestClient, headers: dict[str, str], endpoint: str, **body:
 def book(client: TestClient, auth: Any, served: Served) -> list[dict[str, Any]]:
     """18 decisions on two endpoints and versions, 2 outliers, 4 with an outcome."""
     admin = served.headers
+    promote(client, admin, "credit", served.versions[1])
     response = client.put(
         "/api/v1/endpoints/credit-b",
         headers=admin,

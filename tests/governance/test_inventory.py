@@ -43,7 +43,10 @@ def test_what_was_in_production_on_a_date_matches_the_stage_history(
             headers=auth(Role.predictor),
             json={"features": applicant(), "context": {"sex": "M", "age": 50}},
         )
-    moments = [_stage(client, served, v1, "production"), _stage(client, served, v2, "staging")]
+    # v1 went to production when the endpoint was set up to serve it live.
+    [promoted] = client.get("/api/v1/models/credit/stage-history", headers=served.headers).json()
+    assert (promoted["version"], promoted["to_stage"]) == (v1, "production")
+    moments = [promoted["at"], _stage(client, served, v2, "staging")]
     between = _stage(client, served, v2, "production")
     moments += [between, _stage(client, served, v1, "archived")]
     history = client.get("/api/v1/models/credit/stage-history", headers=served.headers).json()

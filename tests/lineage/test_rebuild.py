@@ -26,10 +26,15 @@ from tests.conftest import Served
 from tests.support.factories import DataRepo, applicant, make_data_repo, train_model
 
 
-def _wait(client: TestClient, rebuild_id: int, headers: dict[str, str]) -> dict[str, Any]:
+def _wait(
+    client: TestClient, rebuild_id: int, headers: dict[str, str], decision_id: str | None = None
+) -> dict[str, Any]:
     deadline = time.monotonic() + 180
+    params = {"decision_id": decision_id} if decision_id else {}
     while True:
-        body: dict[str, Any] = client.get(f"/api/v1/rebuilds/{rebuild_id}", headers=headers).json()
+        body: dict[str, Any] = client.get(
+            f"/api/v1/rebuilds/{rebuild_id}", headers=headers, params=params
+        ).json()
         if body["status"] in {"succeeded", "failed"} or time.monotonic() > deadline:
             return body
         time.sleep(0.2)
@@ -64,7 +69,7 @@ def _rebuild_in_process(settings: Settings, engine: sa.Engine, version: int) -> 
     factory = session_factory(engine)
     with transaction(factory) as session:
         model, found = service.get_version(session=session, name="credit", version=version)
-        job = rebuild.create_rebuild(
+        job, _created = rebuild.create_rebuild(
             session=session, model=model, version=found, actor="test", executor="in-process"
         )
         rebuild_id = job.id
@@ -180,7 +185,7 @@ def test_a_decision_rebuild_confirms_the_decision_replays_identically(
     appeals = auth(Role.appeals)
     started = client.post(f"/api/v1/decisions/{decision['decision_id']}/rebuild", headers=appeals)
     assert started.status_code == 202, started.text
-    body = _wait(client, started.json()["id"], appeals)
+    body = _wait(client, started.json()["id"], appeals, decision["decision_id"])
     assert body["verdict"] == "identical", body
     replay = body["report"]["decision"]
     assert replay["replays_identically"] is True, replay
@@ -197,9 +202,19 @@ def test_a_decision_rebuild_confirms_the_decision_replays_identically(
         headers=auth(Role.compliance),
     )
     assert other.status_code == 202
-    assert client.get(f"/api/v1/rebuilds/{other.json()['id']}", headers=appeals).status_code == 403
+    # Appeals reads a rebuild only through the decision it holds (issue 16): another rebuild,
+    # or its own without the decision id, looks exactly like one that does not exist.
+    unknown = client.get("/api/v1/rebuilds/999999", headers=appeals)
+    assert unknown.status_code == 404
+    for path, params in (
+        (f"/api/v1/rebuilds/{other.json()['id']}", {}),
+        (f"/api/v1/rebuilds/{other.json()['id']}", {"decision_id": decision["decision_id"]}),
+        (f"/api/v1/rebuilds/{started.json()['id']}", {}),
+    ):
+        refused = client.get(path, headers=appeals, params=params)
+        assert refused.status_code == 404
+        assert refused.json()["error"]["message"].split(" ", 2)[:2] == ["no", "rebuild"]
     _wait(client, other.json()["id"], auth(Role.compliance))
-    assert client.get("/api/v1/rebuilds/999999", headers=appeals).status_code == 404
 
 
 def test_the_cli_prints_identical_and_exits_zero(
@@ -220,7 +235,7 @@ def test_a_restart_marks_interrupted_rebuilds_failed(
     factory = session_factory(engine)
     with transaction(factory) as session:
         model, found = service.get_version(session=session, name="credit", version=version)
-        job = rebuild.create_rebuild(
+        job, _created = rebuild.create_rebuild(
             session=session, model=model, version=found, actor="test", executor="in-process"
         )
         job.status = RunStatus.running.value
@@ -247,7 +262,7 @@ def test_the_ray_path_gives_the_same_verdict_as_in_process(
         factory = session_factory(engine)
         with transaction(factory) as session:
             model, found = service.get_version(session=session, name="credit", version=version)
-            job = rebuild.create_rebuild(
+            job, _created = rebuild.create_rebuild(
                 session=session, model=model, version=found, actor="test", executor=executor.name
             )
             rebuild_id = job.id

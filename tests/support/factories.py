@@ -129,3 +129,13 @@ APPLICANT = {
 
 def applicant(**changes: Any) -> dict[str, Any]:
     return {**APPLICANT, **changes}
+
+
+def promote(client: TestClient, headers: dict[str, str], model: str, version: int) -> None:
+    """Put a version in production, as a live route requires."""
+    response = client.post(
+        f"/api/v1/models/{model}/versions/{version}/stage",
+        headers=headers,
+        json={"stage": "production", "reason": "tests: served live"},
+    )
+    assert response.status_code == 201, response.text
