@@ -110,8 +110,12 @@ async def predict(name: EndpointName, request: Request, principal: Predictor) ->
     tags=["decisions"],
     summary="One logged record with its model's lineage; protected attributes for compliance only",
 )
-def get_decision(decision_id: str, session: SessionDep, principal: DecisionReader) -> Response:
-    record = service.decision_public(session, service.get_record(session, decision_id), principal)
+def get_decision(
+    decision_id: str, session: SessionDep, principal: DecisionReader, request: Request
+) -> Response:
+    record = service.decision_public(
+        session, service.get_record(session, decision_id), principal, request.app.state.serving
+    )
     access.record(session, principal, "decision.read", target=decision_id)
     # Already validated: serialized once, in pydantic's core, not validated again on the way out.
     return Response(record.model_dump_json(), media_type="application/json")
