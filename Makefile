@@ -33,7 +33,7 @@ test: install ## Run the whole suite (PostgreSQL too when GOV_TEST_DATABASE_URL 
 
 RELIABILITY_PROFILE ?= full
 RELIABILITY_OUT ?= RELIABILITY.md
-reliability: install ## Crash, outage, concurrency, fuzzing, hostile-input and tamper drills; writes RELIABILITY.md
+reliability: install ## Crash, outage, concurrency, fuzzing, hostile-input, tamper and attack drills; writes RELIABILITY.md
 	$(RUN) python -m reliability --profile $(RELIABILITY_PROFILE) --out $(RELIABILITY_OUT)
 
 lint: install ## ruff check, ruff format --check, mypy

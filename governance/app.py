@@ -123,6 +123,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         read_timeout_s=settings.body_read_timeout_s,
         upload_read_timeout_s=settings.upload_read_timeout_s,
     )
+    # Predict slots go only to callers the gate admitted: first the key's share, then the
+    # process's. An unknown key or a burst from one key can then never take the slots of others.
+    app.add_middleware(PredictAdmission, max_inflight=settings.predict_max_inflight)
     app.add_middleware(KeyAdmission, max_per_key=settings.predict_max_inflight_per_key)
     # Key and role are checked from the headers before any body is read.
     app.add_middleware(
@@ -131,8 +134,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         authenticate=partial(authenticate_token, app.state.reads),
     )
     app.add_middleware(RefuseNul)
-    # Added last, so it runs first: an overloaded process refuses before any other work.
-    app.add_middleware(PredictAdmission, max_inflight=settings.predict_max_inflight)
 
     app.include_router(health.router)
     app.include_router(serving_router.metrics_router)

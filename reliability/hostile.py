@@ -4,8 +4,8 @@ and nothing may run that should not.
 The cases: deeply nested JSON and YAML, huge strings and bodies, invalid UTF-8, NaN, infinities and
 huge numbers, SQL metacharacters in every query filter of every route, path traversal in dataset
 and artifact names, YAML specs with Python object tags, estimators outside the allowlist, a
-replaced artifact file, expired, revoked and forged keys, and a key of every wrong role on every
-route.
+replaced artifact file, expired, revoked and forged keys, a key of every wrong role on every
+route, and the trust-boundary attacks of issue 16 (reliability/boundary.py and boundary_flows.py).
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import re
 import tempfile
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,8 @@ from governance.app import create_app
 from governance.config import Settings
 from governance.db import utcnow
 from governance.deps import PUBLIC, declared_roles
+from reliability import boundary, boundary_flows
+from reliability.cases import Case, send
 from reliability.load import decide, logged, reconcile
 from reliability.report import Row
 from reliability.scenarios import Profile
@@ -37,27 +37,9 @@ from reliability.world import World, scalar
 FORGED_SQL = "gov_' OR 1=1 --_x"
 SQL_PROBES = ["' OR '1'='1", "'; DROP TABLE decision; --", '" OR 1=1 --', "%' UNION SELECT 1--"]
 PWNED = Path(tempfile.gettempdir()) / f"govern-pwned-{uuid.uuid4().hex[:8]}"
-
-
-@dataclass
-class Case:
-    category: str
-    name: str
-    method: str
-    path: str
-    role: str | None = "admin"  # None: no key at all
-    token: str | None = None  # overrides the role's key
-    json_body: Any = None
-    content: bytes | None = None
-    content_type: str | None = None
-    params: dict[str, str] = field(default_factory=dict)
-    expect: frozenset[int] = frozenset({400, 413, 422})
-    status: int | None = None
-    answer: str = ""
-
-    @property
-    def passed(self) -> bool:
-        return self.status is not None and self.status in self.expect
+# A rejected predict is stored as a bounded summary (serving.summary: at most MAX_VALUES values,
+# each string and key clipped); no hostile body here comes near this, however large it was.
+MAX_REJECTION_RECORD = 64 * 1024
 
 
 def _nested(depth: int) -> bytes:
@@ -473,50 +455,6 @@ def _role_cases(declared: dict[str, Any], decision_id: str, key_ids: dict[str, s
     return cases
 
 
-def _chunked() -> Iterator[bytes]:
-    yield b'{"features": {"x": "'
-    for _ in range(20):
-        yield b"z" * 1_000_000
-    yield b'"}}'
-
-
-def _send(client: httpx.Client, case: Case, keys: dict[str, str]) -> None:
-    headers: dict[str, str] = {}
-    token = case.token or (keys[case.role] if case.role else None)
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    content = case.content
-    if case.json_body is not None:
-        content = json.dumps(case.json_body).encode()
-        headers["Content-Type"] = "application/json"
-    elif content is not None:
-        headers["Content-Type"] = case.content_type or "application/json"
-    try:
-        response = client.request(
-            case.method,
-            case.path,
-            # CHUNKED: a body of unknown length, streamed without Content-Length
-            content=_chunked() if content == b"CHUNKED" else content,
-            headers=headers,
-            params=case.params,
-            timeout=60,
-        )
-    except httpx.HTTPError as exc:
-        case.answer = f"no answer: {type(exc).__name__}"
-        return
-    case.status = response.status_code
-    try:
-        data = response.json()
-        case.answer = str(data.get("error", {}).get("message", ""))[:140]
-    except (ValueError, AttributeError):
-        case.answer = response.text[:140]
-        return
-    if case.category == "SQL metacharacters" and case.status == 200 and data.get("count"):
-        # A probe is a literal value: it may match nothing, never everything.
-        case.answer = f"returned {data['count']} rows for a literal probe"
-        case.status = -200
-
-
 def run(world: World, _profile: Profile, logs: Path, command: str) -> Row:
     url = world.database("hostile")
     settings = world.settings(url)
@@ -547,7 +485,9 @@ def run(world: World, _profile: Profile, logs: Path, command: str) -> Row:
     engine.dispose()
 
     spec_text = (world.var_dir / "demo" / "credit-spec.json").read_text()
-    repo = json.loads(spec_text)["dataset"]["repo"]
+    spec = json.loads(spec_text)
+    features = world.applicants[0]
+    setup = boundary.prepare(world, PWNED, spec["dataset"])
     # credit v2's artifact is altered on disk before the server starts: it must never load it.
     artifact = _artifact_path(world, url, 2)
     _replace(artifact)
@@ -557,7 +497,7 @@ def run(world: World, _profile: Profile, logs: Path, command: str) -> Row:
         seeded = decide(
             server.base, world.keys["predictor"], world.applicants, "hostile-seed-", 10, 10
         )
-        decision_id = seeded[0].decisions[0]["decision_id"]
+        held = [s.decisions[0]["decision_id"] for s in seeded[:2]]
         with httpx.Client(base_url=server.base) as client:
             revoke = client.delete(
                 f"/api/v1/keys/{revoked.key_id}",
@@ -568,21 +508,26 @@ def run(world: World, _profile: Profile, logs: Path, command: str) -> Row:
             app = create_app(Settings(var_dir=logs / "app", database_url=url))
             openapi = app.openapi()
             cases = (
-                _body_cases(world.applicants[0])
+                _body_cases(features)
                 + _sql_cases(openapi)
-                + _traversal_cases(repo)
+                + _traversal_cases(spec["dataset"]["repo"])
                 + _spec_cases(spec_text)
                 + _key_cases(expired.key, revoked.key)
-                + _role_cases(declared_roles(app), decision_id, world.key_ids)
+                + _role_cases(declared_roles(app), held[0], world.key_ids)
+                + boundary.request_cases(setup, spec, features)
             )
-            before = _decisions(url)
+            before, rejected_before = _decisions(url), _rejections(url)
             for case in cases:
-                _send(client, case, world.keys)
+                send(client, case, world.keys)
+            cases += boundary_flows.live_cases(client, world, setup, spec, features, held)
             cases.append(_replaced_artifact(client, world))
             after = _decisions(url)
     finally:
         server.stop()
         _restore(artifact)
+        setup.close()
+    boundary_findings, boundary_ok = boundary.post_checks(setup, url, cases)
+    rejections_findings, rejections_ok = _reconcile_rejections(url, rejected_before, cases)
     rec = reconcile(seeded, logged(url, "hostile-seed-"))
     report = world.verify(url)
     by_category: dict[str, list[Case]] = defaultdict(list)
@@ -620,8 +565,11 @@ def run(world: World, _profile: Profile, logs: Path, command: str) -> Row:
         f"Live decisions before the hostile cases {before}, after {after}, with {accepted} "
         f"hostile predict(s) accepted: "
         f"{'nothing else added, nothing lost' if after == before + accepted else 'CHANGED'}.",
-        f"YAML object tags ran nothing: {PWNED} {'EXISTS' if ran else 'was never created'}; "
-        f"training runs with a forbidden estimator stored: {evil_runs}.",
+        f"YAML object tags and the skops upload ran nothing: {PWNED} "
+        f"{'EXISTS' if ran else 'was never created'}; training runs with a forbidden estimator "
+        f"stored: {evil_runs}.",
+        *rejections_findings,
+        *boundary_findings,
         f"The {rec['ok_200']} decisions made before the cases are all in the log "
         f"({rec['lost']} lost); `govern audit verify`: exit {report['exit_code']}.",
     ]
@@ -632,12 +580,18 @@ def run(world: World, _profile: Profile, logs: Path, command: str) -> Row:
         and rec["lost"] == 0
         and report["ok"]
         and evil_runs == 0
+        and boundary_ok
+        and rejections_ok
     )
     return Row(
         scenario="5. Hostile input",
-        load=f"{len(cases)} hostile requests, one at a time, 2 workers",
+        load=f"{len(cases)} hostile requests, one at a time (5 at once for a key's share of "
+        "explanations), 2 workers",
         faults="nested, huge, malformed and hostile bodies; SQL in filters; traversal; YAML tags; "
-        "estimator paths; a replaced artifact; expired, revoked and forged keys; wrong roles",
+        "estimator paths; a replaced artifact; expired, revoked and forged keys; wrong roles; "
+        "issue 16's attacks (code-running upload, alias bombs and 200 MB bodies before the key "
+        "check, lone surrogates, failed-gate routes, made-up labels, dataset URLs and md5 "
+        "traversal, estimator cost, rebuild ids, CSV formulas)",
         requests=len(cases) + len(seeded),
         ok_200=rec["ok_200"] + sum(1 for c in cases if c.status == 200),
         logged=rec["decisions_logged"],
@@ -646,12 +600,7 @@ def run(world: World, _profile: Profile, logs: Path, command: str) -> Row:
         passed=passed,
         command=command,
         findings=findings,
-        detail={
-            "cases": [
-                c.__dict__ | {"expect": sorted(c.expect), "content": None, "json_body": None}
-                for c in cases
-            ]
-        },
+        detail={"cases": [c.summary() for c in cases]},
     )
 
 
@@ -664,6 +613,41 @@ def _decisions(url: str) -> int:
     return scalar(
         url, sa.select(sa.func.count()).select_from(table).where(table.c.kind == "decision")
     )
+
+
+def _rejections(url: str) -> dict[str, int]:
+    """Rejected predict attempts in the log: decision id -> the length of the stored record."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT decision_id, length(coalesce(payload, '')) AS size FROM decision "
+                    "WHERE kind = 'rejected'"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    return {row.decision_id: int(row.size) for row in rows}
+
+
+def _reconcile_rejections(
+    url: str, before: dict[str, int], cases: list[Case]
+) -> tuple[list[str], bool]:
+    """Every refused predict whose answer named a rejection id is logged as a rejection (not a
+    decision), and nothing else was; each stored record is a bounded summary of the request."""
+    after = _rejections(url)
+    added = {k: v for k, v in after.items() if k not in before}
+    told = {c.rejection_id for c in cases if c.rejection_id}
+    missing, unexplained = told - set(added), set(added) - told
+    largest = max(added.values(), default=0)
+    ok = not missing and not unexplained and largest <= MAX_REJECTION_RECORD
+    return [
+        f"Refused predicts logged as rejections: {len(added)} added, {len(told)} answers named "
+        f"one; {len(missing)} named but not logged, {len(unexplained)} logged but never named; "
+        f"the largest stored record is {largest:,} bytes (bounded summaries; the limit checked "
+        f"is {MAX_REJECTION_RECORD:,})."
+    ], ok
 
 
 def _artifact_path(world: World, url: str, version: int) -> Path:
@@ -695,17 +679,23 @@ def _replace(path: Path) -> None:
 
 def _replaced_artifact(client: httpx.Client, world: World) -> Case:
     """credit v2's artifact was overwritten before this server started: a route to it must be
-    refused, never served from the altered bytes."""
+    refused, never served from the altered bytes. v2 is in staging, so it may only be a canary
+    behind the production v1; the canary takes all but a millionth of the traffic."""
     route = Case(
         "replaced artifact",
         "an endpoint routed to the replaced artifact",
         "PUT",
         "/api/v1/endpoints/tampered",
         "data-scientist",
-        json_body={"routes": [{"model": "credit", "version": 2}]},
+        json_body={
+            "routes": [
+                {"model": "credit", "version": 1, "weight": 0.000001},
+                {"model": "credit", "version": 2, "weight": 1_000_000, "name": "canary"},
+            ]
+        },
         expect=frozenset({200, 409}),
     )
-    _send(client, route, world.keys)
+    send(client, route, world.keys)
     predict = Case(
         "replaced artifact",
         "predict on a route to the replaced artifact",
@@ -715,7 +705,7 @@ def _replaced_artifact(client: httpx.Client, world: World) -> Case:
         json_body={"subject_id": "hostile-tampered", "features": world.applicants[0]},
         expect=frozenset({404, 409}),
     )
-    _send(client, predict, world.keys)
+    send(client, predict, world.keys)
     predict.name += f" (the endpoint change answered {route.status})"
     return predict
 

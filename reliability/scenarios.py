@@ -29,11 +29,13 @@ class Profile:
     outage_seconds: float
     concurrency_decisions: int
     fuzz_examples: int  # per operation, role and generation mode
+    attack_rate: float  # honest predicts/s, in each of the attack drill's two phases
+    attack_seconds: float  # each phase's length
 
 
 PROFILES = {
-    "full": Profile("full", 40, 40, 30, 36, 20_000, 12),
-    "ci": Profile("ci", 30, 24, 25, 27, 6_000, 4),
+    "full": Profile("full", 40, 40, 30, 36, 20_000, 12, 40, 20),
+    "ci": Profile("ci", 30, 24, 25, 27, 6_000, 4, 40, 20),
 }
 
 

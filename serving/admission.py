@@ -1,10 +1,15 @@
 """Load shedding for predict: refuse early and cheaply rather than queue without bound.
 
 A predict call that arrives while ``predict_max_inflight`` calls are already in progress in
-this process is answered 503 with ``Retry-After`` at once: before authentication, before any
-thread hop or database work, and with no decision made, so nothing is logged and nothing is
-lost. Without this, an open-loop overload piles requests up until every one of them times out;
-with it, the calls admitted keep their latency and the rest learn immediately to retry.
+this process is answered 503 with ``Retry-After`` at once, before its body is read and with no
+decision made, so nothing is logged and nothing is lost. Without this, an open-loop overload
+piles requests up until every one of them times out; with it, the calls admitted keep their
+latency and the rest learn immediately to retry.
+
+Slots are counted only for callers the auth gate admitted, and only after the caller's own key
+was within its share (``KeyAdmission``, 429): counted before the key check, a burst of forged
+keys or of one key's calls filled every slot while the keys were being looked up, and honest
+callers got 503 (found by the attack drill).
 """
 
 from __future__ import annotations

@@ -242,3 +242,45 @@ def test_one_key_cannot_hold_every_predict_slot(
     assert third.headers.get("retry-after") == "1"
     assert answered.status == 200, answered.body
     assert [t.status for t in trickled] == [408, 408]
+
+
+def test_a_burst_from_one_key_or_forged_keys_never_takes_the_others_slots(
+    strict_app: FastAPI, make_key: KeyMaker, served: Served
+) -> None:
+    """Found by the attack drill: slots were counted before the key was checked, so a burst
+    filled all of them while the keys were being looked up, and everyone got 503."""
+    burst = {"Authorization": f"Bearer {make_key(Role.predictor)}"}
+    forged = {"Authorization": "Bearer gov_0123456789ab_" + "A" * 43}
+    honest = {
+        "Authorization": f"Bearer {make_key(Role.predictor)}",
+        "Content-Type": "application/json",
+    }
+    path = "/api/v1/endpoints/credit/predict"
+
+    async def scenario() -> tuple[list[Exchange], list[Exchange], Exchange]:
+        def trickle(headers: dict[str, str]) -> Any:
+            return call(
+                strict_app,
+                "POST",
+                path,
+                headers=headers,
+                chunks=[b"{"],
+                hang_after=1,
+                declared_length=100,
+            )
+
+        held = [asyncio.create_task(trickle(burst)) for _ in range(12)]
+        refused = await asyncio.gather(*(trickle(forged) for _ in range(12)))
+        await asyncio.sleep(0.1)
+        import json
+
+        body = json.dumps({"features": applicant()}).encode()
+        answered = await call(strict_app, "POST", path, headers=honest, chunks=[body])
+        return list(await asyncio.gather(*held)), list(refused), answered
+
+    with TestClient(strict_app) as client:
+        from_burst, from_forged, answered = client.portal.call(scenario)
+    statuses = sorted(e.status for e in from_burst)
+    assert statuses == [408] * 2 + [429] * 10, statuses
+    assert {e.status for e in from_forged} == {401}
+    assert answered.status == 200, answered.body

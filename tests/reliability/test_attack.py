@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from reliability import rawhttp
-from reliability.attack import Phase, refused_unread
+from reliability.attack import Phase, Sample, Timeline, refused_unread
 from reliability.attackers import alias_bomb
 from reliability.boundary_flows import formula_problem, label_problems
 from reliability.latency import (
@@ -107,6 +107,24 @@ def test_a_phase_counts_what_the_honest_client_saw() -> None:
     assert phase.rss_growth_mb == 50.0
     assert phase.slowest(1)[0][2] == 200
     assert math.isnan(Phase("empty").rss_growth_mb)
+
+
+def test_phases_are_windows_of_one_warm_run() -> None:
+    timeline = Timeline(
+        sent=[_sent(at, 10 + at, 200) for at in (1.0, 5.0, 9.9, 10.0, 14.0)],
+        health=[(1.0, 2.0, 200), (10.5, 3.0, 200)],
+        samples=[
+            Sample(at, 900 + at, cpu_s=at / 2, client_cpu_s=at / 10) for at in (1, 4, 9, 11, 19)
+        ],
+    )
+    baseline, attack = timeline.phase("baseline", 0, 10), timeline.phase("attack", 10, 20)
+    assert [s.at for s in baseline.sent] == [1.0, 5.0, 9.9]
+    assert [s.at for s in attack.sent] == [10.0, 14.0]
+    assert attack.healthz.count == 1 and baseline.healthz.p50 == 2.0
+    assert attack.cpu_s == pytest.approx(4.0)  # 19/2 - 11/2
+    assert attack.rss_growth_mb == pytest.approx(8.0)  # 919 - 911
+    assert attack.slowest(1)[0][0] == pytest.approx(4.0)  # seconds into the attack window
+    assert math.isnan(timeline.phase("later", 30, 40).cpu_s)
 
 
 def _raw(status: int | None, before_body: bool, closed_s: float | None = 0.001) -> dict:
