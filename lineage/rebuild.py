@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import pickle
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -368,7 +369,9 @@ def _rebuild(
 
 
 def _local_cache_has(repo: str, md5: str) -> bool | None:
-    if is_url(repo):
+    # A recorded md5 that is not one (a row older than the check at registration) names no
+    # cache file: it must not become a path to ask the disk about.
+    if is_url(repo) or not re.fullmatch(r"[0-9a-f]{32}", md5):
         return None
     cache = Path(repo) / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
     return cache.exists()

@@ -277,3 +277,13 @@ def test_the_ray_path_gives_the_same_verdict_as_in_process(
     finally:
         ray.shutdown()
     assert InProcessExecutor.name == "in-process"
+
+
+def test_a_recorded_md5_that_is_not_one_asks_nothing_of_the_disk(tmp_path: Path) -> None:
+    """A lineage row older than the md5 check at registration could hold a path as its md5;
+    the rebuild's cache check must not turn it into a file-existence oracle."""
+    secret = tmp_path / "secret.key"
+    secret.write_text("x")
+    bogus = ".." + str(secret)  # md5[:2] is "..", md5[2:] an absolute path to the secret
+    assert rebuild._local_cache_has(str(tmp_path / "repo"), bogus) is None
+    assert rebuild._local_cache_has(str(tmp_path / "repo"), "0" * 32) is False
