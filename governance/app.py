@@ -16,6 +16,7 @@ from explain.service import Explainers, preload_libraries
 from governance import __version__, health
 from governance.audit.alerts import Scanner
 from governance.audit.router import router as audit_router
+from governance.auth.cache import KeyCache
 from governance.auth.gate import AuthGate
 from governance.auth.router import router as keys_router
 from governance.compliance.router import router as compliance_router
@@ -106,6 +107,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.reads = session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
     app.state.serving = Serving.create(settings, app.state.sessions)
     app.state.scanner = Scanner(app.state.sessions, settings)
+    app.state.keys = KeyCache(
+        partial(authenticate_token, app.state.reads), settings.auth_cache_ttl_s
+    )
     # Each key's share of expensive work: new explanations and rebuilds.
     app.state.limiter = KeyLimiter(
         settings.explain_concurrency_per_key, settings.explain_rate_per_minute
@@ -115,25 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     register_error_handlers(app)
-    # Innermost first: each add wraps the ones before it.
-    app.add_middleware(
-        BodySizeLimit,
-        max_bytes=settings.max_body_bytes,
-        max_upload_bytes=settings.max_artifact_bytes,
-        read_timeout_s=settings.body_read_timeout_s,
-        upload_read_timeout_s=settings.upload_read_timeout_s,
-    )
-    # Predict slots go only to callers the gate admitted: first the key's share, then the
-    # process's. An unknown key or a burst from one key can then never take the slots of others.
-    app.add_middleware(PredictAdmission, max_inflight=settings.predict_max_inflight)
-    app.add_middleware(KeyAdmission, max_per_key=settings.predict_max_inflight_per_key)
-    # Key and role are checked from the headers before any body is read.
-    app.add_middleware(
-        AuthGate,
-        routes=lambda: app.router.routes,
-        authenticate=partial(authenticate_token, app.state.reads),
-    )
-    app.add_middleware(RefuseNul)
+    _add_middleware(app, settings)
 
     app.include_router(health.router)
     app.include_router(serving_router.metrics_router)
@@ -151,6 +137,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api)
     _document_errors(app)
     return app
+
+
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
+    # Innermost first: each add wraps the ones before it.
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_artifact_bytes,
+        read_timeout_s=settings.body_read_timeout_s,
+        upload_read_timeout_s=settings.upload_read_timeout_s,
+    )
+    # Predict slots go only to callers the gate admitted: first the key's share, then the
+    # process's. An unknown key or a burst from one key can then never take the slots of others.
+    app.add_middleware(PredictAdmission, max_inflight=settings.predict_max_inflight)
+    app.add_middleware(KeyAdmission, max_per_key=settings.predict_max_inflight_per_key)
+    # Key and role are checked from the headers before any body is read.
+    app.add_middleware(
+        AuthGate,
+        routes=lambda: app.router.routes,
+        keys=app.state.keys,
+    )
+    app.add_middleware(RefuseNul)
 
 
 def _document_errors(app: FastAPI) -> None:

@@ -74,6 +74,13 @@ class Settings(BaseSettings):
         description="Predict calls in progress per process, waiting included, before new ones "
         "are refused at once with 503 and Retry-After (load shedding).",
     )
+    auth_cache_ttl_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="A key found valid is trusted this long without another database read "
+        "(a revocation made through another worker process takes effect within it); 0: off.",
+    )
     predict_max_inflight_per_key: int = Field(
         default=16,
         ge=1,

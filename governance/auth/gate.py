@@ -15,25 +15,23 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi.routing import APIRoute, iter_route_contexts
-from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from governance.auth.cache import KeyCache
 from governance.auth.schemas import Principal
 from governance.deps import KEY_REQUIRED, PublicRoute, RoleGuard, route_guard
 from governance.errors import GovernanceError, Unauthorized, error_body, is_connection_error
 from governance.middleware import has_body, send_json
 
-Authenticate = Callable[[str], Principal]
-
 
 class AuthGate:
     def __init__(
-        self, app: ASGIApp, *, routes: Callable[[], Sequence[BaseRoute]], authenticate: Authenticate
+        self, app: ASGIApp, *, routes: Callable[[], Sequence[BaseRoute]], keys: KeyCache
     ) -> None:
         self.app = app
         self._routes = routes
-        self._authenticate = authenticate
+        self._keys = keys
         self._table: list[tuple[re.Pattern[str], set[str], RoleGuard | PublicRoute | None]] = []
 
     def guard_for(self, scope: Scope) -> RoleGuard | PublicRoute | None:
@@ -86,7 +84,7 @@ class AuthGate:
         token = bearer_token(scope)
         if token is None:
             raise Unauthorized(KEY_REQUIRED)
-        principal = await run_in_threadpool(self._authenticate, token)
+        principal = await self._keys.principal(token)
         guard.check(principal)
         return principal
 

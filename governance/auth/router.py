@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Request, status
 
 from governance.auth import service
 from governance.auth.schemas import (
@@ -54,7 +54,9 @@ def create_key(body: ApiKeyCreate, session: SessionDep, principal: AdminDep) -> 
 
 
 @router.delete("/keys/{key_id}", response_model=ApiKeyPublic, summary="Revoke an API key at once")
-def revoke_key(key_id: str, session: SessionDep, principal: AdminDep) -> ApiKeyPublic:
-    return service.to_public(
-        service.revoke_key(session=session, key_id=key_id, revoked_by=principal.key_id)
-    )
+def revoke_key(
+    key_id: str, session: SessionDep, principal: AdminDep, request: Request
+) -> ApiKeyPublic:
+    revoked = service.revoke_key(session=session, key_id=key_id, revoked_by=principal.key_id)
+    request.app.state.keys.forget(key_id)  # at once in this process
+    return service.to_public(revoked)

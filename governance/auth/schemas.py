@@ -40,3 +40,4 @@ class Principal(BaseModel):
     key_id: str
     name: str
     role: Role
+    expires_at: datetime | None = None

@@ -122,4 +122,6 @@ def authenticate(*, session: Session, token: str) -> Principal:
         raise Unauthorized("this API key has been revoked")
     if key.expires_at is not None and key.expires_at <= utcnow():
         raise Unauthorized("this API key has expired")
-    return Principal(key_id=key.key_id, name=key.name, role=Role(key.role))
+    return Principal(
+        key_id=key.key_id, name=key.name, role=Role(key.role), expires_at=key.expires_at
+    )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -10,8 +11,10 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 
+from governance.auth import service as auth_service
 from governance.auth.models import ApiKey, Role
-from governance.db import utcnow
+from governance.config import Settings
+from governance.db import session_factory, transaction, utcnow
 from governance.deps import PublicRoute, RoleGuard
 from tests.conftest import KeyMaker
 
@@ -98,7 +101,12 @@ def test_admin_manages_keys_and_secrets_are_not_stored(
     assert key_id in stored
 
     whoami = client.get("/api/v1/whoami", headers={"Authorization": f"Bearer {token}"})
-    assert whoami.json() == {"key_id": key_id, "name": "bob", "role": "compliance"}
+    assert whoami.json() == {
+        "key_id": key_id,
+        "name": "bob",
+        "role": "compliance",
+        "expires_at": None,
+    }
 
 
 def test_revoked_key_stops_working_at_once(client: TestClient, auth, make_key: KeyMaker) -> None:
@@ -125,17 +133,69 @@ def test_revoking_unknown_key_is_404(client: TestClient, auth) -> None:
 def test_expired_key_fails(client: TestClient, make_key: KeyMaker, engine: sa.Engine) -> None:
     token = make_key(Role.compliance, expires_in_days=1)
     headers = {"Authorization": f"Bearer {token}"}
-    assert client.get("/api/v1/whoami", headers=headers).status_code == 200
     table = ApiKey.__table__
     with engine.begin() as conn:
         conn.execute(
             table.update()
             .where(table.c.key_id == token.split("_", 2)[1])
-            .values(expires_at=utcnow() - timedelta(seconds=1))
+            .values(expires_at=utcnow() + timedelta(seconds=0.5))
         )
+    assert client.get("/api/v1/whoami", headers=headers).status_code == 200
+    time.sleep(0.6)  # the key is still trusted from the cache: its expiry is checked anyway
     response = client.get("/api/v1/whoami", headers=headers)
     assert response.status_code == 401
     assert "expired" in response.json()["error"]["message"]
+
+
+def test_a_key_revoked_elsewhere_stops_working_within_the_cache_ttl(
+    client: TestClient, make_key: KeyMaker, engine: sa.Engine, settings: Settings
+) -> None:
+    """Revoked through another process (the CLI, another worker): this process trusts its
+    cached check for at most GOV_AUTH_CACHE_TTL_S."""
+    token = make_key(Role.compliance)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/v1/whoami", headers=headers).status_code == 200
+    with transaction(session_factory(engine)) as session:
+        auth_service.revoke_key(session=session, key_id=token.split("_", 2)[1], revoked_by="cli")
+    time.sleep(settings.auth_cache_ttl_s + 0.1)
+    assert client.get("/api/v1/whoami", headers=headers).status_code == 401
+
+
+def test_concurrent_checks_of_one_key_read_the_database_once() -> None:
+    import asyncio
+    import threading
+
+    from governance.auth.cache import KeyCache
+    from governance.auth.schemas import Principal
+    from governance.errors import Unauthorized
+
+    calls: list[str] = []
+    gate = threading.Event()
+
+    def authenticate(token: str) -> Principal:
+        calls.append(token)
+        gate.wait(5)
+        if token == "bad":
+            raise Unauthorized("invalid API key")
+        return Principal(key_id="k", name="n", role=Role.predictor)
+
+    cache = KeyCache(authenticate, ttl_s=60)
+
+    async def burst() -> list[object]:
+        tasks = [asyncio.create_task(cache.principal(t)) for t in ["good"] * 20 + ["bad"] * 20]
+        await asyncio.sleep(0.05)
+        gate.set()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = asyncio.run(burst())
+    assert sorted(calls) == ["bad", "good"]  # one read per token, however many asked
+    assert all(isinstance(r, Principal) for r in results[:20])
+    assert all(isinstance(r, Unauthorized) for r in results[20:])
+    asyncio.run(cache.principal("good"))
+    assert calls.count("good") == 1  # kept for the TTL; refusals are not kept
+    cache.forget("k")
+    asyncio.run(cache.principal("good"))
+    assert calls.count("good") == 2
 
 
 def test_create_key_validates_role(client: TestClient, auth) -> None:
