@@ -80,9 +80,15 @@ def stop_requested(factory: sessionmaker[Session], table: type[Job], job_id: int
 
 
 def record_stop(
-    factory: sessionmaker[Session], table: type[Job], job_id: int, code: str, message: str
+    factory: sessionmaker[Session],
+    table: type[Job],
+    job_id: int,
+    code: str,
+    message: str,
+    **fields: Any,
 ) -> None:
-    """A job whose process was killed: cancelled on request, or failed past its time limit."""
+    """A job whose process was killed: cancelled on request, or failed past its time limit;
+    ``fields`` (the run's error, the rebuild's report) are set in the same transaction."""
     status = RunStatus.cancelled if code == "cancelled" else RunStatus.failed
     update_job(
         factory,
@@ -91,6 +97,7 @@ def record_stop(
         status=status.value,
         message=f"{status.value}: {message}"[:500],
         finished_at=utcnow(),
+        **fields,
     )
 
 

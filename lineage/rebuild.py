@@ -196,8 +196,7 @@ def execute_rebuild(settings: Settings, rebuild_id: int, progress: Progress | No
         result = run(factory, settings, rebuild_id, report)
         if result.get("stopped"):
             code, message = result["stopped"]["code"], result["stopped"]["message"]
-            record_stop(factory, Rebuild, rebuild_id, code, message)
-            _update(factory, rebuild_id, verdict=FAILED, report=result)
+            record_stop(factory, Rebuild, rebuild_id, code, message, verdict=FAILED, report=result)
             tell(1.0, message)
             return
         verdict = result["verdict"]

@@ -10,7 +10,6 @@ Server paths are shown only to admin and data-scientist keys.
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import Any
 
@@ -56,15 +55,16 @@ def read(
     session: Session, rebuild_id: int, principal: Principal, decision_id: str | None
 ) -> RebuildPublic:
     found = _visible(session, rebuild_id, principal, decision_id)
+    _trail(session, principal, "decision.rebuild.read", found)
+    return public(found, principal)
+
+
+def _trail(session: Session, principal: Principal, action: str, found: Rebuild) -> None:
+    """A decision's rebuild is decision data: reading or cancelling it goes into the trail."""
     if found.decision_id is not None:
         access.record(
-            session,
-            principal,
-            "decision.rebuild.read",
-            target=found.decision_id,
-            params={"rebuild_id": rebuild_id},
+            session, principal, action, target=found.decision_id, params={"rebuild_id": found.id}
         )
-    return public(found, principal)
 
 
 def cancel(
@@ -73,16 +73,8 @@ def cancel(
     """Cancel a rebuild the caller may see (the same rule as reading it)."""
     found = _visible(session, rebuild_id, principal, decision_id)
     request_cancel(session, Rebuild, rebuild_id, principal.key_id)
-    if found.decision_id is not None:
-        access.record(
-            session,
-            principal,
-            "decision.rebuild.cancel",
-            target=found.decision_id,
-            params={"rebuild_id": rebuild_id},
-        )
-    found = get_rebuild(session, rebuild_id)
-    session.refresh(found)
+    _trail(session, principal, "decision.rebuild.cancel", found)
+    session.refresh(found)  # the cancel was a conditional UPDATE beside the ORM
     return public(found, principal)
 
 
@@ -133,7 +125,7 @@ def hide_paths(report: dict[str, Any] | None) -> dict[str, Any] | None:
     texts replaced."""
     if report is None:
         return None
-    hidden: dict[str, Any] = _scrub(copy.deepcopy(report))
+    hidden: dict[str, Any] = _scrub(report)  # a new document: the stored one is untouched
     data = hidden.get("data")
     if isinstance(data, dict) and "repo" in data:
         data["repo"] = HIDDEN

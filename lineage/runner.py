@@ -218,8 +218,8 @@ def _execute(engine: Engine, settings: Settings, run_id: int, progress: Progress
         message = exc.message
         if exc.code == "timeout":
             message = f"stopped after {settings.job_timeout_s:g} s (GOV_JOB_TIMEOUT_S)"
-        record_stop(factory, TrainingRun, run_id, exc.code, message)
-        _update(factory, run_id, error={"code": exc.code, "message": message, "details": None})
+        error = {"code": exc.code, "message": message, "details": None}
+        record_stop(factory, TrainingRun, run_id, exc.code, message, error=error)
     except Exception as exc:
         error = _describe(exc)
         log.warning("training run %s failed: %s", run_id, error["message"])

@@ -257,10 +257,9 @@ def resolved_spec(spec: TrainingSpec, dataset: DatasetVersion) -> dict[str, Any]
 
 
 def cancel_run(*, session: Session, run_id: int, actor: str) -> RunPublic:
-    get_run(session=session, run_id=run_id)  # 404 for an unknown run
+    run = get_run(session=session, run_id=run_id)  # 404 for an unknown run
     request_cancel(session, TrainingRun, run_id, actor)
-    run = get_run(session=session, run_id=run_id)
-    session.refresh(run)
+    session.refresh(run)  # the cancel was a conditional UPDATE beside the ORM
     return run_public(session, run)
 
 
