@@ -67,7 +67,7 @@ def _tree(context: ModelContext, xt: NDArray[np.float64]) -> dict[str, Any]:
     values = np.asarray(explainer.shap_values(xt, check_additivity=False), dtype=np.float64)
     base = np.asarray(explainer.expected_value, dtype=np.float64).reshape(-1)
     positive = context.positive_index
-    log_odds = context.estimator_class in _LOG_ODDS
+    log_odds = context.estimator_path in _LOG_ODDS
     if values.ndim == 3:  # (rows, columns, classes): one set of values per class
         values, base_value = values[0, :, positive], float(base[positive])
     else:  # one margin, for classes_[1]
@@ -100,8 +100,12 @@ def _permutation(context: ModelContext, xt: NDArray[np.float64], seed: int) -> d
 
     sign = 1.0 if context.positive_index == 1 else -1.0
     estimator = context.estimator
+    log_odds = hasattr(estimator, "decision_function")
 
     def margin(x: NDArray[np.float64]) -> NDArray[np.float64]:
+        if not log_odds:  # a model without a margin is explained in probability
+            proba = estimator.predict_proba(x)[:, context.positive_index]
+            return np.asarray(proba, dtype=np.float64)
         return sign * np.asarray(estimator.decision_function(x), dtype=np.float64)
 
     masker = shap.maskers.Independent(background(context, seed), max_samples=BACKGROUND_ROWS)
@@ -110,7 +114,7 @@ def _permutation(context: ModelContext, xt: NDArray[np.float64], seed: int) -> d
         explanation = explainer(xt, max_evals=PERMUTATION_EVALS, silent=True)
     return {
         "method": "shap.PermutationExplainer (model-agnostic, antithetic permutations)",
-        "space": "log_odds",
+        "space": "log_odds" if log_odds else "probability",
         "values": np.asarray(explanation.values[0], dtype=np.float64),
         "base_value": float(np.asarray(explanation.base_values).reshape(-1)[0]),
         "output": float(margin(xt)[0]),

@@ -24,7 +24,12 @@ from sqlmodel import Session
 from governance.db import transaction
 from governance.errors import GovernanceError
 from lineage import service as lineage_service
-from lineage.pipeline import output_features
+from lineage.pipeline import (
+    estimator_of,
+    known_estimator_path,
+    output_features,
+    preprocessing_of,
+)
 from lineage.schema import frame_from_table, positive_proba
 from lineage.spec import ESTIMATORS, TrainingSpec
 from lineage.training import binary_target, indices_digest, split_frame
@@ -57,15 +62,21 @@ class ModelContext:
 
     @property
     def kind(self) -> str:
-        return ESTIMATORS.get(self.estimator_class, "other")
+        return ESTIMATORS.get(self.estimator_path, "other")
+
+    @property
+    def estimator_path(self) -> str:
+        """The allowlisted class path of the estimator (for a model trained elsewhere the
+        recorded class is the private module's, e.g. ``sklearn.ensemble._forest...``)."""
+        return known_estimator_path(self.estimator) or self.estimator_class
 
     @property
     def preprocess(self) -> Any:
-        return self.model.pipeline.named_steps["preprocess"]
+        return preprocessing_of(self.model.pipeline)
 
     @property
     def estimator(self) -> Any:
-        return self.model.pipeline.named_steps["model"]
+        return estimator_of(self.model.pipeline)
 
     @property
     def owners(self) -> list[str]:
@@ -95,8 +106,11 @@ def training_rows(version: Any, dataset: Any) -> tuple[pd.DataFrame, str]:
     frame = lineage_service.read_dataset_frame(dataset)
     schema = version.input_schema
     names = [f["name"] for f in schema["features"]]
-    resolved = (version.lineage or {}).get("spec")
-    if not resolved:
+    lineage = version.lineage or {}
+    resolved = lineage.get("spec")
+    if not resolved or lineage.get("source") == "external":
+        # A model trained elsewhere: its lineage has the declared spec (no estimator, no split
+        # govern could replay), and its training rows are the registered data version.
         return frame_from_table(schema, frame[names]), "all rows of the registered data version"
     spec = TrainingSpec.model_validate(resolved)
     y, _classes = binary_target(spec, frame)

@@ -20,6 +20,14 @@ from serving.service import endpoint_row
 DECISIONS = drift.DECISIONS
 
 
+def explain_seed(lineage: dict[str, Any] | None) -> int:
+    """The permutations' seed: the model's recorded explain seed (``seeds.explain`` of the
+    spec it was trained from), or drift.DEFAULT_SEED for a model registered from outside."""
+    seeds = ((lineage or {}).get("spec") or {}).get("seeds") or {}
+    value = seeds.get("explain")
+    return int(value) if isinstance(value, int) and value >= 0 else drift.DEFAULT_SEED
+
+
 def report(
     session: Session,
     principal: Principal,
@@ -32,6 +40,8 @@ def report(
     version: int | None,
     alpha: float,
     psi_threshold: float,
+    min_samples: int = 30,
+    resamples: int = 999,
 ) -> dict[str, Any]:
     endpoint_row(session, endpoint)
     if since is not None and until is not None and since >= until:
@@ -69,7 +79,16 @@ def report(
             grid_list,
             [*where, DECISIONS.c.model == name, DECISIONS.c.version == number],
         )
-        compared = drift.compare(grid_list, train_counts, live, alpha, psi_threshold)
+        compared = drift.compare(
+            grid_list,
+            train_counts,
+            live,
+            alpha,
+            psi_threshold,
+            min_samples=min_samples,
+            resamples=resamples,
+            seed=explain_seed(found.lineage),
+        )
         versions.append(
             {
                 "model": name,
@@ -84,6 +103,7 @@ def report(
             }
         )
     n = sum(int(v["n"]) for v in versions)
+    verdict, reasons = drift.window_verdict(versions)
     access.record(
         session,
         principal,
@@ -94,6 +114,9 @@ def report(
             "until": str(until) if until else None,
             "model": model,
             "version": version,
+            "alpha": alpha,
+            "psi_threshold": psi_threshold,
+            "min_samples": min_samples,
         },
         rows=n,
     )
@@ -102,7 +125,9 @@ def report(
         "since": since,
         "until": until,
         "n": n,
-        "drifted": any(v["drifted"] for v in versions),
+        "verdict": verdict,
+        "verdict_reasons": reasons,
+        "drifted": verdict == "drifted",
         "versions": versions,
         "method": drift.__doc__.split("\n\n")[0] if drift.__doc__ else None,
     }

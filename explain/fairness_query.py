@@ -1,6 +1,8 @@
 """The fairness counts as one aggregate query over the decision log (GROUP BY in the database).
 
-Groups come from the logged context's protected attributes; numeric ones are binned in SQL.
+Groups come from the protected attributes: from the logged context, or, for an attribute that is
+also a model feature (``"feature": true`` in the version's ``input_schema["protected"]``), from
+the logged features; numeric ones are binned in SQL.
 Everything is built with SQLAlchemy expressions and bound parameters; the two dialect
 differences (reading a JSON number safely, truncating a timestamp to a period) are spelled once
 each below.
@@ -15,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import distinct_on
 
 from explain.fairness import GroupCounts
 from serving.models import DecisionOutcome, DecisionRecord
@@ -25,10 +28,14 @@ UNBINNED = "unbinned"
 MISSING = "missing"
 
 
+CONTEXT, FEATURES = "context", "features"
+
+
 @dataclass(frozen=True)
 class Attribute:
     name: str
     bins: tuple[float, ...] | None = None
+    source: str = CONTEXT  # the decision's JSON column the value is read from
 
 
 @dataclass(frozen=True)
@@ -56,10 +63,12 @@ def json_number(dialect: str, column: Any, key: str) -> Any:
 
 
 def raw_value(dialect: str, attribute: Attribute) -> Any:
-    """The attribute read once per decision: a number for a binned one, else its text."""
+    """The attribute read once per decision (from its context, or its features for a protected
+    attribute that is a model feature): a number for a binned one, else its text."""
+    column = DECISIONS.c.features if attribute.source == FEATURES else DECISIONS.c.context
     if attribute.bins:
-        return json_number(dialect, DECISIONS.c.context, attribute.name)
-    return sa.func.coalesce(DECISIONS.c.context[attribute.name].as_string(), MISSING)
+        return json_number(dialect, column, attribute.name)
+    return sa.func.coalesce(column[attribute.name].as_string(), MISSING)
 
 
 def bucket(value: Any, attribute: Attribute) -> Any:
@@ -95,7 +104,7 @@ def _latest_outcome_join() -> Any:
     index), hash-joined to the decisions."""
     return (
         sa.select(OUTCOMES.c.decision_id, OUTCOMES.c.outcome)
-        .distinct(OUTCOMES.c.decision_id)
+        .ext(distinct_on(OUTCOMES.c.decision_id))
         .order_by(OUTCOMES.c.decision_id, OUTCOMES.c.id.desc())
         .subquery("latest_outcome")
     )

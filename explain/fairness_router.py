@@ -21,7 +21,9 @@ Compliance = Annotated[Principal, Depends(allow(Role.compliance))]
 @router.get(
     "/fairness",
     summary="Selection rates, error rates and disparity by protected group, overall and by "
-    "period; groups below the reporting threshold (GOV_MIN_CELL_SIZE) are marked",
+    "period, with a verdict (holds, violated, not_assessable) and its reasons; groups below the "
+    "minimum size are compared and marked, never dropped; groups below the reporting threshold "
+    "(GOV_MIN_CELL_SIZE) are marked",
 )
 def fairness_report(
     session: SessionDep,
@@ -44,7 +46,23 @@ def fairness_report(
     version: Annotated[int | None, Query(ge=1)] = None,
     route: Annotated[str | None, Query(max_length=40)] = None,
     window: Literal["day", "week", "month"] | None = None,
-    min_group_size: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
+    min_group_size: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=1_000_000,
+            description="No verdict rests on a smaller group (default "
+            "GOV_FAIRNESS_MIN_GROUP_SIZE); such groups are still shown and compared, marked.",
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=2**32 - 1,
+            description="Seed of the Monte Carlo permutation test (default 0; recorded).",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     return fairness_service.report(
         session,
@@ -60,6 +78,7 @@ def fairness_report(
         window=window,
         min_group_size=min_group_size or request.app.state.settings.fairness_min_group_size,
         min_cell_size=request.app.state.settings.min_cell_size,
+        seed=seed,
     )
 
 
@@ -69,7 +88,8 @@ Monitor = Annotated[Principal, Depends(allow(Role.compliance, Role.data_scientis
 @router.get(
     "/drift",
     tags=["drift"],
-    summary="Live inputs in a window against each serving model version's training rows",
+    summary="Live inputs in a window against each serving model version's training rows; "
+    "windows below the minimum size (GOV_DRIFT_MIN_SAMPLES) are insufficient_data",
 )
 def drift_report(
     session: SessionDep,
@@ -80,9 +100,30 @@ def drift_report(
     until: AwareDatetime | None = None,
     model: Annotated[str | None, Query(max_length=100)] = None,
     version: Annotated[int | None, Query(ge=1)] = None,
-    alpha: Annotated[float, Query(gt=0, lt=1)] = 0.05,
-    psi_threshold: Annotated[float, Query(gt=0, le=10)] = 0.1,
+    alpha: Annotated[
+        float | None, Query(gt=0, lt=1, description="Default: GOV_DRIFT_ALPHA (0.05).")
+    ] = None,
+    psi_threshold: Annotated[
+        float | None,
+        Query(
+            gt=0,
+            le=10,
+            description="The PSI threshold's floor; the threshold used is the larger of it and "
+            "the PSI a window of this size reaches without drift. Default: "
+            "GOV_DRIFT_PSI_THRESHOLD (0.1).",
+        ),
+    ] = None,
+    min_samples: Annotated[
+        int | None,
+        Query(
+            ge=2,
+            le=1_000_000,
+            description="Fewer decisions give insufficient_data. Default: "
+            "GOV_DRIFT_MIN_SAMPLES (30).",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
+    settings = request.app.state.settings
     return drift_service.report(
         session,
         principal,
@@ -92,6 +133,8 @@ def drift_report(
         until=until,
         model=model,
         version=version,
-        alpha=alpha,
-        psi_threshold=psi_threshold,
+        alpha=settings.drift_alpha if alpha is None else alpha,
+        psi_threshold=settings.drift_psi_threshold if psi_threshold is None else psi_threshold,
+        min_samples=settings.drift_min_samples if min_samples is None else min_samples,
+        resamples=settings.drift_resamples,
     )

@@ -1,5 +1,11 @@
 """The fairness report: validate the query, count in the database, compare, and put the live
-figures beside the ones recorded at training time."""
+figures beside the ones recorded at training time.
+
+Every group is in the comparison, however small (``below_minimum_size`` marks those under the
+minimum); the verdicts (``holds``, ``violated``, ``not_assessable``) and their reasons follow
+the rule of ``explain.fairness``, stated in the report's ``verdict_rule``. The Monte Carlo
+permutation test, when one is needed, draws from ``seed`` (default 0, recorded in the report
+with the number of resamples): the same request gives the same answer."""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from explain import fairness
-from explain.fairness_query import Attribute, Filters, run_counts, totals
+from explain.fairness_query import CONTEXT, FEATURES, Attribute, Filters, run_counts, totals
 from governance import cells
 from governance.audit import access
 from governance.auth.schemas import Principal
@@ -105,9 +111,12 @@ def _attributes(
     if len(set(names)) != len(names):
         raise InvalidInput.at("attribute", "each attribute once")
     declared: dict[str, dict[str, Any]] = {}
+    sources: dict[str, set[str]] = {}
     for _name, version in scoped:
         for protected in version.input_schema.get("protected", []):
             declared.setdefault(protected["name"], protected)
+            source = FEATURES if protected.get("feature") else CONTEXT
+            sources.setdefault(protected["name"], set()).add(source)
     for name in bins:
         if name not in names:
             raise InvalidInput.at("bins", f"{name!r} is not one of the attributes asked for")
@@ -125,7 +134,13 @@ def _attributes(
             raise InvalidInput.at(
                 "bins", f"{name!r} is numeric: give bins, e.g. {name}:18,25,40,60,120"
             )
-        result.append(Attribute(name=name, bins=edges))
+        if len(sources[name]) > 1:
+            raise InvalidInput.at(
+                "attribute",
+                f"{name!r} is a model feature for some of this endpoint's models and a context "
+                "attribute for others; filter by model",
+            )
+        result.append(Attribute(name=name, bins=edges, source=sources[name].pop()))
     return result
 
 
@@ -154,13 +169,46 @@ def _training(
 
 
 def _compare(
-    groups: list[fairness.GroupCounts], names: list[str], min_group_size: int, threshold: int
+    groups: list[fairness.GroupCounts],
+    names: list[str],
+    min_group_size: int,
+    threshold: int,
+    seed: int,
 ) -> dict[str, Any]:
     """The comparison, with each group marked when it is below the reporting threshold (the
     verdicts are computed exactly as without the marks)."""
-    compared = fairness.compare(groups, names, min_group_size)
+    compared = fairness.compare(groups, names, min_group_size, seed=seed)
     compared["groups"] = cells.mark_group_list(compared["groups"], threshold)
     return compared
+
+
+def version_report(
+    session: Session,
+    principal: Principal,
+    settings: Settings,
+    *,
+    endpoint: str,
+    model: str | None,
+    version: int | None,
+    attributes: list[str],
+) -> dict[str, Any]:
+    """The whole-history report of one model version's decisions on an endpoint, with the
+    configured sizes: what the model card and the dossier show."""
+    return report(
+        session,
+        principal,
+        endpoint=endpoint,
+        attributes=attributes,
+        bins=[],
+        since=None,
+        until=None,
+        model=model,
+        version=version,
+        route=None,
+        window=None,
+        min_group_size=settings.fairness_min_group_size,
+        min_cell_size=settings.min_cell_size,
+    )
 
 
 def report(
@@ -178,6 +226,7 @@ def report(
     window: str | None,
     min_group_size: int,
     min_cell_size: int = DEFAULT_REPORTING_THRESHOLD,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     """The full report, for compliance: small groups are kept, and each one below
     ``min_cell_size`` (the reporting threshold) is marked; see ``governance.cells`` for what
@@ -194,6 +243,7 @@ def report(
         endpoint=endpoint, since=since, until=until, model=model, version=version, route=route
     )
     names = [a.name for a in attrs]
+    seed = fairness.DEFAULT_SEED if seed is None else seed
     connection = session.connection()
     # With a window, one query by period; the whole window is the sum of its periods.
     periods = run_counts(connection, filters, attrs, favourable, window)
@@ -201,13 +251,19 @@ def report(
     body: dict[str, Any] = {
         "endpoint": endpoint,
         "filters": {k: v for k, v in asdict(filters).items() if k != "endpoint"},
-        "attributes": [{"name": a.name, "bins": list(a.bins) if a.bins else None} for a in attrs],
+        "attributes": [
+            {"name": a.name, "bins": list(a.bins) if a.bins else None, "source": a.source}
+            for a in attrs
+        ],
         "favourable_label": favourable,
         "min_group_size": min_group_size,
         "reporting_threshold": min_cell_size,
         "n": sum(g.n for g in overall),
         "with_outcomes": sum(g.with_outcome for g in overall),
-        **_compare(overall, names, min_group_size, min_cell_size),
+        "verdict_rule": fairness.verdict_rule(min_group_size),
+        "seed": seed,
+        "resamples": fairness.RESAMPLES,
+        **_compare(overall, names, min_group_size, min_cell_size, seed),
         "training": _training(scoped, attrs, min_cell_size),
         "models": [f"{m} v{v.version}" for m, v in scoped],
     }
@@ -217,7 +273,7 @@ def report(
             {
                 "period": period,
                 "n": sum(g.n for g in groups),
-                **_compare(groups, names, min_group_size, min_cell_size),
+                **_compare(groups, names, min_group_size, min_cell_size, seed),
             }
             for period, groups in periods.items()
         ]
@@ -236,6 +292,7 @@ def report(
             "route": route,
             "window": window,
             "min_group_size": min_group_size,
+            "seed": seed,
         },
         rows=int(body["n"]),
     )

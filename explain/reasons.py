@@ -4,14 +4,19 @@ For an unfavourable decision, the features that pushed the score furthest away f
 favourable outcome, at most four (the number ECOA/Regulation B practice and FCRA notices use),
 strongest first. A feature can appear only if the model scored it and its attribution really
 points against the favourable outcome. The code is derived from the feature name, so it stays the
-same across model versions that share the feature; the text is the feature's description from
-the spec.
+same across model versions that share the feature. The text is the spec's reason for the
+applicant's value when it gives one (per category code, or for a 'high' or 'low' value of a
+numeric feature: above or below the training median), else the feature's description; the
+applicant's value is shown beside it, with its label.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
+
+from lineage.schema import category_key, feature_label
 
 MAX_REASONS = 4
 
@@ -20,8 +25,26 @@ def reason_code(feature: str) -> str:
     return "R-" + re.sub(r"[^A-Z0-9]+", "_", feature.upper()).strip("_")
 
 
+def reason_text(feature: Mapping[str, Any], value: Any) -> str:
+    """The words for one adverse reason: the spec's text for this value, else the description."""
+    texts = feature.get("reasons") or {}
+    default = feature.get("description") or feature["name"].replace("_", " ")
+    if value is None or not texts:
+        return str(default)
+    if feature.get("type") == "categorical":
+        return str(texts.get(category_key(value), default))
+    median = feature.get("observed_median")
+    if median is None or value == median:
+        return str(default)
+    return str(texts.get("high" if value > median else "low", default))
+
+
 def adverse_action_reasons(
-    schema: dict[str, Any], attributions: dict[str, Any], label: Any, favourable: Any
+    schema: dict[str, Any],
+    attributions: dict[str, Any],
+    label: Any,
+    favourable: Any,
+    features: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     if str(label) == str(favourable):
         return {
@@ -42,12 +65,15 @@ def adverse_action_reasons(
         ),
         key=lambda item: (-item[0], item[1]),
     )
+    values = dict(features or {})
     reasons = [
         {
             "rank": rank,
             "code": reason_code(name),
             "feature": name,
-            "text": described[name].get("description") or name.replace("_", " "),
+            "text": reason_text(described[name], values.get(name)),
+            "value": values.get(name),
+            "value_label": feature_label(described[name], values.get(name)),
             "contribution": round(weight, 12),
         }
         for rank, (weight, name) in enumerate(against[:MAX_REASONS], start=1)

@@ -3,15 +3,26 @@
 Adversarial Robustness Toolbox ``HopSkipJump`` (a black-box, decision-based attack, L2) runs on
 the changeable numeric features, in units of each feature's robust spread in the training rows
 (IQR / 1.349) and relative to the applicant, so the L2 distance it minimises is "how many
-spreads away". Immutable features never move and protected attributes are never inputs; values
-stay within the spec's bounds (or the range seen in training). Categorical features are searched
-explicitly: every other category of each changeable categorical feature, alone, counts 1.
+spreads away". The search honours the spec exactly as the counterfactuals do: immutable features
+never move and protected attributes are never inputs; a missing value stays missing; values stay
+within the spec's bounds (or the range seen in training) and move only in their ``direction``
+(the box the attack is clipped to starts at the applicant's value on that side); the linear
+constraints between numeric features that the applicant's input satisfies keep holding (a point
+that breaks one counts as not flipping, so the attack searches only the points that keep them).
+Categorical features are searched explicitly: every category each changeable categorical feature
+may change to (its transitions, or its order and direction), alone, counts 1. Changes of two
+categorical features together, or of a categorical and a numeric one, are not searched.
 
 Determinism: HopSkipJump draws its starting point from an unseeded generator, so govern gives it
 one: the nearest training row (in the same units) whose changeable values flip the decision. Its
 remaining draws come from NumPy's global generator, seeded with the recorded seed under the
 process-wide lock. Integer-valued features are rounded after the attack, and the result is
 scored again through the serving path: ``flips_on_replay`` says whether it really flips.
+
+The answer never claims more than the search did: ``searched`` gives the features, the box
+around the applicant, the directions, the iterations, how many candidate inputs were scored and
+the radius (the largest L2 distance of any of them), and the message says that nothing was found
+inside it rather than that nothing exists.
 """
 
 from __future__ import annotations
@@ -24,7 +35,12 @@ from numpy.typing import NDArray
 
 from explain.attributions import library_versions
 from explain.context import GLOBAL_RNG, ModelContext
-from explain.counterfactuals import robust_spread, search_space
+from explain.counterfactuals import (
+    Linear,
+    linear_constraints,
+    robust_spread,
+    search_space,
+)
 
 # 20 iterations and 1,000 evaluations: on the demo model, over 30 decisions, distances came within
 # about 10% of those found with 40 and 2,000, with the same verdict for every decision, in 0.58x
@@ -32,6 +48,14 @@ from explain.counterfactuals import robust_spread, search_space
 MAX_ITER = 20
 MAX_EVAL = 1000
 INIT_EVAL = 100
+NOT_SEARCHED = (
+    "changes of two or more categorical features together, and of categorical and numeric "
+    "features together"
+)
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float | np.floating) and math.isnan(value))
 
 
 def _numeric_space(context: ModelContext, features: dict[str, Any]) -> list[dict[str, Any]]:
@@ -43,17 +67,32 @@ def _numeric_space(context: ModelContext, features: dict[str, Any]) -> list[dict
             continue
         observed = context.train[name].dropna().to_numpy(dtype=float)
         value = features.get(name)
-        if observed.size == 0 or value is None:
-            continue
+        if observed.size == 0 or _is_missing(value):
+            continue  # a missing value stays missing
+        x = float(value)  # type: ignore[arg-type]
         spread = robust_spread(observed)
-        low, high = feature.get("bounds") or feature.get("observed_range")
+        low, high = (
+            feature.get("bounds")
+            or feature.get("observed_range")
+            or (float(observed.min()), float(observed.max()))
+        )
+        low_scaled = (float(low) - x) / spread
+        high_scaled = (float(high) - x) / spread
+        direction = feature.get("direction") or "any"
+        if direction == "increase":
+            low_scaled = max(low_scaled, 0.0)
+        elif direction == "decrease":
+            high_scaled = min(high_scaled, 0.0)
+        if not high_scaled > low_scaled:
+            continue  # nowhere to move
         result.append(
             {
                 "name": name,
-                "x": float(value),
+                "x": x,
                 "spread": spread,
-                "low": (float(low) - float(value)) / spread,
-                "high": (float(high) - float(value)) / spread,
+                "low": low_scaled,
+                "high": high_scaled,
+                "direction": direction,
                 "integral": bool(np.all(np.mod(observed, 1) == 0)),
             }
         )
@@ -73,13 +112,47 @@ def _records(
     return rows
 
 
-def _starting_point(
-    context: ModelContext,
-    features: dict[str, Any],
-    space: list[dict[str, Any]],
-    label: str,
-) -> NDArray[np.float64] | None:
+class _Probe:
+    """Scores candidate points, counting them, their reach and those that break a constraint
+    (which count as not flipping)."""
+
+    def __init__(
+        self,
+        context: ModelContext,
+        features: dict[str, Any],
+        space: list[dict[str, Any]],
+        label: str,
+        constraints: list[Linear],
+    ) -> None:
+        self.context, self.features, self.space = context, features, space
+        self.label, self.constraints = label, constraints
+        self.scored = 0
+        self.infeasible = 0
+        self.radius = 0.0
+
+    def feasible(self, record: dict[str, Any]) -> bool:
+        return all(c.holds(record) is not False for c in self.constraints)
+
+    def flips(self, scaled: NDArray[np.float64]) -> NDArray[np.bool_]:
+        points = np.atleast_2d(scaled)
+        if not len(points):
+            return np.zeros(0, dtype=bool)
+        records = _records(self.features, self.space, points)
+        self.scored += len(records)
+        self.radius = max(self.radius, float(np.linalg.norm(points, axis=1).max()))
+        ok = np.array([self.feasible(r) for r in records])
+        self.infeasible += int((~ok).sum())
+        scores = self.context.model.scores(records)
+        flipped = np.array(
+            [str(self.context.model.label_for(float(s))) != self.label for s in scores]
+        )
+        result: NDArray[np.bool_] = flipped & ok
+        return result
+
+
+def _starting_point(context: ModelContext, probe: _Probe) -> NDArray[np.float64] | None:
     """The nearest training row whose changeable values flip the decision (deterministic)."""
+    space = probe.space
     names = [d["name"] for d in space]
     values = context.train[names].to_numpy(dtype=float)
     scaled = np.column_stack([(values[:, i] - d["x"]) / d["spread"] for i, d in enumerate(space)])
@@ -87,8 +160,7 @@ def _starting_point(
     scaled = scaled[~np.isnan(scaled).any(axis=1)]
     if not len(scaled):
         return None
-    scores = np.asarray(context.model.scores(_records(features, space, scaled)))
-    flipped = np.array([str(context.model.label_for(float(s))) != label for s in scores])
+    flipped = probe.flips(scaled)
     if not flipped.any():
         return None
     candidates = scaled[flipped]
@@ -97,15 +169,19 @@ def _starting_point(
     return start
 
 
-def _categorical_flips(
-    context: ModelContext, features: dict[str, Any], label: str
-) -> list[dict[str, Any]]:
-    edits = [
+def _categorical_edits(context: ModelContext, features: dict[str, Any]) -> list[tuple[str, Any]]:
+    return [
         (space.name, value)
         for space in search_space(context, features)
         if not space.numeric
         for value in space.candidates
     ]
+
+
+def _categorical_flips(
+    context: ModelContext, features: dict[str, Any], label: str
+) -> list[dict[str, Any]]:
+    edits = _categorical_edits(context, features)
     if not edits:
         return []
     scores = context.model.scores([{**features, name: value} for name, value in edits])
@@ -116,24 +192,20 @@ def _categorical_flips(
     ]
 
 
-def _attack(
-    context: ModelContext,
-    features: dict[str, Any],
-    space: list[dict[str, Any]],
-    label: str,
-    seed: int,
-) -> NDArray[np.float64] | None:
+def _attack(context: ModelContext, probe: _Probe, seed: int) -> NDArray[np.float64] | None:
     from art.attacks.evasion import HopSkipJump
     from art.estimators.classification import BlackBoxClassifier
 
-    start = _starting_point(context, features, space, label)
+    space = probe.space
+    start = _starting_point(context, probe)
     if start is None:
         return None
     classes = [str(c) for c in context.schema["classes"]]
+    other = next(c for c in classes if c != probe.label)
 
     def predict(x: NDArray[np.float64]) -> NDArray[np.float64]:
-        scores = context.model.scores(_records(features, space, x))
-        index = [classes.index(str(context.model.label_for(float(s)))) for s in scores]
+        flipped = probe.flips(np.asarray(x, dtype=np.float64))
+        index = [classes.index(other if f else probe.label) for f in flipped]
         return np.eye(len(classes))[index]
 
     classifier = BlackBoxClassifier(
@@ -161,6 +233,17 @@ def _attack(
     return np.asarray(adversarial[0], dtype=np.float64)
 
 
+def _box(space: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        d["name"]: {
+            "from": d["x"],
+            "range": [d["x"] + d["low"] * d["spread"], d["x"] + d["high"] * d["spread"]],
+            "direction": d["direction"],
+        }
+        for d in space
+    }
+
+
 def assess(
     context: ModelContext,
     features: dict[str, Any],
@@ -170,8 +253,12 @@ def assess(
 ) -> dict[str, Any]:
     original, label = label, str(label)
     space = _numeric_space(context, features)
+    constraints, not_enforced = linear_constraints(context.schema, features)
+    probe = _Probe(context, features, space, label, constraints)
     candidates: list[dict[str, Any]] = []
-    adversarial = _attack(context, features, space, label, seed) if space else None
+    adversarial = _attack(context, probe, seed) if space else None
+    attacked = probe.scored  # starting points and the attack's own queries
+    discarded = 0
     if adversarial is not None:
         [record] = _records(features, space, adversarial)
         changes = {
@@ -182,7 +269,7 @@ def assess(
         moved = np.array(
             [(record[d["name"]] - d["x"]) / d["spread"] for d in space], dtype=np.float64
         )
-        if changes:
+        if changes and probe.feasible(record):
             candidates.append(
                 {
                     "changes": changes,
@@ -191,6 +278,9 @@ def assess(
                     "method": "HopSkipJump (L2) on the changeable numeric features",
                 }
             )
+        elif changes:
+            discarded += 1  # rounding to whole numbers broke a linear constraint
+    categorical = _categorical_edits(context, features)
     for flip in _categorical_flips(context, features, label):
         [(name, change)] = flip["changes"].items()
         candidates.append(
@@ -201,6 +291,34 @@ def assess(
                 "method": "explicit search over one categorical feature",
             }
         )
+    numeric_names = [d["name"] for d in space]
+    categorical_names = sorted({name for name, _value in categorical})
+    searched = {
+        "features": numeric_names + categorical_names,
+        "numeric": _box(space),
+        "categorical": {
+            name: [value for n, value in categorical if n == name] for name in categorical_names
+        },
+        "directions": {d["name"]: d["direction"] for d in space if d["direction"] != "any"},
+        "radius": probe.radius if probe.scored else None,
+        "radius_meaning": "the largest L2 distance, in spreads, of any numeric candidate scored",
+        "iterations": MAX_ITER if adversarial is not None else 0,
+        "max_iterations": MAX_ITER,
+        "max_evaluations": MAX_EVAL,
+        "attack_ran": adversarial is not None,
+        "candidates": attacked + len(categorical),
+        "numeric_candidates": attacked,
+        "categorical_candidates": len(categorical),
+        "broke_a_linear_constraint": probe.infeasible + discarded,
+        "linear_constraints": {
+            "enforced": [c.text for c in constraints],
+            "not_enforced": not_enforced,
+        },
+        "kept_missing": sorted(
+            f["name"] for f in context.schema["features"] if _is_missing(features.get(f["name"]))
+        ),
+        "not_searched": NOT_SEARCHED,
+    }
     result: dict[str, Any] = {
         "label": original,
         "seed": seed,
@@ -211,18 +329,27 @@ def assess(
         },
         "distance_units": "L2 norm of the changes, each divided by the feature's robust spread "
         "in the training rows (IQR/1.349); a category change counts 1",
-        "changeable": [d["name"] for d in space]
-        + [s.name for s in search_space(context, features) if not s.numeric],
+        "changeable": searched["features"],
+        "searched": searched,
         "method": f"adversarial-robustness-toolbox {library_versions()['art']} HopSkipJump "
         "(black-box, decision-based) + explicit categorical search",
     }
+    scope = _scope(searched)
     if not candidates:
+        message = (
+            f"no flip found {scope}; {NOT_SEARCHED} were not searched, and a change outside "
+            "this search may still flip the decision"
+            if searched["features"]
+            else "nothing was searched: no feature may change (each is immutable, protected, "
+            "missing and kept missing, or has no allowed value within its bounds, direction or "
+            "transitions), so no flip was looked for"
+        )
         result.update(
             perturbation=None,
             distance=None,
             flips_on_replay=None,
             verdict="robust",
-            message="no change of the changeable features within bounds flips this decision",
+            message=message,
         )
         return result
     best = min(candidates, key=lambda c: (c["distance"], sorted(c["changes"])))
@@ -230,12 +357,45 @@ def assess(
     replayed = str(context.model.label_for(score))
     flips = replayed != label
     distance = best["distance"]
+    fragile = flips and distance < fragile_below
+    if fragile:
+        message = f"a flip {distance:.4g} spreads away (below {fragile_below}) was found {scope}"
+    else:
+        message = (
+            f"the smallest flip found {scope} is {distance:.4g} spreads away, not below "
+            f"{fragile_below}; the search is not exhaustive, and a smaller one may exist"
+        )
     result.update(
         perturbation=best["changes"],
         distance=distance if math.isfinite(distance) else None,
         found_by=best["method"],
         replay={"label": context.model.label_for(score), "score": score},
         flips_on_replay=flips,
-        verdict="fragile" if flips and distance < fragile_below else "robust",
+        verdict="fragile" if fragile else "robust",
+        message=message,
     )
     return result
+
+
+def _scope(searched: dict[str, Any]) -> str:
+    numeric = list(searched["numeric"])
+    categorical = list(searched["categorical"])
+    parts = []
+    if numeric:
+        radius = searched["radius"]
+        reach = f"within radius {radius:.4g} " if radius is not None else ""
+        parts.append(
+            f"{reach}over the numeric features [{', '.join(numeric)}] (each within its bounds "
+            f"and direction) in {searched['numeric_candidates']} candidates"
+            + (
+                f" ({searched['iterations']} HopSkipJump iterations)"
+                if searched["attack_ran"]
+                else " (no training row's values flip it, so HopSkipJump had no starting point)"
+            )
+        )
+    if categorical:
+        parts.append(
+            f"over single changes of [{', '.join(categorical)}] in "
+            f"{searched['categorical_candidates']} candidates"
+        )
+    return " and ".join(parts)

@@ -35,7 +35,7 @@ from lineage.schema import favourable_label
 from serving import service as serving_service
 from serving.models import DecisionRecord
 from serving.service import Serving
-from serving.validation import check_features
+from serving.validation import canonical_features, check_features
 
 METHODS = ("shap", "anchor", "counterfactual", "robustness")
 
@@ -228,7 +228,7 @@ def reasons_for(
     schema = _version(session, logged).input_schema
     row, _cached = explanation_for(session, explainers, logged, "shap", {}, principal.key_id)
     result = reasons.adverse_action_reasons(
-        schema, row.result, logged.content["label"], favourable_label(schema)
+        schema, row.result, logged.content["label"], favourable_label(schema), logged.features
     )
     access.record(session, principal, "explanation.reasons", target=decision_id)
     return {
@@ -272,6 +272,7 @@ def replay(
     ]
     if problems:
         raise InvalidInput("the overrides are not valid inputs for this model", details=problems)
+    features = canonical_features(model.schema, features)
     score = float(model.scores([features])[0])
     label = model.label_for(score)
     logged_score = logged.content.get("score")

@@ -23,15 +23,36 @@ from governance.auth.models import Role
 
 FULL_FIGURES = frozenset({Role.admin, Role.compliance})
 MARK = "below_reporting_threshold"
-# Cross-group figures of a fairness comparison: each is computed from the compared groups' cells.
+# Cross-group figures of a fairness comparison: each is computed from the compared groups' cells
+# (every group is compared, however small), and the verdicts' reasons name groups.
 COMPARISON_FIELDS = (
+    "compared_groups",
     "most_favoured_group",
+    "least_favoured_group",
     "disparate_impact_ratio_min",
+    "disparate_impact_ratio_min_ci95",
+    "four_fifths_verdict",
+    "verdict_reasons",
     "four_fifths_violation",
+    "equal_opportunity_verdict",
+    "equal_opportunity_verdict_reasons",
     "demographic_parity_difference",
     "equal_opportunity_difference",
     "equalized_odds_difference",
     "selection_rate_test",
+)
+# A shown group's figures that are relative to other groups.
+GROUP_COMPARISON_FIELDS = (
+    "disparate_impact_ratio",
+    "disparate_impact_ratio_ci95",
+    "test_vs_most_favoured",
+    "four_fifths_verdict",
+    "four_fifths_violation",
+)
+OUTCOME_COMPARISON_FIELDS = (
+    "true_positive_rate_ratio",
+    "true_positive_rate_ratio_ci95",
+    "equal_opportunity_verdict",
 )
 
 
@@ -113,9 +134,25 @@ def suppress_metrics_by_group(
     }
 
 
+def _without_comparison(group: dict[str, Any]) -> dict[str, Any]:
+    if group.get("suppressed"):
+        return group
+    shown = {**group, **dict.fromkeys(f for f in GROUP_COMPARISON_FIELDS if f in group)}
+    outcomes = group.get("outcomes")
+    if isinstance(outcomes, Mapping) and not outcomes.get("suppressed"):
+        shown["outcomes"] = {
+            **outcomes,
+            **dict.fromkeys(f for f in OUTCOME_COMPARISON_FIELDS if f in outcomes),
+        }
+    return shown
+
+
 def suppress_comparison(comparison: Mapping[str, Any], min_size: int) -> dict[str, Any]:
     """One fairness comparison (``explain.fairness.compare``'s shape): its groups, and its
-    cross-group figures when any group compared was withheld."""
+    cross-group figures when any group was withheld. Every group is in the comparison (a group
+    below the fairness minimum too), so every ratio, test and verdict used the withheld cell,
+    and the verdicts' reasons name small groups: all of them go, marked
+    ``comparison_suppressed``."""
     groups = list(comparison.get("groups") or [])
     result = {**comparison, "groups": suppress_group_list(groups, min_size)}
     small = [g for g in groups if is_small(g, min_size)]
@@ -123,15 +160,9 @@ def suppress_comparison(comparison: Mapping[str, Any], min_size: int) -> dict[st
         return result
     # How many groups were too small to compare would count the withheld ones.
     result["too_small_groups"] = None
-    if any(g.get("too_small") is False for g in small):
-        result.update(dict.fromkeys(COMPARISON_FIELDS))
-        result["comparison_suppressed"] = True
-        result["groups"] = [
-            {**g, "disparate_impact_ratio": None, "four_fifths_violation": None}
-            if not g.get("suppressed")
-            else g
-            for g in result["groups"]
-        ]
+    result.update(dict.fromkeys(COMPARISON_FIELDS))
+    result["comparison_suppressed"] = True
+    result["groups"] = [_without_comparison(g) for g in result["groups"]]
     return result
 
 

@@ -100,7 +100,8 @@ class Settings(BaseSettings):
         default=30,
         ge=1,
         le=1_000_000,
-        description="Groups with fewer decisions are reported as too small and not compared.",
+        description="Groups with fewer decisions are reported with their counts and ratios, "
+        "marked below_minimum_size; a verdict that depends on one is not_assessable.",
     )
     min_cell_size: int = Field(
         default=10,
@@ -150,6 +151,36 @@ class Settings(BaseSettings):
         ge=0,
         le=86_400,
         description="Seconds between background probing scans; 0 turns the background scan off.",
+    )
+    drift_alpha: float = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="Drift: a feature's Holm-corrected p-value must be below this to be drifted "
+        "(the request's alpha overrides it).",
+    )
+    drift_psi_threshold: float = Field(
+        default=0.1,
+        gt=0,
+        le=10,
+        description="Drift: the floor of the PSI threshold; the threshold used is the larger of "
+        "it and the 99th percentile of the PSI over permutations of the training and live rows "
+        "at the window's size (the request's psi_threshold overrides it).",
+    )
+    drift_min_samples: int = Field(
+        default=30,
+        ge=2,
+        le=1_000_000,
+        description="Drift: a model version's window with fewer decisions is insufficient_data, "
+        "for every feature too (the request's min_samples overrides it).",
+    )
+    drift_resamples: int = Field(
+        default=999,
+        ge=99,
+        le=99_999,
+        description="Drift: seeded permutations per feature for the Monte Carlo p-values (used "
+        "when an expected count is below 5) and the PSI threshold; raised when needed so the "
+        "smallest p-value survives Holm's correction over the features.",
     )
     ray_address: str | None = None
     job_workers: int = Field(default=1, ge=1, le=16, description="In-process job threads.")

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from governance.config import get_settings
 from governance.db import make_engine, session_factory, transaction
@@ -85,14 +86,20 @@ def train(
             _model, version = service.get_version(
                 session=session, name=run.model_name, version=public.model_version
             )
-            _print_summary(run.model_name, version.version, version.lineage)
+            _print_summary(run.model_name, version.version, version.lineage, version.input_schema)
     except GovernanceError as exc:
         raise _fail(exc) from None
     finally:
         engine.dispose()
 
 
-def _print_summary(name: str, version: int, lineage: dict[str, Any]) -> None:
+def _print_summary(
+    name: str, version: int, lineage: dict[str, Any], schema: dict[str, Any] | None = None
+) -> None:
+    """The version's lineage as a person reads it: how a score becomes a decision, the metrics
+    with the train/validation gap, the proxies named, the missing-value policy."""
+    from governance.compliance.card import decision_rule, missing_value_policy, overfitting
+
     data = lineage["dataset"]
     metrics = lineage["metrics"]["validation"]
     gate = lineage["gate"]
@@ -104,14 +111,33 @@ def _print_summary(name: str, version: int, lineage: dict[str, Any]) -> None:
     )
     table.add_row("estimator", lineage["estimator"]["class"])
     table.add_row("seeds", ", ".join(f"{k}={v}" for k, v in lineage["seeds"].items()))
+    if schema is not None:
+        table.add_row("decision", Text(decision_rule(schema)["text"]))
     table.add_row(
         "validation",
         f"roc_auc={metrics['roc_auc']:.4f} accuracy={metrics['accuracy']:.4f} "
         f"brier={metrics['brier']:.4f}  (n={metrics['n']})",
     )
+    table.add_row("overfitting", Text(overfitting(lineage["metrics"])["text"]))
     table.add_row(
         "gate", f"{gate['rule']}: {'passed' if gate['passed'] else 'FAILED'} ({gate['value']:.4f})"
     )
+    proxies = lineage.get("proxies")
+    if isinstance(proxies, dict) and proxies.get("summary"):
+        table.add_row("proxies", Text("\n".join(proxies["summary"])))
+    if schema is not None:
+        gaps = [
+            f"{f['name']}: {missing_value_policy(f)}"
+            for f in schema["features"]
+            if f.get("missing_in_training") or f.get("nullable")
+        ]
+        table.add_row("missing values", Text("\n".join(gaps) or "none in training"))
+        audited = [p for p in schema.get("protected", []) if p.get("feature")]
+        for entry in audited:
+            table.add_row(
+                "protected input",
+                Text(f"{entry['name']}: {entry.get('justification') or 'no justification'}"),
+            )
     table.add_row("artifact sha256", lineage["artifact"]["sha256"])
     table.add_row("fingerprint", lineage["artifact"]["fingerprint"])
     env = lineage["environment"]
@@ -138,11 +164,26 @@ def datasets_synth(
     rows: Annotated[int, typer.Option(min=10, max=10_000_000)] = 5000,
     seed: Annotated[int, typer.Option(min=0)] = 1,
     bias: Annotated[float, typer.Option(min=0.0, max=1.0, help="Bias against sex=F")] = 0.0,
+    shape: Annotated[
+        str,
+        typer.Option(
+            help="demo: the demo's clean columns; lender: a lender's export, with category "
+            "codes, integer codes, yes/no columns, missing values and a small group "
+            "(lineage.loanbook; --bias does not apply)"
+        ),
+    ] = "demo",
 ) -> None:
-    """Write a seeded synthetic loan book (income, debt, history, purpose, sex, age, repaid)."""
+    """Write a seeded synthetic loan book as CSV."""
+    from lineage.loanbook import generate_loan_book
     from lineage.synthetic import generate_loans
 
+    if shape not in {"demo", "lender"}:
+        raise typer.BadParameter("demo or lender", param_hint="--shape")
     out_file.parent.mkdir(parents=True, exist_ok=True)
+    if shape == "lender":
+        generate_loan_book(rows, seed=seed).to_csv(out_file, index=False)
+        out.print(f"wrote {rows} rows shaped like a lender's export to {out_file} (seed {seed})")
+        return
     generate_loans(rows, seed=seed, bias=bias).to_csv(out_file, index=False)
     out.print(f"wrote {rows} rows to {out_file} (seed {seed}, bias {bias})")
 

@@ -39,7 +39,7 @@ from lineage.spec import (
     Target,
     check_public_context,
 )
-from lineage.training import apply_gate, binary_target, evaluate
+from lineage.training import apply_gate, binary_target, evaluate, proxies_for
 
 log = logging.getLogger("govern.external")
 
@@ -252,6 +252,9 @@ def register_external(
         "metrics_by_group": by_group,
         "gate": gate,
         "outlier_detector": fit_detector(schema, frame),
+        "proxies": proxies_for(
+            spec, pipeline, frame, schema, min((reg.seeds or {}).values(), default=0)
+        ),
         "artifact": {
             "sha256": digest,
             "size_bytes": len(content),

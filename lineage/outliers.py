@@ -20,6 +20,8 @@ import pandas as pd
 from numpy.typing import NDArray
 from sklearn.covariance import LedoitWolf
 
+from lineage.schema import category_key
+
 METHOD = "mahalanobis-ledoit-wolf"
 DEFAULT_QUANTILE = 0.995
 
@@ -37,7 +39,11 @@ def _encoding(schema: Mapping[str, Any], train: pd.DataFrame) -> list[dict[str, 
             )
         else:
             encoding.append(
-                {"name": name, "type": "categorical", "categories": list(feature["categories"])}
+                {
+                    "name": name,
+                    "type": "categorical",
+                    "categories": [category_key(c) for c in feature["categories"]],
+                }
             )
     return encoding
 
@@ -58,7 +64,7 @@ def encode(encoding: Sequence[Mapping[str, Any]], columns: Mapping[str, Sequence
             lookup = {c: i for i, c in enumerate(categories)}
             block = np.zeros((len(values), len(categories)), dtype=np.float64)
             for i, value in enumerate(values):
-                k = lookup.get(None if value is None else str(value))
+                k = lookup.get(None if value is None else category_key(value))
                 if k is not None:
                     block[i, k] = 1.0
             parts.append(block)
@@ -107,7 +113,7 @@ class Detector:
                 out[at] = 0.0 if value is None else (float(value) - mean) / std
             for name, at, lookup in self._categorical:
                 value = row.get(name)
-                k = None if value is None else lookup.get(str(value))
+                k = None if value is None else lookup.get(category_key(value))
                 if k is not None:
                     out[at + k] = 1.0
         return matrix

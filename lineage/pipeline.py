@@ -16,11 +16,13 @@ from sklearn.preprocessing import (
 )
 
 from lineage.spec import (
+    ESTIMATORS,
     CategoricalTransform,
     Feature,
     FeatureType,
     NumericTransform,
     TrainingSpec,
+    category_text,
     import_estimator,
 )
 
@@ -44,7 +46,7 @@ def _numeric_steps(transform: NumericTransform) -> list[tuple[str, Any]]:
 
 
 def _categorical_steps(
-    transform: CategoricalTransform, categories: list[str] | None
+    transform: CategoricalTransform, categories: list[Any] | None
 ) -> list[tuple[str, Any]]:
     steps: list[tuple[str, Any]] = []
     if transform.impute != "none":
@@ -52,7 +54,9 @@ def _categorical_steps(
         if transform.impute == "constant":
             kwargs["fill_value"] = transform.fill_value
         steps.append(("impute", SimpleImputer(**kwargs)))
-    cats: Any = "auto" if categories is None else [sorted({*categories, transform.fill_value})]
+    # The model sees each category as its text (``category_text``), as the frames give it.
+    keys = None if categories is None else {category_text(c) for c in categories}
+    cats: Any = "auto" if keys is None else [sorted({*keys, transform.fill_value})]
     if transform.encode == "onehot":
         encoder: Any = OneHotEncoder(categories=cats, handle_unknown="ignore", sparse_output=False)
     else:
@@ -111,19 +115,98 @@ def _per_column(encoder: Any, n_columns: int) -> Any:
     return encoder.set_params(categories=list(categories) * n_columns)
 
 
+def estimator_of(pipeline: Any) -> Any:
+    """The estimator: the last step of a Pipeline (``model`` in govern's), or the model itself."""
+    return pipeline.steps[-1][1] if isinstance(pipeline, Pipeline) else pipeline
+
+
+def preprocessing_of(pipeline: Any) -> Any:
+    """Everything before the estimator, as one transformer (identity for a bare estimator)."""
+    if isinstance(pipeline, Pipeline) and len(pipeline.steps) > 1:
+        return pipeline.named_steps.get("preprocess") or pipeline[:-1]
+    from sklearn.preprocessing import FunctionTransformer
+
+    return FunctionTransformer()
+
+
+def known_estimator_path(estimator: Any) -> str | None:
+    """The allowlisted class path (``lineage.spec.ESTIMATORS``) this estimator is exactly."""
+    for path in ESTIMATORS:
+        if type(estimator) is import_estimator(path):
+            return path
+    return None
+
+
+def _column_transformer(preprocess: Any) -> ColumnTransformer | None:
+    if isinstance(preprocess, ColumnTransformer):
+        return preprocess
+    if isinstance(preprocess, Pipeline):
+        found = [s for _n, s in preprocess.steps if isinstance(s, ColumnTransformer)]
+        if len(found) == 1 and preprocess.steps[0][1] is found[0]:
+            # Steps after the ColumnTransformer must keep its columns one for one.
+            rest = preprocess.steps[1:]
+            if all(not hasattr(s, "get_feature_names_out") or _keeps_width(s) for _n, s in rest):
+                return found[0]
+    return None
+
+
+def _keeps_width(step: Any) -> bool:
+    from sklearn.impute import SimpleImputer as _Imputer
+
+    return isinstance(step, MinMaxScaler | StandardScaler | RobustScaler) or (
+        isinstance(step, _Imputer) and not step.add_indicator
+    )
+
+
+def _encoder_of(transformer: Any) -> Any:
+    if isinstance(transformer, OneHotEncoder):
+        return transformer
+    if isinstance(transformer, Pipeline):
+        found = [s for _n, s in transformer.steps if isinstance(s, OneHotEncoder)]
+        return found[0] if found else None
+    return None
+
+
 def output_features(pipeline: Pipeline) -> list[str]:
-    """For every column the preprocessor outputs, the spec feature it came from, in order."""
-    preprocess: ColumnTransformer = pipeline.named_steps["preprocess"]
+    """For every column the preprocessor outputs, the spec feature it came from, in order.
+
+    For a Pipeline trained elsewhere, its first ColumnTransformer is read the same way (one-hot
+    columns belong to their input column; every other transformer keeps one column per input).
+    """
+    preprocess = _column_transformer(preprocessing_of(pipeline))
+    if preprocess is None:
+        raise ValueError("the model's preprocessing does not map its columns to its features")
     owners: list[str] = []
     for _name, transformer, columns in preprocess.transformers_:
         if transformer == "drop" or not len(columns):
             continue
-        encoder = (
-            transformer.named_steps.get("encode") if isinstance(transformer, Pipeline) else None
-        )
+        encoder = _encoder_of(transformer)
         if isinstance(encoder, OneHotEncoder):
             for column, cats in zip(columns, encoder.categories_, strict=True):
                 owners.extend([column] * len(cats))
         else:
             owners.extend(columns)
     return owners
+
+
+def missing_value_policy(pipeline: Pipeline, spec: TrainingSpec) -> dict[str, dict[str, Any]]:
+    """Per feature, what the fitted model does with a missing value: the imputation strategy
+    and the value it fills in (learned at fit, e.g. the training median), or "none" when the
+    estimator receives the gap itself."""
+    preprocess: ColumnTransformer = pipeline.named_steps["preprocess"]
+    filled: dict[str, Any] = {}
+    for _name, transformer, columns in preprocess.transformers_:
+        imputer = (
+            transformer.named_steps.get("impute") if isinstance(transformer, Pipeline) else None
+        )
+        if isinstance(imputer, SimpleImputer):
+            for column, value in zip(columns, imputer.statistics_, strict=True):
+                filled[column] = value.item() if hasattr(value, "item") else value
+    policy = {}
+    for feature in spec.features:
+        transform = spec.transform_for(feature)
+        entry: dict[str, Any] = {"impute": transform.impute}
+        if feature.name in filled:
+            entry["fill_value"] = filled[feature.name]
+        policy[feature.name] = entry
+    return policy

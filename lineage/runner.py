@@ -94,6 +94,8 @@ def build_lineage(
         "metrics_by_group": outcome.metrics_by_group,
         "gate": outcome.gate,
         "outlier_detector": outcome.outlier_detector,
+        "proxies": outcome.proxies,
+        "missing_values": missing_values(outcome.input_schema),
         "artifact": artifact,
         "timing": {
             "started_at": started_at.isoformat(),
@@ -101,6 +103,19 @@ def build_lineage(
             "duration_s": (finished_at - started_at).total_seconds(),
             "fit_s": outcome.fit_seconds,
         },
+    }
+
+
+def missing_values(schema: dict[str, Any]) -> dict[str, Any]:
+    """Per feature: how many training rows lacked it, whether predict accepts null, and what
+    the fitted model puts in its place (the recorded imputation and its learned value)."""
+    return {
+        f["name"]: {
+            "missing_in_training": f.get("missing_in_training", 0),
+            "nullable": f.get("nullable", False),
+            **(f.get("missing") or {}),
+        }
+        for f in schema["features"]
     }
 
 

@@ -18,7 +18,7 @@ from governance.auth.models import Role
 from governance.config import Settings
 from governance.errors import Conflict, GovernanceError, InvalidInput, NotFound
 from governance.pagination import Page
-from lineage import datasets
+from lineage import datasets, proxies
 from lineage.data_sources import DataPolicy, DatasetError
 from lineage.executor import worker_id
 from lineage.jobs import request_cancel
@@ -41,6 +41,7 @@ from lineage.schemas import (
     StageTransitionPublic,
 )
 from lineage.spec import DatasetRef, FeatureType, TrainingSpec, cost_problems, parse_spec
+from lineage.training import check_against_data
 
 
 class DataIntegrityError(GovernanceError):
@@ -291,6 +292,7 @@ def create_run(
         )
     dataset = resolve_dataset_ref(session, spec.dataset, actor, policy=policy)
     _check_spec_against_data(spec, dataset)
+    check_against_data(spec, read_dataset_frame(dataset))
     assert dataset.id is not None
     run = TrainingRun(
         status=RunStatus.queued.value,
@@ -525,6 +527,8 @@ def lineage_public(
             **lineage,
             "metrics_by_group": cells.suppress_metrics_by_group(by_group, min_cell_size, "rows"),
         }
+    if isinstance(lineage.get("proxies"), dict) and not cells.sees_every_cell(role):
+        lineage = {**lineage, "proxies": proxies.without_group_counts(lineage["proxies"])}
     history = [h for h in stage_history(session, model) if h.version == version.version]
     return LineagePublic(
         model=model.name,

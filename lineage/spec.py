@@ -20,6 +20,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
+    StrictStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -69,6 +71,37 @@ class Direction(StrEnum):
     any = "any"
 
 
+# A category is its value as the data has it: a string, or an integer code (1..4 in a CSV).
+Category = StrictStr | StrictInt
+YAML_BOOLEAN_HINT = (
+    "YAML reads unquoted yes/no/on/off/true/false as booleans: quote the value, e.g. 'yes'"
+)
+
+
+def category_text(value: Any) -> str:
+    """A category's identity as text: ``2``, ``2.0`` and ``"2"`` are the same code."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _no_booleans(value: Any, where: str) -> None:
+    """A YAML boolean where a category was meant is refused with the hint to quote it."""
+    if isinstance(value, bool):
+        raise ValueError(f"{where} holds the boolean {value}; {YAML_BOOLEAN_HINT}")
+
+
+def _category_keys(value: Any, where: str) -> Any:
+    """Mappings keyed by category (labels, reasons, transitions) take YAML's integer keys too."""
+    if not isinstance(value, dict):
+        return value
+    for key in value:
+        _no_booleans(key, where)
+    return {category_text(k): v for k, v in value.items()}
+
+
 class DatasetRef(Strict):
     """Either a registered dataset version by id, or a DVC location registered on first use."""
 
@@ -116,13 +149,61 @@ class Feature(Strict):
     bounds: tuple[float, float] | None = None
     immutable: bool = False
     direction: Direction = Direction.any
-    categories: list[str] | None = Field(
-        default=None, description="Allowed categories; learned from the training data if unset."
+    categories: list[Category] | None = Field(
+        default=None,
+        description="Allowed categories, as the data has them (strings or integer codes); "
+        "learned from the training data if unset.",
     )
     unseen: Literal["reject", "ignore"] = Field(
         default="reject",
         description="What predict does with a category the model never saw.",
     )
+    nullable: bool | None = Field(
+        default=None,
+        description="Whether predict accepts null (handled as training handled a missing value); "
+        "unset: true when the training data has missing values.",
+    )
+    labels: dict[str, Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        default=None,
+        description="A human label per category code, shown beside the code in every output.",
+    )
+    reasons: dict[str, Annotated[str, Field(min_length=1, max_length=300)]] | None = Field(
+        default=None,
+        description="Adverse-action reason text: per category code for a categorical feature, "
+        "or for 'high' and 'low' values of a numeric one. Falls back to the description.",
+    )
+    order: list[Category] | None = Field(
+        default=None,
+        description="Categorical only: the categories in order; with direction, the only way "
+        "a counterfactual may move along it.",
+    )
+    transitions: dict[str, list[Category]] | None = Field(
+        default=None,
+        description="Categorical only: from each code, the codes a counterfactual may change "
+        "it to. A code not listed may not change.",
+    )
+
+    @field_validator("categories", "order", mode="before")
+    @classmethod
+    def _plain_categories(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            for item in value:
+                _no_booleans(item, "a category")
+        return value
+
+    @field_validator("labels", "reasons", mode="before")
+    @classmethod
+    def _keys_as_codes(cls, value: Any) -> Any:
+        return _category_keys(value, "a category key")
+
+    @field_validator("transitions", mode="before")
+    @classmethod
+    def _transition_codes(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for targets in value.values():
+                for item in targets if isinstance(targets, list) else []:
+                    _no_booleans(item, "a category")
+        return _category_keys(value, "a category key")
 
     @field_validator("bounds")
     @classmethod
@@ -140,11 +221,42 @@ class Feature(Strict):
         if self.type is FeatureType.categorical:
             if self.bounds is not None:
                 raise ValueError("bounds apply to numeric features only")
-            if self.direction is not Direction.any:
-                raise ValueError("direction applies to numeric features only")
-        elif self.categories is not None:
-            raise ValueError("categories apply to categorical features only")
+            if self.direction is not Direction.any and self.order is None:
+                raise ValueError(
+                    "direction applies to a categorical feature only with an order of its "
+                    "categories"
+                )
+            self._check_codes()
+        else:
+            for name in ("categories", "labels", "order", "transitions"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name} apply to categorical features only")
+            unknown = sorted(set(self.reasons or {}) - {"high", "low"})
+            if unknown:
+                raise ValueError(
+                    f"reasons of a numeric feature are for 'high' and 'low' values, not {unknown}"
+                )
         return self
+
+    def _check_codes(self) -> None:
+        """Codes named in labels, reasons, order and transitions are known categories, when
+        the categories are declared (otherwise they are checked against the data)."""
+        if self.order is not None:
+            texts = [category_text(c) for c in self.order]
+            if len(set(texts)) != len(texts):
+                raise ValueError("order names a category twice")
+        if self.categories is None:
+            return
+        unknown = sorted(set(self.codes_named()) - {category_text(c) for c in self.categories})
+        if unknown:
+            raise ValueError(f"codes {unknown} are not among the categories")
+
+    def codes_named(self) -> list[str]:
+        codes = [*(self.labels or {}), *(self.reasons or {})]
+        codes += [category_text(c) for c in self.order or []]
+        for source, targets in (self.transitions or {}).items():
+            codes += [source, *(category_text(t) for t in targets)]
+        return codes
 
 
 class Protected(Strict):
@@ -153,6 +265,37 @@ class Protected(Strict):
     bins: list[float] | None = Field(
         default=None, description="Bin edges for a numeric attribute, e.g. age."
     )
+    values: list[Category] | None = Field(
+        default=None,
+        description="Categorical only: the values predict accepts in the context; learned from "
+        "the training data if unset. Any other value is refused with a 422.",
+    )
+    labels: dict[str, Annotated[str, Field(min_length=1, max_length=200)]] | None = None
+    required: bool = Field(
+        default=False,
+        description="Whether predict refuses a decision without this attribute in its context. "
+        "Unset, a decision without it is counted as 'not provided'.",
+    )
+    justification: str | None = Field(
+        default=None,
+        min_length=20,
+        max_length=2000,
+        description="Required when the attribute is also a model feature: why the model may "
+        "use it (e.g. age in an empirically derived scorecard under Reg B, 12 CFR 1002.6(b)(2)).",
+    )
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _plain_values(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            for item in value:
+                _no_booleans(item, "a value")
+        return value
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _label_keys(cls, value: Any) -> Any:
+        return _category_keys(value, "a value key")
 
     @field_validator("bins")
     @classmethod
@@ -163,6 +306,44 @@ class Protected(Strict):
             if any(b <= a for a, b in itertools.pairwise(value)):
                 raise ValueError("bin edges must be strictly increasing")
         return value
+
+    @model_validator(mode="after")
+    def _type_rules(self) -> Self:
+        if self.type is FeatureType.numeric and self.values is not None:
+            raise ValueError("values apply to a categorical attribute; give bins for a numeric one")
+        if self.type is FeatureType.categorical and self.bins is not None:
+            raise ValueError("bins apply to a numeric attribute")
+        if self.values is not None and self.labels:
+            unknown = sorted(set(self.labels) - {category_text(v) for v in self.values})
+            if unknown:
+                raise ValueError(f"labels name values {unknown} that are not among the values")
+        return self
+
+
+CONSTRAINT = re.compile(r"^\s*([^\s<>=]+)\s*(>=|<=)\s*([^\s<>=]+)\s*$")
+
+
+class Constraint(Strict):
+    """``a >= b`` between two numeric features: what the training data shows always holds, and
+    what a counterfactual must keep (payments never below housing costs)."""
+
+    left: str
+    op: Literal[">=", "<="]
+    right: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            match = CONSTRAINT.match(value)
+            if match is None:
+                raise ValueError(f"{value!r}: write it as 'feature_a >= feature_b' (or <=)")
+            return {"left": match[1], "op": match[2], "right": match[3]}
+        return value
+
+    @property
+    def text(self) -> str:
+        return f"{self.left} {self.op} {self.right}"
 
 
 ContextKey = Annotated[str, Field(min_length=1, max_length=200)]
@@ -286,6 +467,12 @@ class TrainingSpec(Strict):
         description="Context keys that every role reading a decision may see; the rest of "
         "the context only compliance and admin see. Never a protected attribute.",
     )
+    constraints: list[Constraint] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Relations between numeric features that every counterfactual keeps, "
+        "e.g. 'payments_to_income >= housing_to_income'.",
+    )
     transforms: Transforms = Transforms()
     estimator: Estimator
     seeds: Seeds = Seeds()
@@ -309,15 +496,28 @@ class TrainingSpec(Strict):
 
     @field_validator("protected")
     @classmethod
-    def _never_inputs(cls, value: list[Protected], info: ValidationInfo) -> list[Protected]:
-        features = {f.name for f in info.data.get("features") or []}
-        overlap = sorted({p.name for p in value} & features)
-        if overlap:
+    def _inputs_need_a_reason(cls, value: list[Protected], info: ValidationInfo) -> list[Protected]:
+        """A protected attribute is audited, not used, unless the spec says in writing why the
+        model may use it: then it is both a feature and audited as protected."""
+        names = [p.name for p in value]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate protected attributes {duplicates}")
+        features = {f.name: f for f in info.data.get("features") or []}
+        unjustified = sorted(p.name for p in value if p.name in features and not p.justification)
+        if unjustified:
             raise ValueError(
-                f"protected attributes are never model inputs, but {overlap} are also features"
+                f"{unjustified} are also features: a feature may be audited as a protected "
+                "attribute only with a written justification (why the model may use it)"
             )
+        for p in value:
+            if p.name in features and features[p.name].type is not p.type:
+                raise ValueError(
+                    f"{p.name!r} is a {features[p.name].type} feature: declare it protected "
+                    f"with type: {features[p.name].type}"
+                )
         target = info.data.get("target")
-        if target is not None and target.column in {p.name for p in value}:
+        if target is not None and target.column in names:
             raise ValueError(f"the target column {target.column!r} cannot be protected")
         return value
 
@@ -325,6 +525,20 @@ class TrainingSpec(Strict):
     @classmethod
     def _public_never_protected(cls, value: list[str], info: ValidationInfo) -> list[str]:
         return check_public_context(value, info.data.get("protected") or [])
+
+    @field_validator("constraints")
+    @classmethod
+    def _numeric_pairs(cls, value: list[Constraint], info: ValidationInfo) -> list[Constraint]:
+        by_name = {f.name: f for f in info.data.get("features") or []}
+        for constraint in value:
+            for name in (constraint.left, constraint.right):
+                if name not in by_name:
+                    raise ValueError(f"{constraint.text!r} names {name!r}, which is no feature")
+                if by_name[name].type is not FeatureType.numeric:
+                    raise ValueError(f"{constraint.text!r}: {name!r} is not numeric")
+            if constraint.left == constraint.right:
+                raise ValueError(f"{constraint.text!r} compares a feature with itself")
+        return value
 
     @field_validator("transforms")
     @classmethod
@@ -347,6 +561,12 @@ class TrainingSpec(Strict):
         return [f.name for f in self.features]
 
     @property
+    def protected_features(self) -> list[str]:
+        """Protected attributes that are also model inputs (each with a justification)."""
+        features = set(self.feature_names)
+        return [p.name for p in self.protected if p.name in features]
+
+    @property
     def favourable_class(self) -> Any:
         fav = self.target.favourable_class
         return self.target.positive_class if fav is None else fav
@@ -361,15 +581,36 @@ class TrainingSpec(Strict):
     def resolved(self) -> dict[str, Any]:
         """The spec with every default filled in: what is stored and what a rebuild re-runs.
 
-        An empty ``public_context`` is left out: it changes nothing about training, and a spec
-        without it resolves to the same document, and hash, as before the field existed, so
-        the recorded specs of older versions are exactly what they re-run today.
+        Fields added after the first specs were recorded (``public_context``, ``constraints``,
+        and the per-feature and per-attribute ones in ``LATER_FIELDS``) are left out while unset:
+        they change nothing about training, and a spec without them resolves to the same
+        document, and hash, as before they existed, so the recorded specs of older versions are
+        exactly what they re-run today.
         """
-        return self.model_dump(
-            mode="json",
-            by_alias=True,
-            exclude={"public_context"} if not self.public_context else None,
-        )
+        dumped = self.model_dump(mode="json", by_alias=True)
+        for name in ("public_context", "constraints"):
+            if not dumped[name]:
+                del dumped[name]
+        for section in ("features", "protected"):
+            for entry in dumped[section]:
+                for name, default in LATER_FIELDS.items():
+                    if name in entry and entry[name] == default:
+                        del entry[name]
+        return dumped
+
+
+# Per-feature and per-attribute fields added after specs were first recorded, with the value
+# that means "unset": ``resolved`` leaves them out then (see there).
+LATER_FIELDS: dict[str, Any] = {
+    "nullable": None,
+    "labels": None,
+    "reasons": None,
+    "order": None,
+    "transitions": None,
+    "values": None,
+    "required": False,
+    "justification": None,
+}
 
 
 def _check_plain(value: Any, where: str) -> None:

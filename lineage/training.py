@@ -17,9 +17,16 @@ from sklearn.pipeline import Pipeline
 
 from governance.errors import InvalidInput
 from lineage.outliers import fit_detector
-from lineage.pipeline import build_pipeline
-from lineage.schema import build_input_schema, frame_from_table, positive_proba
-from lineage.spec import FeatureType, TrainingSpec
+from lineage.pipeline import build_pipeline, missing_value_policy
+from lineage.proxies import proxy_report
+from lineage.schema import (
+    build_input_schema,
+    category_key,
+    frame_from_table,
+    positive_proba,
+    same_class,
+)
+from lineage.spec import YAML_BOOLEAN_HINT, FeatureType, TrainingSpec
 
 Progress = Callable[[float, str], None]
 
@@ -39,6 +46,35 @@ class TrainingOutcome:
     seeds: dict[str, int]
     fit_seconds: float
     outlier_detector: dict[str, Any]
+    proxies: dict[str, Any] | None = None
+
+
+def _class_hint(declared: Any, values: list[Any]) -> str:
+    """Why a declared class matched nothing, when YAML's typing is the likely cause."""
+    seen = ", ".join(repr(v) for v in values[:20])
+    if isinstance(declared, bool):
+        spellings = {True: {"yes", "y", "true", "on"}, False: {"no", "n", "false", "off"}}
+        as_text = [v for v in values if str(v).strip().lower() in spellings[declared]]
+        if as_text:
+            return (
+                f"the spec gives the boolean {declared}, but the column holds {as_text[0]!r}: "
+                f"{YAML_BOOLEAN_HINT}"
+            )
+    if isinstance(declared, int | float) and not isinstance(declared, bool):
+        as_text = [v for v in values if isinstance(v, str) and _same_number(v, declared)]
+        if as_text:
+            return (
+                f"the spec gives the number {declared!r}, but the column holds the text "
+                f"{as_text[0]!r}: quote it in the spec"
+            )
+    return f"seen classes: {seen}"
+
+
+def _same_number(text: str, number: float) -> bool:
+    try:
+        return float(text) == float(number)
+    except ValueError:
+        return False
 
 
 def binary_target(spec: TrainingSpec, frame: pd.DataFrame) -> tuple[NDArray[Any], list[Any]]:
@@ -51,21 +87,37 @@ def binary_target(spec: TrainingSpec, frame: pd.DataFrame) -> tuple[NDArray[Any]
             details=[{"field": "target.column", "message": "target values must not be missing"}],
         )
     values = list(pd.unique(column))
-    positive = str(spec.target.positive_class)
-    matches = [v for v in values if str(v) == positive]
+    positive = spec.target.positive_class
+    matches = [v for v in values if same_class(v, positive)]
     if not matches:
         raise InvalidInput(
-            f"positive class {spec.target.positive_class!r} never occurs in {spec.target.column!r}",
-            details=[{"field": "target.positive_class", "message": f"seen classes: {values[:20]}"}],
+            f"positive class {positive!r} never occurs in {spec.target.column!r}",
+            details=[{"field": "target.positive_class", "message": _class_hint(positive, values)}],
         )
     if len(values) != 2:
         raise InvalidInput(
             f"the target must have exactly two classes; {spec.target.column!r} has {len(values)}",
             details=[{"field": "target.column", "message": f"seen classes: {values[:20]}"}],
         )
-    negative = next(v for v in values if str(v) != positive)
-    y = (column.astype(str) == positive).to_numpy(dtype=int)
+    favourable = spec.target.favourable_class
+    if favourable is not None and not any(same_class(v, favourable) for v in values):
+        raise InvalidInput(
+            f"favourable class {favourable!r} never occurs in {spec.target.column!r}",
+            details=[
+                {"field": "target.favourable_class", "message": _class_hint(favourable, values)}
+            ],
+        )
+    negative = next(v for v in values if not same_class(v, positive))
+    y = np.asarray([same_class(v, positive) for v in column.to_numpy()], dtype=int)
     return y, [negative, matches[0]]
+
+
+def check_against_data(spec: TrainingSpec, frame: pd.DataFrame) -> None:
+    """What can be checked against the data before a run is accepted: the target's two classes
+    (with YAML's booleans named when they are the cause), and every category code the spec's
+    labels, reasons, order and transitions name. Raises ``InvalidInput``."""
+    _y, classes = binary_target(spec, frame)
+    build_input_schema(spec, frame, classes)
 
 
 def group_labels(spec: TrainingSpec, frame: pd.DataFrame, attribute: str) -> pd.Series:
@@ -82,7 +134,11 @@ def group_labels(spec: TrainingSpec, frame: pd.DataFrame, attribute: str) -> pd.
                 .fillna("unbinned")
             )
         return pd.qcut(numeric, q=4, duplicates="drop").astype(str)
-    return column.astype(object).where(column.notna(), "missing").astype(str)
+    return pd.Series(
+        [category_key(v) if pd.notna(v) else "missing" for v in column.to_numpy()],
+        index=column.index,
+        dtype=object,
+    )
 
 
 def _scores(y: NDArray[Any], proba: NDArray[Any], predicted: NDArray[Any]) -> dict[str, Any]:
@@ -116,7 +172,7 @@ def evaluate(
     proba = positive_proba(pipeline, X, schema)
     predicted = (proba >= spec.decision.threshold).astype(int)
     metrics = _scores(y, proba, predicted)
-    favourable_is_positive = str(spec.favourable_class) == str(schema["positive_class"])
+    favourable_is_positive = same_class(schema["positive_class"], spec.favourable_class)
     fav_pred = predicted if favourable_is_positive else 1 - predicted
     fav_true = y if favourable_is_positive else 1 - y
     metrics.update(_fairness_rates(y, fav_pred, fav_true))
@@ -130,6 +186,27 @@ def evaluate(
             entry.update(_fairness_rates(y[mask], fav_pred[mask], fav_true[mask]))
             by_group[protected.name][str(group)] = entry
     return metrics, by_group
+
+
+def proxies_for(
+    spec: TrainingSpec, pipeline: Any, frame: pd.DataFrame, schema: dict[str, Any], seed: int
+) -> dict[str, Any] | None:
+    """How well each feature, and the model's score, predicts each protected attribute on
+    ``frame`` (the training rows): see ``lineage.proxies``. None without protected attributes."""
+    if not spec.protected:
+        return None
+    X = frame_from_table(schema, frame[spec.feature_names])
+    score = np.asarray(positive_proba(pipeline, X, schema), dtype=float)
+    groups = {
+        p.name: group_labels(spec, frame, p.name).reset_index(drop=True) for p in spec.protected
+    }
+    return proxy_report(
+        X.reset_index(drop=True),
+        {f.name: f.type.value for f in spec.features},
+        groups,
+        score,
+        seed=seed,
+    )
 
 
 def apply_gate(spec: TrainingSpec, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -185,6 +262,11 @@ def train(spec: TrainingSpec, frame: pd.DataFrame, progress: Progress = _quiet) 
     started = time.perf_counter()
     pipeline.fit(X_train, y[train_idx])
     fit_seconds = time.perf_counter() - started
+    for feature, (name, policy) in zip(
+        schema["features"], missing_value_policy(pipeline, spec).items(), strict=True
+    ):
+        assert feature["name"] == name
+        feature["missing"] = policy
 
     progress(0.70, "evaluating")
     valid = frame.iloc[valid_idx]
@@ -194,6 +276,8 @@ def train(spec: TrainingSpec, frame: pd.DataFrame, progress: Progress = _quiet) 
     gate = apply_gate(spec, metrics["validation"])
     progress(0.80, "fitting the out-of-distribution detector")
     detector = fit_detector(schema, frame.iloc[train_idx], valid)
+    progress(0.85, "measuring how well each feature predicts each protected attribute")
+    proxies = proxies_for(spec, pipeline, frame.iloc[train_idx], schema, spec.seeds.split)
     split = {
         "n_rows": len(frame),
         "n_train": len(train_idx),
@@ -213,4 +297,5 @@ def train(spec: TrainingSpec, frame: pd.DataFrame, progress: Progress = _quiet) 
         seeds=spec.seeds.model_dump(),
         fit_seconds=fit_seconds,
         outlier_detector=detector,
+        proxies=proxies,
     )

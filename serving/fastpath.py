@@ -27,6 +27,8 @@ from sklearn.preprocessing import (
 )
 from threadpoolctl import ThreadpoolController
 
+from lineage.schema import category_key
+
 Rows = Sequence[Mapping[str, Any]]
 # One controller, made once: building one per call (threadpool_limits) costs milliseconds.
 THREADS = ThreadpoolController()
@@ -192,10 +194,10 @@ def _compile(pipeline: Any, schema: Mapping[str, Any]) -> Compiled:
         for columns, numeric, steps in branches:
             if numeric:
                 x: NDArray[Any] = np.array(
-                    [[float(r[c]) for c in columns] for r in rows], dtype=np.float64
+                    [[_number(r.get(c)) for c in columns] for r in rows], dtype=np.float64
                 )
             else:
-                x = np.array([[str(r[c]) for c in columns] for r in rows], dtype=object)
+                x = np.array([[_category(r.get(c)) for c in columns] for r in rows], dtype=object)
             for step in steps:
                 x = step(x)
             parts.append(np.asarray(x, dtype=np.float64))
@@ -210,6 +212,15 @@ def _compile(pipeline: Any, schema: Mapping[str, Any]) -> Compiled:
         return np.asarray(proba[:, column], dtype=np.float64)
 
     return Compiled(score, transform)
+
+
+def _number(value: Any) -> float:
+    return np.nan if value is None else float(value)
+
+
+def _category(value: Any) -> Any:
+    """As ``to_frame`` gives it: the category's text, a missing value as None."""
+    return None if value is None else category_key(value)
 
 
 class Compiled:
@@ -234,7 +245,9 @@ def probe_rows(schema: Mapping[str, Any], n: int = 64, seed: int = 0) -> list[di
     for i in range(n):
         row: dict[str, Any] = {}
         for feature in schema["features"]:
-            if feature["type"] == "numeric":
+            if feature.get("nullable") and i % 5 == 1:
+                row[feature["name"]] = None
+            elif feature["type"] == "numeric":
                 low, high = feature.get("observed_range") or feature.get("bounds") or [0.0, 1.0]
                 row[feature["name"]] = float(rng.uniform(low, high)) if high > low else float(low)
             else:

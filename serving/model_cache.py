@@ -12,6 +12,7 @@ import numpy as np
 from lineage.artifacts import ArtifactStore
 from lineage.models import ModelVersion
 from lineage.outliers import Detector, detector_of
+from lineage.pipeline import preprocessing_of
 from lineage.schema import positive_proba, to_frame
 from serving.fastpath import Compiled, compile_pipeline, probe_rows
 
@@ -58,7 +59,7 @@ class LoadedModel:
         """The estimator's input for these records (the Pipeline's preprocessing output)."""
         if self.fast is not None:
             return self.fast.transform(records)
-        return self.pipeline.named_steps["preprocess"].transform(to_frame(self.schema, records))
+        return preprocessing_of(self.pipeline).transform(to_frame(self.schema, records))
 
 
 def checked_fast_path(pipeline: Any, schema: dict[str, Any]) -> Compiled | None:

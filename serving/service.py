@@ -51,7 +51,12 @@ from serving.schemas import (
     PredictRequest,
 )
 from serving.summary import clip, summarize
-from serving.validation import check_context, check_features
+from serving.validation import (
+    canonical_context,
+    canonical_features,
+    check_context,
+    check_features,
+)
 
 log = logging.getLogger("govern.serving")
 
@@ -353,12 +358,20 @@ def _plan(serving: Serving, endpoint: str, request: PredictRequest) -> list[Plan
         route = choose_route(endpoint, config, instance.subject_id, serving.rng)
         model = serving.model(route["model"], route["version"])
         prefix = f"instances.{i}." if many else ""
+        protected = model.schema.get("protected")
         problems += check_features(model.schema, instance.features, f"{prefix}features")
-        problems += check_context(instance.context, f"{prefix}context")
+        problems += check_context(instance.context, f"{prefix}context", protected)
         planned.append(Planned(instance=instance, route=route, model=model))
     if problems:
         fields = field_list([p["field"] for p in problems])
         raise RequestRejected(f"invalid input: {fields}", details=problems)
+    for item in planned:
+        schema = item.model.schema
+        item.instance.features = canonical_features(schema, item.instance.features)
+        if item.instance.context is not None:
+            item.instance.context = canonical_context(
+                item.instance.context, schema.get("protected")
+            )
     by_model: dict[str, list[Planned]] = {}
     for item in planned:
         by_model.setdefault(item.model.sha256 + item.route["name"], []).append(item)

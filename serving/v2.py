@@ -113,6 +113,16 @@ def decode(body: Any) -> dict[str, Any]:
     return {"instances": instances}
 
 
+def _datatype(feature: dict[str, Any]) -> str:
+    """Numbers are FP64; categories are BYTES, or INT64 when every code is an integer."""
+    if feature["type"] == "numeric":
+        return "FP64"
+    codes = feature.get("categories") or [""]
+    return (
+        "INT64" if all(isinstance(c, int) and not isinstance(c, bool) for c in codes) else "BYTES"
+    )
+
+
 @health.get("/live")
 def live() -> dict[str, bool]:
     return {"live": True}
@@ -137,7 +147,7 @@ def metadata(name: Name, request: Request, _principal: Predictor) -> dict[str, A
         "inputs": [
             {
                 "name": f["name"],
-                "datatype": "FP64" if f["type"] == "numeric" else "BYTES",
+                "datatype": _datatype(f),
                 "shape": [-1],
             }
             for f in model.schema["features"]

@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 from governance.audit.chain import is_finite_json
+from lineage.schema import category_key, category_value, feature_label
 
 MAX_CONTEXT_KEYS = 100
 MAX_STRING = 1000
@@ -24,17 +25,52 @@ def check_features(
             problems.append({"field": f"{prefix}.{name}", "message": "unknown feature"})
     for name, feature in known.items():
         field = f"{prefix}.{name}"
-        if name not in features:
+        nullable = bool(feature.get("nullable"))
+        if name not in features and not nullable:
             problems.append({"field": field, "message": "missing feature"})
             continue
-        value = features[name]
-        if value is None:
-            problems.append({"field": field, "message": "must not be null"})
+        value = features.get(name)
+        if value is None or _is_fill(feature, value):
+            if not nullable:
+                problems.append({"field": field, "message": "must not be null"})
         elif feature["type"] == "numeric":
             problems.extend(_check_number(field, value, feature))
         else:
             problems.extend(_check_category(field, value, feature))
     return problems
+
+
+def canonical_features(schema: dict[str, Any], features: dict[str, Any]) -> dict[str, Any]:
+    """Checked features as they are logged and scored: a category as the data has it (the code
+    2 for 2.0 or "2"), and a missing value, given as null, left out, or given as the text the
+    training imputer fills in, as null. Call only after ``check_features`` found nothing."""
+    result: dict[str, Any] = {}
+    for feature in schema["features"]:
+        name = feature["name"]
+        value = features.get(name)
+        if value is None or _is_fill(feature, value):
+            result[name] = None
+        elif feature["type"] == "categorical":
+            result[name] = _as_declared(feature, value)
+        else:
+            result[name] = value
+    return result
+
+
+def _is_fill(feature: dict[str, Any], value: Any) -> bool:
+    """The text a categorical imputer puts in a gap ("missing") is a gap for a nullable feature."""
+    if feature["type"] != "categorical" or not feature.get("nullable"):
+        return False
+    fill = (feature.get("missing") or {}).get("fill_value", "missing")
+    return isinstance(value, str) and value == fill and value not in _codes(feature)
+
+
+def _codes(feature: dict[str, Any]) -> dict[str, Any]:
+    return {category_key(c): c for c in feature.get("categories") or []}
+
+
+def _as_declared(feature: dict[str, Any], value: Any) -> Any:
+    return _codes(feature).get(category_key(value), category_value(value))
 
 
 def _check_number(field: str, value: Any, feature: dict[str, Any]) -> list[dict[str, str]]:
@@ -55,22 +91,37 @@ def _check_number(field: str, value: Any, feature: dict[str, Any]) -> list[dict[
 
 
 def _check_category(field: str, value: Any, feature: dict[str, Any]) -> list[dict[str, str]]:
-    if not isinstance(value, str):
+    """A category is a string or an integer code (a float equal to one is that code), as the
+    data has it."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not (isinstance(value, str) or number):
         return [
-            {"field": field, "message": f"must be a string category, got {type(value).__name__}"}
+            {
+                "field": field,
+                "message": f"must be a category (text or integer code), got {type(value).__name__}",
+            }
         ]
-    if len(value) > MAX_STRING:
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return [{"field": field, "message": f"{value} is not a category code (not an integer)"}]
+    if isinstance(value, str) and len(value) > MAX_STRING:
         return [{"field": field, "message": f"longer than {MAX_STRING} characters"}]
-    if feature.get("unseen") == "reject" and value not in feature.get("categories", []):
-        allowed = ", ".join(feature.get("categories", [])[:20])
+    codes = _codes(feature)
+    if feature.get("unseen") == "reject" and category_key(value) not in codes:
+        allowed = ", ".join(feature_label(feature, c) for c in list(codes.values())[:20])
         return [{"field": field, "message": f"unseen category {value!r}; known: {allowed}"}]
     return []
 
 
-def check_context(context: dict[str, Any] | None, prefix: str = "context") -> list[dict[str, str]]:
-    if context is None:
-        return []
+def check_context(
+    context: dict[str, Any] | None,
+    prefix: str = "context",
+    protected: list[dict[str, Any]] | None = None,
+) -> list[dict[str, str]]:
+    """Scalars only, bounded; and each protected attribute the model's schema declares (other
+    than one that is a feature: its value is the feature's) has a value of its declared type,
+    among its declared or learned values, or within its bins."""
     problems = []
+    context = context or {}
     if len(context) > MAX_CONTEXT_KEYS:
         problems.append({"field": prefix, "message": f"at most {MAX_CONTEXT_KEYS} keys"})
     for key, value in context.items():
@@ -84,4 +135,53 @@ def check_context(context: dict[str, Any] | None, prefix: str = "context") -> li
             problems.append(
                 {"field": f"{prefix}.{key}", "message": f"longer than {MAX_STRING} characters"}
             )
+    if not problems:
+        for attribute in protected or []:
+            if not attribute.get("feature"):
+                problems.extend(_check_protected(prefix, context, attribute))
     return problems
+
+
+def _check_protected(
+    prefix: str, context: dict[str, Any], attribute: dict[str, Any]
+) -> list[dict[str, str]]:
+    name = attribute["name"]
+    field = f"{prefix}.{name}"
+    value = context.get(name)
+    if value is None:
+        if attribute.get("required"):
+            return [{"field": field, "message": "this protected attribute is required"}]
+        return []
+    if attribute.get("type") == "numeric":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return [{"field": field, "message": f"must be a number, got {value!r}"}]
+        bins = attribute.get("bins")
+        if bins and not (bins[0] <= value < bins[-1]):
+            return [
+                {
+                    "field": field,
+                    "message": f"{value} is outside the declared bins [{bins[0]:g}, {bins[-1]:g})",
+                }
+            ]
+        return []
+    values = attribute.get("values")
+    if values is None:
+        return []
+    known = {category_key(v) for v in values}
+    if isinstance(value, bool) or category_key(value) not in known:
+        allowed = ", ".join(repr(v) for v in values[:30])
+        return [{"field": field, "message": f"{value!r} is not one of the values {allowed}"}]
+    return []
+
+
+def canonical_context(
+    context: dict[str, Any] | None, protected: list[dict[str, Any]] | None
+) -> dict[str, Any]:
+    """A checked context with each protected value as declared (the code 2 for "2" or 2.0)."""
+    result = dict(context or {})
+    for attribute in protected or []:
+        name = attribute["name"]
+        if result.get(name) is not None and attribute.get("values") is not None:
+            codes = {category_key(v): v for v in attribute["values"]}
+            result[name] = codes.get(category_key(result[name]), result[name])
+    return result

@@ -26,7 +26,15 @@ from governance.config import Settings, get_settings
 from governance.db import make_engine, session_factory, transaction
 from governance.tables import metadata
 from tests.support.databases import PG_ADMIN_URL, fresh_database, truncate_all
-from tests.support.factories import DataRepo, make_data_repo, promote, train_model
+from tests.support.factories import (
+    DataRepo,
+    loan_book_yaml,
+    make_data_repo,
+    make_loan_book_repo,
+    promote,
+    train_model,
+    train_spec_text,
+)
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -143,6 +151,13 @@ def data_repo(tmp_path_factory: pytest.TempPathFactory) -> DataRepo:
     return make_data_repo(tmp_path_factory.mktemp("dvc"))
 
 
+@pytest.fixture(scope="session")
+def loan_book_repo(tmp_path_factory: pytest.TempPathFactory) -> DataRepo:
+    """A real DVC repo with a loan book shaped like a lender's export: coded and integer-coded
+    categories, missing values, yes/no columns, a small protected group (``lineage.loanbook``)."""
+    return make_loan_book_repo(tmp_path_factory.mktemp("book"))
+
+
 @dataclass
 class Served:
     """An endpoint with real trained models behind it."""
@@ -167,3 +182,20 @@ def served(settings: Settings, data_repo: DataRepo, client: TestClient, auth: An
     )
     assert response.status_code == 200, response.text
     return Served(endpoint="credit", versions=[v1, v2], headers=admin)
+
+
+@pytest.fixture
+def served_book(
+    settings: Settings, loan_book_repo: DataRepo, client: TestClient, auth: Any
+) -> Served:
+    """The loan-book model trained from its spec text, in production behind endpoint `lending`."""
+    version = train_spec_text(settings, loan_book_yaml(loan_book_repo))
+    admin = auth(Role.admin)
+    promote(client, admin, "loanbook", version)
+    response = client.put(
+        "/api/v1/endpoints/lending",
+        headers=admin,
+        json={"routes": [{"model": "loanbook", "version": version}]},
+    )
+    assert response.status_code == 200, response.text
+    return Served(endpoint="lending", versions=[version], headers=admin)

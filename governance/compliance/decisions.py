@@ -57,9 +57,14 @@ COLUMNS = (
     "parent_decision_id",
     "record_hash",
     "purged",
+    "outcome",
+    "outcome_observed_at",
     "features",
     "context",
 )
+# The latest recorded outcome of each decision (a correction is a later row), read by one index
+# seek per row (ix_decision_outcome_decision_id_id).
+OUTCOME_COLUMNS = {"outcome": OUTCOMES.c.outcome, "outcome_observed_at": OUTCOMES.c.observed_at}
 NUMERIC_COLUMNS = frozenset({"seq", "version", "score", "outlier_score"})
 
 
@@ -137,6 +142,17 @@ def seq_window(session: Session, filters: DecisionFilter) -> tuple[int | None, i
     return low, high
 
 
+def latest_outcome(name: str) -> Any:
+    c = DECISIONS.c
+    return (
+        sa.select(OUTCOME_COLUMNS[name])
+        .where(OUTCOMES.c.decision_id == c.decision_id)
+        .order_by(OUTCOMES.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
 def _select(
     filters: DecisionFilter,
     after: int | None,
@@ -153,6 +169,8 @@ def _select(
         columns = [
             sa.cast(c[name], sa.Text).label(name)
             if as_text and name in {"features", "context"}
+            else latest_outcome(name).label(name)
+            if name in OUTCOME_COLUMNS
             else c[name]
             for name in COLUMNS
             if name != "purged"
@@ -178,12 +196,38 @@ def _row(mapping: Any) -> dict[str, Any]:
 def page(
     session: Session, filters: DecisionFilter, limit: int, cursor: int | None
 ) -> tuple[list[dict[str, Any]], int | None]:
-    """One page, in log order, and the cursor for the next (None at the end)."""
+    """One page, in log order, and the cursor for the next (None at the end). Each label is the
+    model's class as the decision record has it (the code 0, not the text "0")."""
     window = seq_window(session, filters)
     rows = [
         _row(r._mapping) for r in session.execute(_select(filters, cursor, limit, window=window))
     ]
+    classes = _classes(session, {(r["model"], r["version"]) for r in rows if r["model"]})
+    for row in rows:
+        known = classes.get((row["model"], row["version"]), {})
+        row["label"] = known.get(row["label"], row["label"])
     return rows, rows[-1]["seq"] if len(rows) == limit else None
+
+
+def _classes(
+    session: Session, versions: set[tuple[str, int]]
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """For each (model, version), its classes by the text the label column holds."""
+    if not versions:
+        return {}
+    from lineage.models import ModelVersion, RegisteredModel
+
+    models: sa.Table = RegisteredModel.__table__  # type: ignore[attr-defined]
+    found: sa.Table = ModelVersion.__table__  # type: ignore[attr-defined]
+    query = (
+        sa.select(models.c.name, found.c.version, found.c.input_schema)
+        .join(models, models.c.id == found.c.model_id)
+        .where(sa.tuple_(models.c.name, found.c.version).in_(sorted(versions)))
+    )
+    return {
+        (name, version): {str(c): c for c in (schema or {}).get("classes", [])}
+        for name, version, schema in session.execute(query)
+    }
 
 
 def walk(
@@ -232,11 +276,12 @@ def postgres_csv(
         return sa.case((expression.is_(True), "True"), (expression.is_(False), "False"))
 
     def as_text(name: str) -> Any:
-        if name == "created_at":
-            stamp = sa.func.to_char(
-                sa.func.timezone("UTC", c.created_at), 'YYYY-MM-DD"T"HH24:MI:SS.US'
-            )
+        if name in {"created_at", "outcome_observed_at"}:
+            moment = c.created_at if name == "created_at" else latest_outcome(name)
+            stamp = sa.func.to_char(sa.func.timezone("UTC", moment), 'YYYY-MM-DD"T"HH24:MI:SS.US')
             return (stamp + "+00:00").label(name)
+        if name == "outcome":
+            return neutralised(latest_outcome(name)).label(name)
         if name == "is_outlier":
             return flag(c.is_outlier).label(name)
         if name == "purged":
@@ -298,6 +343,7 @@ def csv_chunks(chunks: Iterator[list[dict[str, Any]]], counter: list[int]) -> It
     writer.writerow(COLUMNS)
     yield buffer.getvalue().encode()
     at = COLUMNS.index("created_at")
+    observed = COLUMNS.index("outcome_observed_at")
     json_columns = [COLUMNS.index("features"), COLUMNS.index("context")]
     for rows in chunks:
         buffer.seek(0)
@@ -305,6 +351,8 @@ def csv_chunks(chunks: Iterator[list[dict[str, Any]]], counter: list[int]) -> It
         for row in rows:
             values = [row[name] for name in COLUMNS]
             values[at] = values[at].isoformat()
+            if values[observed] is not None:
+                values[observed] = values[observed].isoformat()
             for i in json_columns:
                 if not isinstance(values[i], str | None):
                     values[i] = _text(values[i])
@@ -344,6 +392,8 @@ def parquet_chunks(chunks: Iterator[list[dict[str, Any]]], counter: list[int]) -
             ("parent_decision_id", pa.string()),
             ("record_hash", pa.string()),
             ("purged", pa.bool_()),
+            ("outcome", pa.string()),
+            ("outcome_observed_at", pa.timestamp("us", tz="UTC")),
             ("features", pa.string()),
             ("context", pa.string()),
         ]

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, Field
 
 from governance.audit import access
 from governance.auth.models import Role
@@ -38,7 +38,7 @@ class DecisionRow(BaseModel):
     version: int | None
     route: str | None
     subject_id: str | None
-    label: str | None
+    label: Any = Field(description="The model's class, as the decision record has it")
     score: float | None
     outlier_score: float | None
     is_outlier: bool | None
@@ -46,6 +46,8 @@ class DecisionRow(BaseModel):
     parent_decision_id: str | None
     record_hash: str
     purged: bool
+    outcome: str | None = Field(description="The latest recorded outcome, if any")
+    outcome_observed_at: datetime | None
     features: dict[str, Any] | None
     context: dict[str, Any] | None
 

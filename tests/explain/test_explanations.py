@@ -13,6 +13,7 @@ import shap
 import sqlalchemy as sa
 from dvc.api import read as dvc_read
 from fastapi.testclient import TestClient
+from scipy.stats import beta as scipy_beta
 from sklearn.model_selection import train_test_split
 
 from explain.models import Explanation
@@ -169,7 +170,7 @@ def _training_rows(settings, data_repo, version) -> pd.DataFrame:
     return frame.iloc[np.sort(train_idx)]
 
 
-def test_anchor_precision_measured_on_the_training_rows_meets_the_threshold(
+def test_anchor_precision_is_measured_on_the_training_rows_and_met_only_with_support(
     client: TestClient, auth, denied, settings, data_repo
 ) -> None:
     threshold = 0.95
@@ -192,15 +193,7 @@ def test_anchor_precision_measured_on_the_training_rows_meets_the_threshold(
         )
         assert response.status_code == 200, response.text
         body = response.json()
-        if abs(decision["score"] - schema["threshold"]) < 0.02 and not body["meets_threshold"]:
-            # At the decision boundary no rule from the applicant's bins may reach 95%: the
-            # answer must say so, and never claim a precision the training rows do not give.
-            assert body["message"], body
-            assert body["precision"] is None or body["precision"] < threshold, body
-            continue
-        met += 1
-        assert body["meets_threshold"] is True, body
-        assert body["precision"] >= threshold
+        assert body["explained_row_in_training"] is False
         mask = np.ones(len(train), dtype=bool)
         for condition in body["conditions"]:
             column = train[condition["feature"]]
@@ -211,13 +204,24 @@ def test_anchor_precision_measured_on_the_training_rows_meets_the_threshold(
                     mask &= column.to_numpy(float) > condition["above"]
                 if condition["at_most"] is not None:
                     mask &= column.to_numpy(float) <= condition["at_most"]
-        assert mask.sum() >= 1
-        precision = float((labels[mask] == decision["label"]).mean())
-        assert precision >= threshold, (precision, body)
-        assert body["training_rows"]["matching"] == int(mask.sum())
-        assert body["precision"] == pytest.approx(precision)
+        rows = int(mask.sum())
+        hits = int((labels[mask] == decision["label"]).sum())
+        assert body["coverage_rows"] == body["training_rows"]["matching"] == rows
+        assert body["training_rows"]["total"] == len(train)
         assert len(body["rule"].split(" AND ")) == len(body["conditions"])
-    assert met >= 3  # the denied applicant and the clear approvals
+        if rows:
+            lower = float(scipy_beta.ppf(0.05, hits, rows - hits + 1)) if hits else 0.0
+            assert body["precision"] == pytest.approx(hits / rows)
+            assert body["precision_lower_bound"] == pytest.approx(lower, abs=1e-12)
+        # "met" needs the support and a 95% lower bound at the threshold, not a point estimate
+        meets = rows >= body["min_support"] and body["precision_lower_bound"] >= threshold
+        assert body["meets_threshold"] is meets and body["reliable"] is meets, body
+        if meets:
+            met += 1
+            assert body["message"] is None
+        else:
+            assert body["message"].startswith("no reliable rule"), body
+    assert met >= 1  # the clear approvals have a reliable rule
 
 
 def test_counterfactuals_flip_when_replayed_and_respect_the_spec(
@@ -229,6 +233,9 @@ def test_counterfactuals_flip_when_replayed_and_respect_the_spec(
     body = response.json()
     found = body["counterfactuals"]
     assert 1 <= len(found) <= 3
+    assert body["requested"] == 3 and body["returned"] == len(found)
+    assert body["candidates_searched"] == body["searched"] > 0
+    assert (body["shortfall_reason"] is None) is (len(found) == 3)
     assert body["constraints"]["protected_never_inputs"] == ["age", "sex"]
     version, _ = _version(settings, "credit", denied["model"]["version"])
     features = {f["name"]: f for f in version.input_schema["features"]}
@@ -251,6 +258,9 @@ def test_counterfactuals_flip_when_replayed_and_respect_the_spec(
                     assert change["to"] < change["from"]
             else:
                 assert change["to"] in spec["categories"]
+        plausibility = cf["plausibility"]
+        assert plausibility["nearest_target_class_distance"] >= 0
+        assert 0 <= plausibility["distance_quantile"] <= 1
         replay = client.post(
             f"/api/v1/decisions/{denied['decision_id']}/replay",
             headers=headers,

@@ -90,6 +90,7 @@ def test_an_injected_bias_is_found_and_the_unbiased_control_is_not_flagged(
     rates = {g["group"]["sex"]: g["selection_rate"] for g in found["groups"]}
     assert rates["F"] < rates["M"]
     assert found["most_favoured_group"] == {"sex": "M"}
+    assert found["four_fifths_verdict"] == "violated"
     assert found["four_fifths_violation"] is True
     assert found["disparate_impact_ratio_min"] < 0.8
     [women] = [g for g in found["groups"] if g["group"]["sex"] == "F"]
@@ -98,6 +99,7 @@ def test_an_injected_bias_is_found_and_the_unbiased_control_is_not_flagged(
     assert low < women["selection_rate"] < high
     assert found["selection_rate_test"]["p_value"] < 0.001
     assert "chi-squared" in found["selection_rate_test"]["test"]
+    assert control["four_fifths_verdict"] == "holds"
     assert control["four_fifths_violation"] is False
     assert control["disparate_impact_ratio_min"] >= 0.8
     # the figures recorded at training time sit beside the live ones
@@ -253,9 +255,14 @@ def test_windows_partition_the_decisions_and_groups_intersect(
     ).json()
     [unbinned] = [g for g in small["groups"] if g["group"]["age"] == "unbinned"]
     assert unbinned["n"] == 1 and unbinned["too_small"] is True
-    assert unbinned["disparate_impact_ratio"] is None
+    assert unbinned["below_minimum_size"] is True
+    # A small group stays in the comparison (its ratio is shown) but no verdict rests on it.
+    assert unbinned["disparate_impact_ratio"] is not None
+    assert unbinned["four_fifths_verdict"] == "not_assessable"
     assert small["too_small_groups"] >= 1
     assert small["compared_groups"] == len(small["groups"]) - small["too_small_groups"]
+    assert small["four_fifths_verdict"] in ("not_assessable", "violated")
+    assert any("age=unbinned has 1 decisions" in r for r in small["verdict_reasons"])
 
 
 def test_bad_queries_get_clear_errors_and_reports_are_for_compliance_only(

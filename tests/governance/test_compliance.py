@@ -156,7 +156,7 @@ def test_csv_and_parquet_exports_equal_the_json_query(
     assert exported.headers["content-type"].startswith("text/csv")
     table = list(csv.DictReader(io.StringIO(exported.text)))
     assert [r["decision_id"] for r in table] == [r["decision_id"] for r in rows]
-    assert [r["label"] for r in table] == [r["label"] for r in rows]
+    assert [r["label"] for r in table] == [str(r["label"]) for r in rows]
     assert [float(r["score"]) for r in table] == [r["score"] for r in rows]
     for written, row in zip(table, rows, strict=True):
         # PostgreSQL exports through COPY, SQLite through Python: the same text either way
@@ -172,6 +172,24 @@ def test_csv_and_parquet_exports_equal_the_json_query(
     frame = pq.read_table(io.BytesIO(parquet.content)).to_pandas()
     assert list(frame["decision_id"]) == [r["decision_id"] for r in rows]
     assert list(frame["score"]) == [r["score"] for r in rows]
+
+    # The latest outcome travels with each row, in every format; a label is the model's class,
+    # the same type the query and the lookup give (the demo's classes are the integers 0 and 1).
+    with_outcome = {d["decision_id"] for d in book[:4]}
+    assert {r["decision_id"] for r in rows if r["outcome"] is not None} == with_outcome & {
+        r["decision_id"] for r in rows
+    }
+    assert [w["outcome"] or None for w in table] == [r["outcome"] for r in rows]
+    assert [bool(w["outcome_observed_at"]) for w in table] == [
+        r["outcome_observed_at"] is not None for r in rows
+    ]
+    assert list(frame["outcome"].where(frame["outcome"].notna(), None)) == [
+        r["outcome"] for r in rows
+    ]
+    assert {type(r["label"]) for r in rows} == {int}
+    single = client.get(f"/api/v1/decisions/{rows[0]['decision_id']}", headers=headers).json()
+    assert single["label"] == rows[0]["label"]
+    assert type(single["label"]) is type(rows[0]["label"])
 
     trail = client.get(
         "/api/v1/audit/access-log", headers=headers, params={"action": "decisions.export"}

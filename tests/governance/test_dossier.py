@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from html import unescape
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -58,6 +59,22 @@ def test_the_dossier_holds_everything_and_the_html_shows_the_same_figures(
     assert "(context)" not in text, "protected attributes stay out of the appeals page"
     html = client.get(path, headers=compliance, params={"format": "html"}).text
     assert "(context)" in html and ">F<" in html
+
+    # In words (issue 17): the demo's classes are 0 and 1, and a page never says "label 0".
+    said = "approved" if str(decision["label"]) == "1" else "denied"
+    assert doc["in_words"]["decision"] == said
+    assert doc["in_words"]["class_label"] == decision["label"] == doc["decision"]["label"]
+    for page_html in (text, html):
+        plain = " ".join(
+            unescape(re.sub(r"<style>.*?</style>|<[^>]+>", " ", page_html, flags=re.S)).split()
+        )
+        assert f"{said} (class {decision['label']})" in plain
+        assert "approved at 0.50 or above" in plain
+        assert not re.search(r"\b(True|False|None)\b", plain), "no Python repr"
+        assert "{'" not in plain and not re.search(r"\blabel \d", plain)
+        seeds = ", ".join(f"{k} {v}" for k, v in doc["model"]["seeds"].items())
+        assert f"seeds {seeds}" in plain, "a mapping reads as a list"
+        assert "its content matches its hash: yes" in plain
 
     assert client.get(path, headers=auth(Role.predictor)).status_code == 403
     unknown = client.get("/api/v1/decisions/not-a-uuid/dossier", headers=compliance)

@@ -271,9 +271,14 @@ def test_the_lineage_document_withholds_small_training_cells_from_a_data_scienti
     assert withheld["reason"] == "fewer than 10 rows" and withheld["n"] is None
     assert all(m["n"] >= 10 for m in ages.values() if not m.get("suppressed"))
     assert lineage["metrics_by_group"]["sex"] == recorded["metrics_by_group"]["sex"]
-    assert {k: v for k, v in lineage.items() if k != "metrics_by_group"} == {
-        k: v for k, v in recorded.items() if k != "metrics_by_group"
+    by_group = {"metrics_by_group", "proxies"}
+    assert {k: v for k, v in lineage.items() if k not in by_group} == {
+        k: v for k, v in recorded.items() if k not in by_group
     }
+    # Proxies: which feature predicts which attribute, never the groups or their sizes.
+    assert recorded["proxies"]["attributes"]["age"]["groups"]
+    assert "groups" not in lineage["proxies"]["attributes"]["age"]
+    assert "groups_left_out" not in json.dumps(lineage["proxies"])
     # The version view carries no figure by group at all.
     version = client.get(base, headers=auth(Role.data_scientist)).json()
     assert "metrics_by_group" not in json.dumps(version)

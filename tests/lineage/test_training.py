@@ -151,12 +151,18 @@ def test_unsafe_or_malformed_yaml_is_refused(client: TestClient, auth, body: str
 def test_a_run_that_fails_records_why(client: TestClient, auth, data_repo: DataRepo) -> None:
     ds = auth(Role.data_scientist)
     spec = spec_for(data_repo)
+    # A class the data never has is refused before 202 (issue 17); a split that cannot be made
+    # is found only when the run splits the rows.
     spec["target"]["positive_class"] = "yes"
+    refused = client.post("/api/v1/runs", headers=ds, json=spec)
+    assert refused.status_code == 422
+    assert refused.json()["error"]["details"][0]["field"] == "target.positive_class"
+    spec = spec_for(data_repo, validation={"fraction": 0.9995, "stratify": True})
     response = client.post("/api/v1/runs", headers=ds, json=spec)
     assert response.status_code == 202
     run = wait_for_run(client, response.json()["id"], ds)
     assert run["status"] == "failed"
-    assert "never occurs" in run["error"]["message"]
+    assert "cannot split the data" in run["error"]["message"]
     assert run["model_version"] is None
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from lineage.dvc_repo import commit_data, init_data_repo
+from lineage.loanbook import generate_loan_book, loan_book_spec
 from lineage.synthetic import demo_spec, generate_loans
 
 DATA_PATH = "data/loans.csv"
@@ -139,3 +140,61 @@ def promote(client: TestClient, headers: dict[str, str], model: str, version: in
         json={"stage": "production", "reason": "tests: served live"},
     )
     assert response.status_code == 201, response.text
+
+
+LOAN_BOOK_PATH = "data/book.csv"
+
+
+def make_loan_book_repo(base: Path, n: int = 1000, seed: int = 0) -> DataRepo:
+    """A DVC repo holding the loan book shaped like a lender's export (``lineage.loanbook``)."""
+    data = DataRepo(
+        repo=init_data_repo(base / "repo", base / "remote"),
+        remote=(base / "remote").resolve(),
+        path=LOAN_BOOK_PATH,
+    )
+    data.add_version(generate_loan_book(n, seed=seed).to_csv(index=False).encode(), "loan book")
+    return data
+
+
+def loan_book_yaml(data: DataRepo, *, model: str = "loanbook", seed: int = 3) -> str:
+    dataset = {"name": "book", "repo": str(data.repo), "path": data.path, "rev": data.commits[-1]}
+    return loan_book_spec(dataset, model=model, seed=seed).replace("max_iter: 120", "max_iter: 40")
+
+
+def train_spec_text(settings: Any, text: str) -> int:
+    """Train a spec given as text through the real service and runner; returns the version."""
+    from governance.db import make_engine, session_factory, transaction
+    from lineage import service
+    from lineage.runner import execute_run
+
+    engine = make_engine(settings)
+    try:
+        factory = session_factory(engine)
+        with transaction(factory) as session:
+            run_id = service.create_run(session=session, spec_data=text, actor="test").id
+        assert run_id is not None
+        execute_run(settings, run_id)
+        with transaction(factory) as session:
+            public = service.run_public(session, service.get_run(session=session, run_id=run_id))
+        assert public.model_version is not None, public.error
+        return public.model_version
+    finally:
+        engine.dispose()
+
+
+def book_applicant(**changes: Any) -> dict[str, Any]:
+    """A loan-book applicant as a lender's system sends one: codes, integer codes, numbers."""
+    return {
+        "checking_status": "A11",
+        "employment": 2,
+        "housing": 1,
+        "income": 1500.0,
+        "payments_to_income": 0.45,
+        "housing_to_income": 0.3,
+        "loan_amount": 6000.0,
+        "purpose": "car",
+        "has_guarantor": "no",
+        "marital_status": "A93",
+        "age": 24,
+        **changes,
+    }
