@@ -87,11 +87,6 @@ class Conflict(GovernanceError):
     code = "conflict"
 
 
-class PayloadTooLarge(GovernanceError):
-    status_code = 413
-    code = "payload_too_large"
-
-
 class ServiceUnavailable(GovernanceError):
     status_code = 503
     code = "service_unavailable"

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from governance.config import Settings
 from governance.db import make_engine, session_factory, transaction, utcnow
@@ -34,7 +34,7 @@ from lineage.jobs import (
     stop_requested,
     update_job,
 )
-from lineage.models import DatasetVersion, ModelVersion, RunStatus, TrainingRun
+from lineage.models import DatasetVersion, RunStatus, TrainingRun
 from lineage.spec import TrainingSpec, parse_spec, spec_hash
 from lineage.training import TrainingOutcome
 
@@ -270,7 +270,3 @@ def fail_interrupted_runs(factory: sessionmaker[Session]) -> int:
             run.finished_at = utcnow()
             session.add(run)
     return len(runs)
-
-
-def version_for_run(session: Session, run_id: int) -> ModelVersion | None:
-    return session.exec(select(ModelVersion).where(ModelVersion.run_id == run_id)).first()
