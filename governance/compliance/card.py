@@ -48,6 +48,9 @@ from serving.models import DecisionRecord
 
 DECISIONS: sa.Table = DecisionRecord.__table__  # type: ignore[attr-defined]
 OVERFITTING_AUC_GAP = 0.05
+# Fewer validation rows of either class than this, and the validation ROC AUC is too uncertain
+# for its gap to the training figure to mean anything: no verdict either way.
+OVERFITTING_MIN_CLASS_ROWS = 20
 CLI_ACTOR = "cli"
 IMPUTED_WITH = {
     "median": "the training median",
@@ -84,6 +87,14 @@ def overfitting(metrics: Mapping[str, Any] | None) -> dict[str, Any]:
             "ROC AUC (a model trained elsewhere is scored on all its rows)."
         )
         return result
+    smaller = _smaller_class_rows((metrics or {}).get("validation"))
+    if smaller is not None and smaller < OVERFITTING_MIN_CLASS_ROWS:
+        result["text"] = (
+            f"Overfitting not assessed: the validation set has {smaller} rows of its smaller "
+            f"class, fewer than {OVERFITTING_MIN_CLASS_ROWS}; its ROC AUC ({validation:.4f}) is "
+            "too uncertain to compare with the training figure."
+        )
+        return result
     gap = train - validation
     # Rounded first: 0.80 - 0.75 is 0.05000000000000004 in floating point, not beyond 0.05.
     flagged = round(gap, 10) > OVERFITTING_AUC_GAP
@@ -98,6 +109,17 @@ def overfitting(metrics: Mapping[str, Any] | None) -> dict[str, Any]:
         )
     )
     return result
+
+
+def _smaller_class_rows(figures: Any) -> int | None:
+    """Rows of the rarer class in a split, from its recorded ``n`` and ``positive_rate``."""
+    if not isinstance(figures, Mapping):
+        return None
+    n, rate = figures.get("n"), figures.get("positive_rate")
+    if not isinstance(n, int) or not isinstance(rate, int | float):
+        return None
+    positives = round(n * rate)
+    return min(positives, n - positives)
 
 
 def owner_detail(session: Session, recorded: str) -> dict[str, Any]:

@@ -154,6 +154,22 @@ def test_overfitting_is_flagged_beyond_the_documented_gap() -> None:
     assert "Flagged as overfitting" in wide["text"]
     edge = card_module.overfitting({"train": {"roc_auc": 0.80}, "validation": {"roc_auc": 0.75}})
     assert edge["flagged"] is False, "a gap of exactly 0.05 is within it"
+    # A small validation set: a large gap, but too few rows of one class to say anything.
+    small = card_module.overfitting(
+        {
+            "train": {"roc_auc": 0.99, "n": 150, "positive_rate": 0.9},
+            "validation": {"roc_auc": 0.70, "n": 50, "positive_rate": 0.9},
+        }
+    )
+    assert small["flagged"] is None and small["gap"] is None
+    assert "5 rows of its smaller class" in small["text"]
+    large = card_module.overfitting(
+        {
+            "train": {"roc_auc": 0.99, "n": 1500, "positive_rate": 0.9},
+            "validation": {"roc_auc": 0.70, "n": 500, "positive_rate": 0.9},
+        }
+    )
+    assert large["flagged"] is True
     external = card_module.overfitting({"all_rows": {"roc_auc": 0.8}, "note": "all rows"})
     assert external["flagged"] is None and "not assessed" in external["text"]
     assert card_module.missing_value_policy(
