@@ -31,9 +31,9 @@ from tests.support.factories import (
     loan_book_yaml,
     make_data_repo,
     make_loan_book_repo,
-    promote,
+    serve_live,
     train_model,
-    train_spec_text,
+    train_spec,
 )
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -174,13 +174,7 @@ def served(settings: Settings, data_repo: DataRepo, client: TestClient, auth: An
     v1 = train_model(settings, data_repo, seed=7)
     v2 = train_model(settings, data_repo, seed=8)
     admin = auth(Role.admin)
-    promote(client, admin, "credit", v1)
-    response = client.put(
-        "/api/v1/endpoints/credit",
-        headers=admin,
-        json={"routes": [{"model": "credit", "version": v1}]},
-    )
-    assert response.status_code == 200, response.text
+    serve_live(client, admin, "credit", "credit", v1)
     return Served(endpoint="credit", versions=[v1, v2], headers=admin)
 
 
@@ -189,13 +183,7 @@ def served_book(
     settings: Settings, loan_book_repo: DataRepo, client: TestClient, auth: Any
 ) -> Served:
     """The loan-book model trained from its spec text, in production behind endpoint `lending`."""
-    version = train_spec_text(settings, loan_book_yaml(loan_book_repo))
+    version = train_spec(settings, loan_book_yaml(loan_book_repo))
     admin = auth(Role.admin)
-    promote(client, admin, "loanbook", version)
-    response = client.put(
-        "/api/v1/endpoints/lending",
-        headers=admin,
-        json={"routes": [{"model": "loanbook", "version": version}]},
-    )
-    assert response.status_code == 200, response.text
+    serve_live(client, admin, "lending", "loanbook", version)
     return Served(endpoint="lending", versions=[version], headers=admin)

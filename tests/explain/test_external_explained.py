@@ -13,7 +13,7 @@ from sklearn.preprocessing import OneHotEncoder
 from governance.auth.models import Role
 from lineage.capture import TrainingCapture
 from tests.conftest import Served
-from tests.support.factories import DataRepo, applicant, promote
+from tests.support.factories import DataRepo, applicant, serve_live
 
 NAMES = ["income", "debt_to_income", "late_payments", "purpose"]
 
@@ -60,13 +60,7 @@ def _external(client: TestClient, auth, data_repo: DataRepo) -> Served:
         gate={"metric": "roc_auc", "threshold": 0.55},
     )
     admin = auth(Role.admin)
-    promote(client, admin, "ext", version["version"])
-    response = client.put(
-        "/api/v1/endpoints/ext",
-        headers=admin,
-        json={"routes": [{"model": "ext", "version": version["version"]}]},
-    )
-    assert response.status_code == 200, response.text
+    serve_live(client, admin, "ext", "ext", version["version"])
     return Served(endpoint="ext", versions=[version["version"]], headers=admin)
 
 

@@ -92,28 +92,7 @@ def train_model(
     settings: Any, data: DataRepo, *, seed: int = 7, model: str = "credit", **overrides: Any
 ) -> int:
     """Train through the real service and runner, in process; returns the version number."""
-    from governance.db import make_engine, session_factory, transaction
-    from lineage import service
-    from lineage.runner import execute_run
-
-    engine = make_engine(settings)
-    try:
-        factory = session_factory(engine)
-        with transaction(factory) as session:
-            run = service.create_run(
-                session=session,
-                spec_data=spec_for(data, seed=seed, model=model, **overrides),
-                actor="test",
-            )
-            run_id = run.id
-        assert run_id is not None
-        execute_run(settings, run_id)
-        with transaction(factory) as session:
-            public = service.run_public(session, service.get_run(session=session, run_id=run_id))
-        assert public.model_version is not None, public.error
-        return public.model_version
-    finally:
-        engine.dispose()
+    return train_spec(settings, spec_for(data, seed=seed, model=model, **overrides))
 
 
 APPLICANT = {
@@ -161,8 +140,9 @@ def loan_book_yaml(data: DataRepo, *, model: str = "loanbook", seed: int = 3) ->
     return loan_book_spec(dataset, model=model, seed=seed).replace("max_iter: 120", "max_iter: 40")
 
 
-def train_spec_text(settings: Any, text: str) -> int:
-    """Train a spec given as text through the real service and runner; returns the version."""
+def train_spec(settings: Any, spec: dict[str, Any] | str) -> int:
+    """Train a spec (a mapping, or YAML text) through the real service and runner, in process;
+    returns the version number."""
     from governance.db import make_engine, session_factory, transaction
     from lineage import service
     from lineage.runner import execute_run
@@ -171,7 +151,7 @@ def train_spec_text(settings: Any, text: str) -> int:
     try:
         factory = session_factory(engine)
         with transaction(factory) as session:
-            run_id = service.create_run(session=session, spec_data=text, actor="test").id
+            run_id = service.create_run(session=session, spec_data=spec, actor="test").id
         assert run_id is not None
         execute_run(settings, run_id)
         with transaction(factory) as session:
@@ -180,6 +160,19 @@ def train_spec_text(settings: Any, text: str) -> int:
         return public.model_version
     finally:
         engine.dispose()
+
+
+def serve_live(
+    client: TestClient, headers: dict[str, str], endpoint: str, model: str, version: int
+) -> None:
+    """Put a version in production and make it the endpoint's one live route."""
+    promote(client, headers, model, version)
+    response = client.put(
+        f"/api/v1/endpoints/{endpoint}",
+        headers=headers,
+        json={"routes": [{"model": model, "version": version}]},
+    )
+    assert response.status_code == 200, response.text
 
 
 def book_applicant(**changes: Any) -> dict[str, Any]:
