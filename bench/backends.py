@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.serving import pg_database
-from governance.config import Settings
+from core.config import Settings
 
 
 def add_backend_options(parser: argparse.ArgumentParser) -> None:

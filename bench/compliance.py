@@ -31,12 +31,12 @@ from bench.backends import add_backend_options, each_backend, print_results
 from bench.drift import inputs
 from bench.explain import _pct
 from bench.fairness import START, seed
+from core.auth import service as auth_service
+from core.auth.models import Role
+from core.config import Settings
+from core.db import make_engine, session_factory, transaction
 from governance.app import create_app
-from governance.auth import service as auth_service
-from governance.auth.models import Role
 from governance.compliance.decisions import DECISIONS
-from governance.config import Settings
-from governance.db import make_engine, session_factory, transaction
 
 SUBJECTS = 250_000
 

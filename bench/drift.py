@@ -28,11 +28,11 @@ from scipy import stats
 
 from bench.backends import add_backend_options, each_backend, print_results
 from bench.fairness import BENCH, seed
-from explain import drift_service
-from explain.fairness_query import DECISIONS
+from core.config import Settings
+from core.db import make_engine, transaction
+from explain.drift import service as drift_service
+from explain.fairness.query import DECISIONS
 from governance.app import create_app
-from governance.config import Settings
-from governance.db import make_engine, transaction
 from lineage.synthetic import applicant_features, generate_loans
 
 

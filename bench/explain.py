@@ -28,16 +28,16 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from bench.serving import _pct
-from governance import migrate
+from core import migrate
+from core.auth import service as auth_service
+from core.auth.models import Role
+from core.config import Settings
+from core.db import make_engine, session_factory, transaction
 from governance.app import create_app
-from governance.auth import service as auth_service
-from governance.auth.models import Role
-from governance.config import Settings
-from governance.db import make_engine, session_factory, transaction
 from governance.demo import run_demo
 from lineage import service as lineage_service
 from lineage.artifacts import ArtifactStore
-from lineage.schema import to_frame
+from lineage.input_schema import to_frame
 from serving.models import DecisionRecord
 
 

@@ -29,14 +29,14 @@ import pandas as pd
 import sqlalchemy as sa
 
 from bench.backends import add_backend_options, each_backend, print_results
-from explain import fairness_service
-from explain.fairness_query import DECISIONS, OUTCOMES
-from governance import migrate
-from governance.audit import ledger
-from governance.auth.models import Role
-from governance.auth.schemas import Principal
-from governance.config import Settings
-from governance.db import make_engine, session_factory, transaction
+from core import migrate
+from core.audit import ledger
+from core.auth.models import Role
+from core.auth.schemas import Principal
+from core.config import Settings
+from core.db import make_engine, session_factory, transaction
+from explain.fairness import service as fairness_service
+from explain.fairness.query import DECISIONS, OUTCOMES
 from governance.demo import run_demo
 from serving.decision_log import CHAIN, columns_of
 

@@ -1,4 +1,4 @@
-"""False alarms and power of the drift verdict (``explain.drift.compare``), by window size.
+"""False alarms and power of the drift verdict (``explain.drift.stats.compare``), by window size.
 
 A seeded synthetic loan book with the shapes real ones have (``loan_book``): a skewed numeric
 feature (income, log-normal), a numeric feature correlated with it (loan amount), an integer
@@ -39,8 +39,8 @@ import pandas as pd
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from explain import drift
-from governance.config import Settings
+from core.config import Settings
+from explain.drift import stats as drift
 
 TRAINING_ROWS = 4000
 PURPOSES = {

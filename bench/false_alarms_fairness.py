@@ -1,4 +1,4 @@
-"""False alarms and power of the fairness verdict (``explain.fairness.compare``), by group size.
+"""False alarms and power of the fairness verdict (``explain.fairness.stats.compare``), by group size.
 
 For each scenario and group size, over ``--seeds`` seeds, the per-group counts of favourable
 decisions are drawn as binomials (numpy, seeded by scenario, size and seed) and compared by the
@@ -31,8 +31,8 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from explain.fairness import HOLDS, NOT_ASSESSABLE, VIOLATED, GroupCounts, compare, wilson
-from governance.config import Settings
+from core.config import Settings
+from explain.fairness.stats import HOLDS, NOT_ASSESSABLE, VIOLATED, GroupCounts, compare, wilson
 
 RATE = 0.6
 TRUE_DI = 0.6

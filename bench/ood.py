@@ -38,12 +38,12 @@ from bench.serving import (
     start_govern,
     stop,
 )
-from governance.config import Settings
-from governance.db import make_engine, session_factory, transaction
+from core.config import Settings
+from core.db import make_engine, session_factory, transaction
 from lineage import service as lineage_service
 from lineage.artifacts import ArtifactStore
+from lineage.input_schema import positive_proba, to_frame
 from lineage.outliers import detector_of
-from lineage.schema import positive_proba, to_frame
 
 
 async def _block(host: str, port: int, raws: list[bytes], pool: list[Connection]) -> list[float]:

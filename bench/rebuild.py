@@ -24,13 +24,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from governance import migrate
-from governance.config import Settings
-from governance.db import make_engine, session_factory, transaction
+from core import migrate
+from core.config import Settings
+from core.db import make_engine, session_factory, transaction
 from governance.demo import run_demo
-from lineage import rebuild, service
+from lineage import service
 from lineage.fresh import ZYGOTE
 from lineage.runner import execute_run
+from rebuild import service as rebuild_service
 
 
 def _train_again(settings: Settings, factory: Any) -> float:
@@ -52,17 +53,17 @@ def _train_again(settings: Settings, factory: Any) -> float:
 def _rebuild(settings: Settings, factory: Any) -> tuple[float, dict[str, Any]]:
     with transaction(factory) as session:
         model, version = service.get_version(session=session, name="credit", version=1)
-        job, _created = rebuild.create_rebuild(
+        job, _created = rebuild_service.create_rebuild(
             session=session, model=model, version=version, actor="bench", executor="in-process"
         )
         rebuild_id = job.id
     assert rebuild_id is not None
     started = time.perf_counter()
-    rebuild.execute_rebuild(settings, rebuild_id)
+    rebuild_service.execute_rebuild(settings, rebuild_id)
     elapsed = time.perf_counter() - started
     with transaction(factory) as session:
-        report = dict(rebuild.get_rebuild(session, rebuild_id).report or {})
-    if report.get("verdict") != rebuild.IDENTICAL:
+        report = dict(rebuild_service.get_rebuild(session, rebuild_id).report or {})
+    if report.get("verdict") != rebuild_service.IDENTICAL:
         raise SystemExit(f"rebuild was not identical: {report.get('verdict')} {report}")
     return elapsed, report
 

@@ -36,15 +36,15 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from governance import migrate
-from governance.auth import service as auth_service
-from governance.auth.models import Role
-from governance.config import Settings
-from governance.db import make_engine, session_factory, transaction
+from core import migrate
+from core.auth import service as auth_service
+from core.auth.models import Role
+from core.config import Settings
+from core.db import make_engine, session_factory, transaction
 from governance.demo import run_demo
 from lineage import service as lineage_service
 from lineage.artifacts import ArtifactStore
-from lineage.schema import positive_proba, to_frame
+from lineage.input_schema import positive_proba, to_frame
 from lineage.synthetic import FEATURES, NUMERIC, applicant_features, generate_loans
 
 MLSERVER = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1"]

@@ -16,14 +16,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from governance import migrate
-from governance.config import Settings
-from governance.db import make_engine, session_factory, transaction
+from core import migrate
+from core.config import Settings
+from core.db import make_engine, session_factory, transaction
 from lineage import service
 from lineage.dvc_repo import commit_data, init_data_repo
+from lineage.input_schema import build_input_schema, frame_from_table
 from lineage.pipeline import build_pipeline
 from lineage.runner import execute_run
-from lineage.schema import build_input_schema, frame_from_table
 from lineage.spec import parse_spec
 from lineage.synthetic import demo_spec, generate_loans
 from lineage.training import binary_target, split_frame

@@ -54,7 +54,7 @@ from scipy.special import betaincinv
 
 from explain.attributions import library_versions
 from explain.context import GLOBAL_RNG, ModelContext
-from lineage.schema import to_frame
+from lineage.input_schema import to_frame
 from lineage.spec import category_text
 
 if TYPE_CHECKING:

@@ -15,13 +15,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from core.audit import access
+from core.auth.models import Role
+from core.auth.schemas import Principal
+from core.config import Settings
+from core.db import make_engine, session_factory, transaction
+from core.errors import GovernanceError, InvalidInput
 from explain.service import METHODS, Explainers, explanation_for, logged_decision
-from governance.audit import access
-from governance.auth.models import Role
-from governance.auth.schemas import Principal
-from governance.config import Settings
-from governance.db import make_engine, session_factory, transaction
-from governance.errors import GovernanceError, InvalidInput
 from serving.models import DecisionRecord
 from serving.service import Serving
 

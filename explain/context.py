@@ -21,16 +21,16 @@ from numpy.typing import NDArray
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from governance.db import transaction
-from governance.errors import GovernanceError
+from core.db import transaction
+from core.errors import GovernanceError
 from lineage import service as lineage_service
+from lineage.input_schema import frame_from_table, positive_proba
 from lineage.pipeline import (
     estimator_of,
     known_estimator_path,
     output_features,
     preprocessing_of,
 )
-from lineage.schema import frame_from_table, positive_proba
 from lineage.spec import ESTIMATORS, TrainingSpec
 from lineage.training import binary_target, indices_digest, split_frame
 from serving.model_cache import LoadedModel

@@ -61,7 +61,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from explain.context import ModelContext
-from lineage.schema import to_frame
+from lineage.input_schema import to_frame
 from lineage.spec import category_text
 
 SAMPLES = 1000

@@ -22,11 +22,11 @@ from typing import Any
 
 from threadpoolctl import threadpool_limits
 
+from core.config import Settings
+from core.db import make_engine, session_factory
+from core.errors import ServiceUnavailable
 from explain.compute import compute
 from explain.context import ContextCache
-from governance.config import Settings
-from governance.db import make_engine, session_factory
-from governance.errors import ServiceUnavailable
 from serving.service import Serving
 
 log = logging.getLogger("govern.explain.pool")

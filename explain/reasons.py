@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from lineage.schema import category_key, feature_label
+from lineage.input_schema import category_key, feature_label
 
 MAX_REASONS = 4
 

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.auth.models import Role
+from core.auth.schemas import Principal
+from core.deps import SessionDep, allow
 from explain import service
-from governance.auth.models import Role
-from governance.auth.schemas import Principal
-from governance.deps import SessionDep, allow
 
 router = APIRouter(tags=["explanations"])
 

@@ -19,19 +19,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, select
 
+from core.audit import access
+from core.auth.schemas import Principal
+from core.config import Settings
+from core.errors import InvalidInput
+from core.limits import KeyLimiter
 from explain import attributions, reasons
 from explain.compute import SAMPLING, compute
 from explain.context import ContextCache, ModelContext
 from explain.models import Explanation
 from explain.pool import ExplainPool
-from governance.audit import access
-from governance.auth.schemas import Principal
-from governance.config import Settings
-from governance.errors import InvalidInput
-from governance.limits import KeyLimiter
 from lineage import service as lineage_service
+from lineage.input_schema import favourable_label
 from lineage.models import ModelVersion
-from lineage.schema import favourable_label
 from serving import service as serving_service
 from serving.models import DecisionRecord
 from serving.service import Serving

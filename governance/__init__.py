@@ -1,8 +1,5 @@
-"""govern: lineage-first model governance and audit."""
+"""govern's top floor: the app factory, the CLI, the compliance workbench and audit across chains."""
 
-from importlib.metadata import PackageNotFoundError, version
+from core import __version__
 
-try:
-    __version__ = version("govern")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+__all__ = ["__version__"]

@@ -10,28 +10,29 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
-from explain.fairness_router import router as fairness_router
+from core import health
+from core.auth.cache import KeyCache
+from core.auth.gate import AuthGate
+from core.auth.router import router as keys_router
+from core.config import Settings, get_settings
+from core.db import make_engine, session_factory
+from core.deps import authenticate_token
+from core.errors import document_errors, is_connection_error, register_error_handlers
+from core.limits import KeyLimiter
+from core.middleware import BodySizeLimit, RefuseNul
+from core.migrate import ensure_at_head
+from explain.fairness.router import router as fairness_router
 from explain.router import router as explain_router
 from explain.service import Explainers, preload_libraries
-from governance import __version__, health
+from governance import __version__
 from governance.audit.alerts import Scanner
 from governance.audit.router import router as audit_router
-from governance.auth.cache import KeyCache
-from governance.auth.gate import AuthGate
-from governance.auth.router import router as keys_router
 from governance.compliance.router import router as compliance_router
-from governance.config import Settings, get_settings
-from governance.db import make_engine, session_factory
-from governance.deps import authenticate_token
-from governance.errors import document_errors, is_connection_error, register_error_handlers
-from governance.limits import KeyLimiter
-from governance.middleware import BodySizeLimit, RefuseNul
-from governance.migrate import ensure_at_head
 from lineage.executor import make_executor
-from lineage.rebuild import fail_interrupted_rebuilds
-from lineage.rebuild_router import router as rebuild_router
 from lineage.router import router as lineage_router
 from lineage.runner import fail_interrupted_runs
+from rebuild.router import router as rebuild_router
+from rebuild.service import fail_interrupted_rebuilds
 from serving import router as serving_router
 from serving.admission import KeyAdmission, PredictAdmission
 from serving.service import Serving

@@ -15,10 +15,11 @@ from typing import Any
 from rich.console import Console
 from sqlmodel import select
 
-from governance.auth import service as auth_service
-from governance.auth.models import Role
-from governance.config import Settings
-from governance.db import make_engine, session_factory, transaction, utcnow
+from core.auth import service as auth_service
+from core.auth.models import Role
+from core.auth.schemas import Principal
+from core.config import Settings
+from core.db import make_engine, session_factory, transaction, utcnow
 from lineage import service as lineage_service
 from lineage.data_sources import DataPolicy
 from lineage.dvc_repo import commit_data, init_data_repo
@@ -27,6 +28,7 @@ from lineage.runner import execute_run
 from lineage.synthetic import applicant_features, demo_spec, generate_loans
 from serving import service as serving_service
 from serving.models import Endpoint
+from serving.outcomes import OutcomeIn, record_outcomes
 from serving.schemas import EndpointConfigIn
 
 ENDPOINT = "credit"
@@ -119,8 +121,6 @@ def run_demo(settings: Settings, decisions: int = 300) -> bool:
 
 def _report_outcomes(factory: Any, sent: list[tuple[str, int]]) -> int:
     """As a loan servicing system would: the first two thirds of the loans have an outcome."""
-    from serving.outcomes import OutcomeIn, record_outcomes
-
     known = sent[: len(sent) * 2 // 3]
     if not known:
         return 0
@@ -138,8 +138,6 @@ def _report_outcomes(factory: Any, sent: list[tuple[str, int]]) -> int:
 async def _send_traffic(
     settings: Settings, factory: Any, key_id: str, count: int
 ) -> list[tuple[str, int]]:
-    from governance.auth.schemas import Principal
-
     serving = serving_service.Serving.create(settings, factory)
     serving.start()
     principal = Principal(key_id=key_id, name="demo traffic", role=Role.predictor)

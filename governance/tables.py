@@ -2,10 +2,10 @@
 
 from sqlmodel import SQLModel
 
-import governance.db  # noqa: F401  (sets the naming convention first)
+import core.db  # noqa: F401  (sets the naming convention first)
+from core.audit import models as audit_models
+from core.auth import models as auth_models
 from explain import models as explain_models
-from governance.audit import models as audit_models
-from governance.auth import models as auth_models
 from lineage import models as lineage_models
 from serving import models as serving_models
 

@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from governance.errors import GovernanceError, NotFound
+from core.errors import GovernanceError, NotFound
 
 log = logging.getLogger("govern.artifacts")
 

@@ -31,7 +31,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from governance.db import utcnow
+from core.db import utcnow
 from lineage.datasets import read_snapshot
 from lineage.environment import capture_environment, code_version
 

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
-from governance.errors import GovernanceError
+from core.errors import GovernanceError
 
 if TYPE_CHECKING:
-    from governance.config import Settings
+    from core.config import Settings
 
 log = logging.getLogger("govern.datasets")
 

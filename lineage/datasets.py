@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from governance.errors import InvalidInput
+from core.errors import InvalidInput
 from lineage.data_sources import DataPolicy, DatasetError, check_repo, is_url, location_allowed
 
 # DVC phones home for analytics unless told not to, and this service never reaches the internet.

@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from governance import __version__
+from core import __version__
 
 _SOURCE_DIR = Path(__file__).resolve().parent.parent
 # Variables that can change what a fit produces; recorded at training, restored for a rebuild.

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
-from governance.config import Settings
+from core.config import Settings
 
 log = logging.getLogger("govern.executor")
 

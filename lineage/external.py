@@ -17,17 +17,17 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from sqlmodel import Session
 
-from governance.errors import InvalidInput, field_list, validation_details
+from core.errors import InvalidInput, field_list, validation_details
 from lineage import service
 from lineage.artifacts import PICKLE_PROTOCOL, ArtifactStore, serialize_model
 from lineage.data_sources import DataPolicy
 from lineage.datasets import check_columns
 from lineage.fingerprint import fingerprint
+from lineage.input_schema import build_input_schema, frame_from_table
 from lineage.models import ModelVersion, RegisteredModel
 from lineage.outliers import fit_detector
 from lineage.runner import dataset_lineage
 from lineage.safe_skops import UnreadableArtifact, UntrustedArtifact, load_trusted
-from lineage.schema import build_input_schema, frame_from_table
 from lineage.spec import (
     MAX_PUBLIC_CONTEXT,
     ContextKey,

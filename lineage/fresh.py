@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from governance.errors import GovernanceError
+from core.errors import GovernanceError
 from lineage.environment import DETERMINISM_ENV
 
 _ROOT = Path(__file__).resolve().parent.parent

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, col, select
 
-from governance.db import transaction, utcnow
-from governance.errors import Conflict
+from core.db import transaction, utcnow
+from core.errors import Conflict
 from lineage.executor import abandoned
 from lineage.models import Rebuild, RunStatus, TrainingRun
 

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from governance.db import JSONType, UTCDateTime, utcnow
+from core.db import JSONType, UTCDateTime, utcnow
 
 
 def _ts(nullable: bool = False) -> Any:

@@ -20,7 +20,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from sklearn.covariance import LedoitWolf
 
-from lineage.schema import category_key
+from lineage.input_schema import category_key
 
 METHOD = "mahalanobis-ledoit-wolf"
 DEFAULT_QUANTILE = 0.995

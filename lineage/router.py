@@ -7,12 +7,12 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, R
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from governance.auth.models import Role
-from governance.auth.schemas import Principal
-from governance.bodies import parse_json_object
-from governance.deps import SessionDep, SettingsDep, allow
-from governance.errors import InvalidInput
-from governance.pagination import Paged, PageDep, RowId, next_cursor
+from core.auth.models import Role
+from core.auth.schemas import Principal
+from core.bodies import parse_json_object
+from core.deps import SessionDep, SettingsDep, allow
+from core.errors import InvalidInput
+from core.pagination import Paged, PageDep, RowId, next_cursor
 from lineage import service
 from lineage.artifacts import ArtifactStore
 from lineage.data_sources import DataPolicy

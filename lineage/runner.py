@@ -16,9 +16,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from governance.config import Settings
-from governance.db import make_engine, session_factory, transaction, utcnow
-from governance.errors import GovernanceError
+from core.config import Settings
+from core.db import make_engine, session_factory, transaction, utcnow
+from core.errors import GovernanceError
 from lineage import service
 from lineage.artifacts import PICKLE_PROTOCOL, ArtifactStore
 from lineage.environment import capture_environment, code_version

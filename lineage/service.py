@@ -13,11 +13,11 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from governance import cells
-from governance.auth.models import Role
-from governance.config import Settings
-from governance.errors import Conflict, GovernanceError, InvalidInput, NotFound
-from governance.pagination import Page
+from core import cells
+from core.auth.models import Role
+from core.config import Settings
+from core.errors import Conflict, GovernanceError, InvalidInput, NotFound
+from core.pagination import Page
 from lineage import datasets, proxies
 from lineage.data_sources import DataPolicy, DatasetError
 from lineage.executor import worker_id
@@ -519,7 +519,7 @@ def lineage_public(
     min_cell_size: int,
 ) -> LineagePublic:
     """The whole lineage document. Compliance and admin read it as recorded; for other roles its
-    figures by group lose the cells of fewer than ``min_cell_size`` rows (``governance.cells``)."""
+    figures by group lose the cells of fewer than ``min_cell_size`` rows (``core.cells``)."""
     lineage = version.lineage
     by_group = lineage.get("metrics_by_group")
     if isinstance(by_group, dict) and not cells.sees_every_cell(role):

@@ -28,8 +28,8 @@ from pydantic import (
     model_validator,
 )
 
-from governance.errors import InvalidInput, field_list, validation_details
-from governance.text import find_bad_text
+from core.errors import InvalidInput, field_list, validation_details
+from core.text import find_bad_text
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 

@@ -15,17 +15,17 @@ from sklearn.metrics import accuracy_score, brier_score_loss, roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
-from governance.errors import InvalidInput
-from lineage.outliers import fit_detector
-from lineage.pipeline import build_pipeline, missing_value_policy
-from lineage.proxies import proxy_report
-from lineage.schema import (
+from core.errors import InvalidInput
+from lineage.input_schema import (
     build_input_schema,
     category_key,
     frame_from_table,
     positive_proba,
     same_class,
 )
+from lineage.outliers import fit_detector
+from lineage.pipeline import build_pipeline, missing_value_policy
+from lineage.proxies import proxy_report
 from lineage.spec import YAML_BOOLEAN_HINT, FeatureType, TrainingSpec
 
 Progress = Callable[[float, str], None]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from governance.config import Settings, get_settings
-from governance.db import make_engine
+from core.config import Settings, get_settings
+from core.db import make_engine
 from governance.tables import metadata
 
 config = context.config

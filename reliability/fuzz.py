@@ -23,9 +23,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from core.config import Settings
+from core.deps import PUBLIC, declared_roles
 from governance.app import create_app
-from governance.config import Settings
-from governance.deps import PUBLIC, declared_roles
 from reliability.load import decide, logged, reconcile
 from reliability.report import Row
 from reliability.scenarios import Profile

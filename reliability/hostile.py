@@ -22,10 +22,10 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
+from core.config import Settings
+from core.db import utcnow
+from core.deps import PUBLIC, declared_roles
 from governance.app import create_app
-from governance.config import Settings
-from governance.db import utcnow
-from governance.deps import PUBLIC, declared_roles
 from reliability import boundary, boundary_flows
 from reliability.cases import Case, send
 from reliability.load import decide, logged, reconcile
@@ -459,9 +459,9 @@ def run(world: World, _profile: Profile, logs: Path, command: str) -> Row:
     url = world.database("hostile")
     settings = world.settings(url)
     # An expired key and a revoked one, made as an operator would (then time passes).
-    from governance.auth import service as auth_service
-    from governance.auth.models import Role
-    from governance.db import make_engine, session_factory, transaction
+    from core.auth import service as auth_service
+    from core.auth.models import Role
+    from core.db import make_engine, session_factory, transaction
 
     engine = make_engine(settings)
     with transaction(session_factory(engine)) as session:

@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from governance.audit.chain import canonical_json, content_hash, record_hash
+from core.audit.chain import canonical_json, content_hash, record_hash
 from reliability.load import decide, logged, reconcile
 from reliability.report import Row, counts
 from reliability.scenarios import Profile

@@ -18,11 +18,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from governance import migrate
-from governance.auth import service as auth_service
-from governance.auth.models import Role
-from governance.config import Settings
-from governance.db import make_engine, session_factory, transaction
+from core import migrate
+from core.auth import service as auth_service
+from core.auth.models import Role
+from core.config import Settings
+from core.db import make_engine, session_factory, transaction
 from governance.demo import run_demo
 from lineage import service as lineage_service
 from lineage.models import Stage

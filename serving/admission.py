@@ -19,8 +19,8 @@ import re
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from governance.errors import error_body
-from governance.middleware import send_json
+from core.errors import error_body
+from core.middleware import send_json
 from serving import metrics
 
 PREDICT_PATH = re.compile(r"^/(api/v1/endpoints/[^/]+/predict|v2/models/[^/]+/infer)/?$")

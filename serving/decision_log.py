@@ -21,9 +21,9 @@ from typing import Any
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from governance.audit import ledger
-from governance.db import transaction
-from governance.errors import is_connection_error
+from core.audit import ledger
+from core.db import transaction
+from core.errors import is_connection_error
 from serving import metrics
 from serving.models import DecisionRecord
 

@@ -27,7 +27,7 @@ from sklearn.preprocessing import (
 )
 from threadpoolctl import ThreadpoolController
 
-from lineage.schema import category_key
+from lineage.input_schema import category_key
 
 Rows = Sequence[Mapping[str, Any]]
 # One controller, made once: building one per call (threadpool_limits) costs milliseconds.

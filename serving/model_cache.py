@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 
 from lineage.artifacts import ArtifactStore
+from lineage.input_schema import positive_proba, to_frame
 from lineage.models import ModelVersion
 from lineage.outliers import Detector, detector_of
 from lineage.pipeline import preprocessing_of
-from lineage.schema import positive_proba, to_frame
 from serving.fastpath import Compiled, compile_pipeline, probe_rows
 
 

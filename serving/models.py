@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from governance.db import JSONType, UTCDateTime, utcnow
+from core.db import JSONType, UTCDateTime, utcnow
 
 
 class Endpoint(SQLModel, table=True):

@@ -15,8 +15,8 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
-from governance.db import utcnow
-from governance.errors import GovernanceError, InvalidInput
+from core.db import utcnow
+from core.errors import GovernanceError, InvalidInput
 from lineage import service as lineage_service
 from serving.models import DecisionOutcome, DecisionRecord
 from serving.service import get_decision

@@ -6,11 +6,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request, status
 from fastapi.responses import JSONResponse, Response
 
-from governance.audit import access
-from governance.auth.models import Role
-from governance.auth.schemas import Principal
-from governance.deps import SessionDep, allow, public
-from governance.errors import GovernanceError
+from core.audit import access
+from core.auth.models import Role
+from core.auth.schemas import Principal
+from core.deps import SessionDep, allow, public
+from core.errors import GovernanceError
 from lineage.spec import NAME_PATTERN
 from serving import metrics, outcomes, service
 from serving.outcomes import BulkOutcomesIn, OutcomeIn, OutcomePublic

@@ -19,11 +19,11 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
-from governance.auth.models import Role
-from governance.auth.schemas import Principal
-from governance.config import Settings
-from governance.db import transaction, utcnow
-from governance.errors import (
+from core.auth.models import Role
+from core.auth.schemas import Principal
+from core.config import Settings
+from core.db import transaction, utcnow
+from core.errors import (
     Conflict,
     GovernanceError,
     InvalidInput,

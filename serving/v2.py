@@ -15,10 +15,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 
-from governance.auth.models import Role
-from governance.auth.schemas import Principal
-from governance.deps import allow, public
-from governance.errors import GovernanceError, InvalidInput
+from core.auth.models import Role
+from core.auth.schemas import Principal
+from core.deps import allow, public
+from core.errors import GovernanceError, InvalidInput
 from lineage.spec import NAME_PATTERN
 from serving import metrics, service
 from serving.service import Serving

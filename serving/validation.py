@@ -8,8 +8,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from governance.audit.chain import is_finite_json
-from lineage.schema import category_key, category_value, feature_label
+from core.audit.chain import is_finite_json
+from lineage.input_schema import category_key, category_value, feature_label
 
 MAX_CONTEXT_KEYS = 100
 MAX_STRING = 1000

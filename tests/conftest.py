@@ -18,12 +18,12 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from governance import migrate
+from core import migrate
+from core.auth import service as auth_service
+from core.auth.models import Role
+from core.config import Settings, get_settings
+from core.db import make_engine, session_factory, transaction
 from governance.app import create_app
-from governance.auth import service as auth_service
-from governance.auth.models import Role
-from governance.config import Settings, get_settings
-from governance.db import make_engine, session_factory, transaction
 from governance.tables import metadata
 from tests.support.databases import PG_ADMIN_URL, fresh_database, truncate_all
 from tests.support.factories import (

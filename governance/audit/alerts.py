@@ -27,12 +27,13 @@ from pydantic import BaseModel
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, col, select
 
-from governance.audit.models import AccessRecord as A
-from governance.audit.models import Alert
+from core.audit.models import AccessRecord as A
+from core.audit.models import Alert
+from core.config import Settings
+from core.db import transaction, utcnow
+from core.pagination import Page
 from governance.audit.probing import ProbeRules, near_duplicate_mask
-from governance.config import Settings
-from governance.db import transaction, utcnow
-from governance.pagination import Page
+from lineage.service import get_version
 from serving import metrics
 from serving.models import DecisionRecord as D
 
@@ -258,8 +259,6 @@ def _raise_alert(
 
 def scan(session: Session, settings: Settings, now: datetime | None = None) -> list[Alert]:
     """Raise or extend a probing alert for every key that matches the rules now."""
-    from lineage.service import get_version
-
     rules = rules_of(settings)
     now = now or utcnow()
     start = now - timedelta(seconds=rules.window_s)

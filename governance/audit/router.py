@@ -5,11 +5,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, status
 from pydantic import AwareDatetime, BaseModel, Field
 
-from governance.audit import alerts, service
-from governance.auth.models import Role
-from governance.auth.schemas import Principal
-from governance.deps import SessionDep, SettingsDep, allow
-from governance.pagination import Paged, PageDep, next_cursor
+from core.auth.models import Role
+from core.auth.schemas import Principal
+from core.deps import SessionDep, SettingsDep, allow
+from core.pagination import Paged, PageDep, next_cursor
+from governance.audit import alerts, verification
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -39,14 +39,14 @@ class VerifyRequest(BaseModel):
 
 @router.get("/verify", summary="Recompute every hash chain and check every stored checkpoint")
 def verify(session: SessionDep, settings: SettingsDep, _principal: Auditor) -> dict[str, Any]:
-    return service.verify_report(session, settings)
+    return verification.verify_report(session, settings)
 
 
 @router.post("/verify", summary="Verify, also against checkpoints exported earlier")
 def verify_with(
     body: VerifyRequest, session: SessionDep, settings: SettingsDep, _principal: Auditor
 ) -> dict[str, Any]:
-    return service.verify_report(
+    return verification.verify_report(
         session, settings, extra_checkpoints=[c.model_dump() for c in body.checkpoints]
     )
 
@@ -59,14 +59,14 @@ def verify_with(
 def create_checkpoint(
     body: CheckpointCreate, session: SessionDep, settings: SettingsDep, principal: Auditor
 ) -> dict[str, Any]:
-    return service.checkpoint_dict(
-        service.create_checkpoint(session, settings, body.chain, principal.key_id)
+    return verification.checkpoint_dict(
+        verification.create_checkpoint(session, settings, body.chain, principal.key_id)
     )
 
 
 @router.get("/checkpoints", summary="Signed checkpoints")
 def list_checkpoints(session: SessionDep, _principal: Auditor) -> list[dict[str, Any]]:
-    return [service.checkpoint_dict(c) for c in service.stored_checkpoints(session)]
+    return [verification.checkpoint_dict(c) for c in verification.stored_checkpoints(session)]
 
 
 @router.get(

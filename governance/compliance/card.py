@@ -1,7 +1,7 @@
 """The model card: what a version is for, what it was trained on, how it performs, by group and
 live, whether it passed its gate, where it came from, and whether it rebuilds.
 
-Data scientists read it too: its figures by group follow ``governance.cells`` (small cells
+Data scientists read it too: its figures by group follow ``core.cells`` (small cells
 withheld for them, marked for compliance and admin); a withheld row carries ``fewer_than``, the
 reporting threshold it is below.
 
@@ -32,18 +32,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from explain import fairness_service
-from governance import cells
-from governance.auth.models import ApiKey
-from governance.auth.schemas import Principal
+from core import cells
+from core.auth.models import ApiKey
+from core.auth.schemas import Principal
+from core.config import Settings
+from core.errors import GovernanceError
+from explain.fairness import service as fairness_service
 from governance.compliance.dossier import decision_words, threshold_rule
 from governance.compliance.inventory import last_rebuild
-from governance.config import Settings
-from governance.errors import GovernanceError
 from lineage import proxies as proxy_report
 from lineage import service as lineage_service
+from lineage.input_schema import favourable_label
 from lineage.models import ModelVersion, RegisteredModel
-from lineage.schema import favourable_label
 from serving.models import DecisionRecord
 
 DECISIONS: sa.Table = DecisionRecord.__table__  # type: ignore[attr-defined]

@@ -26,7 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from governance.db import transaction
+from core.db import transaction
+from lineage.models import ModelVersion, RegisteredModel
 from serving.models import DecisionOutcome, DecisionRecord
 
 DECISIONS: sa.Table = DecisionRecord.__table__  # type: ignore[attr-defined]
@@ -215,8 +216,6 @@ def _classes(
     """For each (model, version), its classes by the text the label column holds."""
     if not versions:
         return {}
-    from lineage.models import ModelVersion, RegisteredModel
-
     models: sa.Table = RegisteredModel.__table__  # type: ignore[attr-defined]
     found: sa.Table = ModelVersion.__table__  # type: ignore[attr-defined]
     query = (

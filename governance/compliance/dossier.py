@@ -27,19 +27,19 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from explain import fairness_service
+from core.audit import access
+from core.audit.chain import GENESIS, content_hash, record_hash
+from core.audit.models import AuditCheckpoint
+from core.auth.schemas import Principal
+from core.cells import sees_every_cell
+from core.config import Settings
+from core.errors import GovernanceError
 from explain import service as explain_service
+from explain.fairness import service as fairness_service
 from explain.models import Explanation
-from governance.audit import access
-from governance.audit.chain import GENESIS, content_hash, record_hash
-from governance.audit.models import AuditCheckpoint
-from governance.auth.schemas import Principal
-from governance.cells import sees_every_cell
 from governance.compliance.inventory import last_rebuild
-from governance.config import Settings
-from governance.errors import GovernanceError
 from lineage import service as lineage_service
-from lineage.schema import favourable_label, feature_label, same_class
+from lineage.input_schema import favourable_label, feature_label, same_class
 from serving import service as serving_service
 from serving.decision_log import CHAIN
 from serving.models import DecisionOutcome, DecisionRecord

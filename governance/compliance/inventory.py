@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from governance.audit.models import AccessRecord
+from core.audit.models import AccessRecord
 from lineage import service as lineage_service
 from lineage.models import ModelVersion, Rebuild, RegisteredModel, Stage
 from serving.models import DecisionRecord, Endpoint, EndpointConfig

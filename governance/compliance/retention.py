@@ -17,11 +17,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
+from core.audit import access
+from core.auth.models import Role
+from core.auth.schemas import Principal
+from core.db import transaction, utcnow
 from explain.models import Explanation
-from governance.audit import access
-from governance.auth.models import Role
-from governance.auth.schemas import Principal
-from governance.db import transaction, utcnow
 from serving.models import DecisionRecord
 
 DECISIONS: sa.Table = DecisionRecord.__table__  # type: ignore[attr-defined]

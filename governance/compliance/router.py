@@ -11,14 +11,14 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import AwareDatetime, BaseModel, Field
 
-from governance.audit import access
-from governance.auth.models import Role
-from governance.auth.schemas import Principal
+from core.audit import access
+from core.auth.models import Role
+from core.auth.schemas import Principal
+from core.db import transaction
+from core.deps import SessionDep, SettingsDep, allow
+from core.errors import InvalidInput
+from core.pagination import Paged, SeqPageDep
 from governance.compliance import card, decisions, dossier, html, inventory, trail
-from governance.db import transaction
-from governance.deps import SessionDep, SettingsDep, allow
-from governance.errors import InvalidInput
-from governance.pagination import Paged, SeqPageDep
 from lineage.router import VersionDep
 
 router = APIRouter(tags=["compliance"])

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlmodel import Session
 
-from governance.audit.models import AccessRecord
+from core.audit.models import AccessRecord
 
 ACCESS: sa.Table = AccessRecord.__table__  # type: ignore[attr-defined]
 

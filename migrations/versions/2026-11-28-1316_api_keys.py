@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import governance.db
+import core.db
 
 revision: str = "1ef34f52c29d"
 down_revision: str | None = None
@@ -26,10 +26,10 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("role", sa.String(length=32), nullable=False),
         sa.Column("key_hash", sa.String(length=64), nullable=False),
-        sa.Column("created_at", governance.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("created_by", sa.String(length=64), nullable=False),
-        sa.Column("expires_at", governance.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("revoked_at", governance.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("expires_at", core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("revoked_at", core.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("revoked_by", sa.String(length=64), nullable=True),
         sa.CheckConstraint(
             "role IN ('admin', 'data-scientist', 'compliance', 'appeals', 'predictor')",

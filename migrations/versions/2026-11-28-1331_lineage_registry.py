@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import governance.db
+import core.db
 
 revision: str = "2a4220264889"
 down_revision: str | None = "1ef34f52c29d"
@@ -39,7 +39,7 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column("created_at", governance.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("created_by", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_dataset_version")),
         sa.UniqueConstraint(
@@ -59,7 +59,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("description", sa.Text(), nullable=False),
-        sa.Column("created_at", governance.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("created_by", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_registered_model")),
         sa.UniqueConstraint("name", name=op.f("uq_registered_model_name")),
@@ -83,10 +83,10 @@ def upgrade() -> None:
             nullable=True,
         ),
         sa.Column("worker", sa.String(length=200), nullable=True),
-        sa.Column("created_at", governance.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("created_by", sa.String(length=64), nullable=False),
-        sa.Column("started_at", governance.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("finished_at", governance.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("started_at", core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", core.db.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["dataset_version_id"],
             ["dataset_version.id"],
@@ -124,7 +124,7 @@ def upgrade() -> None:
         sa.Column("dataset_version_id", sa.Integer(), nullable=False),
         sa.Column("run_id", sa.Integer(), nullable=True),
         sa.Column("gate_passed", sa.Boolean(), nullable=False),
-        sa.Column("created_at", governance.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("created_by", sa.String(length=64), nullable=False),
         sa.ForeignKeyConstraint(
             ["dataset_version_id"],
@@ -150,7 +150,7 @@ def upgrade() -> None:
         sa.Column("to_stage", sa.String(length=20), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("actor", sa.String(length=64), nullable=False),
-        sa.Column("created_at", governance.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", core.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["model_version_id"],
             ["model_version.id"],

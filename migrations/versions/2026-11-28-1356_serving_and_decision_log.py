@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import governance.db
+import core.db
 
 revision: str = "e086d11f9391"
 down_revision: str | None = "2a4220264889"
@@ -26,7 +26,7 @@ def upgrade() -> None:
         sa.Column("chain", sa.String(length=32), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.Column("record_hash", sa.String(length=64), nullable=False),
-        sa.Column("signed_at", governance.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("signed_at", core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("signature", sa.String(length=200), nullable=False),
         sa.Column("public_key", sa.String(length=100), nullable=False),
         sa.Column("created_by", sa.String(length=64), nullable=False),
@@ -40,7 +40,7 @@ def upgrade() -> None:
         sa.Column("chain", sa.String(length=32), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.Column("record_hash", sa.String(length=64), nullable=False),
-        sa.Column("updated_at", governance.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", core.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("chain", name=op.f("pk_chain_head")),
     )
     op.create_table(
@@ -49,7 +49,7 @@ def upgrade() -> None:
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.Column("decision_id", sa.String(length=36), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
-        sa.Column("created_at", governance.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("endpoint", sa.String(length=100), nullable=False),
         sa.Column("model", sa.String(length=100), nullable=True),
         sa.Column("version", sa.Integer(), nullable=True),
@@ -81,7 +81,7 @@ def upgrade() -> None:
         "endpoint",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=100), nullable=False),
-        sa.Column("created_at", governance.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("created_by", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_endpoint")),
         sa.UniqueConstraint("name", name=op.f("uq_endpoint_name")),
@@ -95,7 +95,7 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column("created_at", governance.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("created_by", sa.String(length=64), nullable=False),
         sa.ForeignKeyConstraint(
             ["endpoint_id"], ["endpoint.id"], name=op.f("fk_endpoint_config_endpoint_id_endpoint")

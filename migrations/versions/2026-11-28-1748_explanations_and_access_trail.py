@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import governance.db
+import core.db
 
 revision: str = "ccb47cd9601e"
 down_revision: str | None = "e086d11f9391"
@@ -25,7 +25,7 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.Column("entry_id", sa.String(length=36), nullable=False),
-        sa.Column("created_at", governance.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("key_id", sa.String(length=32), nullable=False),
         sa.Column("role", sa.String(length=32), nullable=False),
         sa.Column("action", sa.String(length=64), nullable=False),
@@ -65,7 +65,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("compute_ms", sa.Float(), nullable=False),
-        sa.Column("created_at", governance.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("created_by", sa.String(length=32), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_explanation")),
         sa.UniqueConstraint(

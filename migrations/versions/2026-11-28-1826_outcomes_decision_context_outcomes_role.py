@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import governance.db
+import core.db
 
 revision: str = "af8227896f75"
 down_revision: str | None = "ccb47cd9601e"
@@ -26,8 +26,8 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("decision_id", sa.String(length=36), nullable=False),
         sa.Column("outcome", sa.String(length=200), nullable=False),
-        sa.Column("observed_at", governance.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("recorded_at", governance.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("observed_at", core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("recorded_at", core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("recorded_by", sa.String(length=32), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_decision_outcome")),
     )

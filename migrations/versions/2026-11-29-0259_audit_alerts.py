@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import governance.db
+import core.db
 
 revision: str = "d0479e0cf042"
 down_revision: str | None = "17c690e96f0a"
@@ -29,16 +29,16 @@ def upgrade() -> None:
         sa.Column("endpoint", sa.String(length=100), nullable=False),
         sa.Column("model", sa.String(length=100), nullable=True),
         sa.Column("version", sa.Integer(), nullable=True),
-        sa.Column("first_seen_at", governance.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("last_seen_at", governance.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("first_seen_at", core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_seen_at", core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("requests", sa.Integer(), nullable=False),
         sa.Column(
             "detail",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column("created_at", governance.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", governance.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", core.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_alert")),
         sa.UniqueConstraint("alert_id", name=op.f("uq_audit_alert_alert_id")),
     )

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import governance.db
+import core.db
 
 revision: str = "d019d7acf8e5"
 down_revision: str | None = "d0479e0cf042"
@@ -38,10 +38,10 @@ def upgrade() -> None:
         ),
         sa.Column("executor", sa.String(length=20), nullable=False),
         sa.Column("worker", sa.String(length=200), nullable=True),
-        sa.Column("created_at", governance.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("created_by", sa.String(length=64), nullable=False),
-        sa.Column("started_at", governance.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("finished_at", governance.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("started_at", core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", core.db.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["model_version_id"],
             ["model_version.id"],

@@ -6,9 +6,9 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from core.audit.models import AccessRecord
+from core.auth.models import Role
 from explain.models import Explanation
-from governance.audit.models import AccessRecord
-from governance.auth.models import Role
 from governance.cli import app as cli
 from tests.conftest import Served
 from tests.support.factories import applicant

@@ -20,7 +20,7 @@ import pytest
 from explain.anchors import training_labels
 from explain.context import ModelContext
 from explain.counterfactuals import find_counterfactuals
-from lineage.schema import frame_from_table
+from lineage.input_schema import frame_from_table
 from lineage.spec import parse_spec
 from lineage.training import binary_target, split_frame, train
 from serving.model_cache import LoadedModel

@@ -11,10 +11,10 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from explain import drift
-from governance.audit import ledger
-from governance.auth.models import Role
-from governance.db import session_factory, transaction
+from core.audit import ledger
+from core.auth.models import Role
+from core.db import session_factory, transaction
+from explain.drift import stats as drift
 from lineage.loanbook import generate_loan_book
 from lineage.synthetic import applicant_features, generate_loans
 from serving.decision_log import CHAIN, columns_of

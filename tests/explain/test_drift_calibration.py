@@ -31,7 +31,7 @@ from bench.false_alarms_drift import (
     doubled,
     loan_book,
 )
-from explain import drift
+from explain.drift import stats as drift
 
 ALPHA = 0.05
 

@@ -10,12 +10,12 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from core.auth.models import Role
+from core.config import Settings
+from core.errors import TooManyRequests
+from core.limits import KeyLimiter
 from explain.service import logged_decision
 from governance.app import create_app
-from governance.auth.models import Role
-from governance.config import Settings
-from governance.errors import TooManyRequests
-from governance.limits import KeyLimiter
 from tests.conftest import KeyMaker, Served
 from tests.support.factories import applicant
 

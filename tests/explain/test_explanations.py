@@ -16,16 +16,16 @@ from fastapi.testclient import TestClient
 from scipy.stats import beta as scipy_beta
 from sklearn.model_selection import train_test_split
 
+from core.audit.models import AccessRecord
+from core.auth.models import Role
+from core.db import session_factory, transaction
 from explain.models import Explanation
 from governance.app import create_app
-from governance.audit import service as audit_service
-from governance.audit.models import AccessRecord
-from governance.auth.models import Role
-from governance.db import session_factory, transaction
+from governance.audit import verification as audit_service
 from lineage import service as lineage_service
 from lineage.artifacts import ArtifactStore
+from lineage.input_schema import frame_from_table, positive_proba, to_frame
 from lineage.pipeline import output_features
-from lineage.schema import frame_from_table, positive_proba, to_frame
 from serving.models import DecisionRecord
 from tests.conftest import Served
 from tests.support.factories import applicant, promote

@@ -10,7 +10,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from governance.auth.models import Role
+from core.auth.models import Role
 from lineage.capture import TrainingCapture
 from tests.conftest import Served
 from tests.support.factories import DataRepo, applicant, serve_live

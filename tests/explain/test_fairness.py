@@ -15,10 +15,10 @@ from fairlearn.metrics import (
 )
 from fastapi.testclient import TestClient
 
-from governance.audit import ledger
-from governance.audit.models import AccessRecord
-from governance.auth.models import Role
-from governance.db import session_factory, transaction
+from core.audit import ledger
+from core.audit.models import AccessRecord
+from core.auth.models import Role
+from core.db import session_factory, transaction
 from lineage.synthetic import applicant_features, generate_loans
 from serving.decision_log import CHAIN, columns_of
 from serving.models import DecisionOutcome, DecisionRecord

@@ -24,12 +24,12 @@ from fastapi.testclient import TestClient
 from scipy import stats
 from typer.testing import CliRunner
 
-from explain.fairness import GroupCounts, compare, ratio_ci
-from governance.audit import ledger
-from governance.auth.models import Role
+from core.audit import ledger
+from core.auth.models import Role
+from core.config import Settings
+from core.db import session_factory, transaction
+from explain.fairness.stats import GroupCounts, compare, ratio_ci
 from governance.cli import app as cli
-from governance.config import Settings
-from governance.db import session_factory, transaction
 from lineage.synthetic import applicant_features, demo_spec, generate_loans
 from serving.decision_log import CHAIN, columns_of
 from serving.models import DecisionRecord

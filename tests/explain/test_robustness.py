@@ -7,10 +7,10 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from core.auth.models import Role
 from explain.context import ModelContext
 from explain.models import Explanation
 from explain.robustness import MAX_ITER, assess
-from governance.auth.models import Role
 from tests.conftest import Served
 from tests.explain.test_counterfactual_constraints import (
     CONSTRAINT,

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from core.auth.models import Role
+from core.config import Settings
+from core.db import session_factory, transaction
 from governance.audit.alerts import Scanner, scan
-from governance.auth.models import Role
-from governance.config import Settings
-from governance.db import session_factory, transaction
 from governance.demo import run_demo
 from lineage.synthetic import applicant_features, generate_loans
 from tests.conftest import KeyMaker, Served

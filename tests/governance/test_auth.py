@@ -11,12 +11,12 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 
-from governance.auth import cache as auth_cache
-from governance.auth import service as auth_service
-from governance.auth.models import ApiKey, Role
-from governance.config import Settings
-from governance.db import session_factory, transaction, utcnow
-from governance.deps import PublicRoute, RoleGuard
+from core.auth import cache as auth_cache
+from core.auth import service as auth_service
+from core.auth.models import ApiKey, Role
+from core.config import Settings
+from core.db import session_factory, transaction, utcnow
+from core.deps import PublicRoute, RoleGuard
 from tests.conftest import KeyMaker
 
 NON_ADMIN = [r for r in Role if r is not Role.admin]
@@ -165,9 +165,9 @@ def test_concurrent_checks_of_one_key_read_the_database_once() -> None:
     import asyncio
     import threading
 
-    from governance.auth.cache import KeyCache
-    from governance.auth.schemas import Principal
-    from governance.errors import Unauthorized
+    from core.auth.cache import KeyCache
+    from core.auth.schemas import Principal
+    from core.errors import Unauthorized
 
     calls: list[str] = []
     gate = threading.Event()

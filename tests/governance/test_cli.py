@@ -5,10 +5,10 @@ import stat
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from governance.auth.models import ApiKey
-from governance.bootstrap import ensure_admin_key
+from core.auth.models import ApiKey
+from core.bootstrap import ensure_admin_key
+from core.config import Settings
 from governance.cli import app as cli
-from governance.config import Settings
 
 
 def test_keys_create_list_revoke(env_settings: Settings, engine: sa.Engine) -> None:

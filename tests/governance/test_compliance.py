@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-from governance.auth.models import Role
+from core.auth.models import Role
 from tests.conftest import Served
 from tests.support.factories import applicant, promote
 
@@ -253,8 +253,8 @@ def test_a_time_window_finds_records_committed_out_of_time_order(
     import uuid
     from datetime import timedelta
 
-    from governance.audit import ledger
-    from governance.db import session_factory, transaction
+    from core.audit import ledger
+    from core.db import session_factory, transaction
     from serving.decision_log import CHAIN, columns_of
     from serving.models import DecisionRecord
 

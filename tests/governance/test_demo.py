@@ -3,8 +3,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from governance.auth.models import Role
-from governance.config import Settings
+from core.auth.models import Role
+from core.config import Settings
 from governance.demo import run_demo
 from serving.models import DecisionRecord
 

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from governance.auth.models import Role
+from core.auth.models import Role
 
 
 def _assert_shape(body: dict, code: str) -> None:

@@ -13,8 +13,8 @@ from typing import Any
 import pyarrow.parquet as pq
 from fastapi.testclient import TestClient
 
-from governance.auth.models import Role
-from governance.db import utcnow
+from core.auth.models import Role
+from core.db import utcnow
 
 DECISIONS = "/api/v1/decisions"
 HOSTILE = [

@@ -13,10 +13,10 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from governance import migrate
+from core import migrate
+from core.config import Settings
+from core.db import make_engine
 from governance.app import create_app
-from governance.config import Settings
-from governance.db import make_engine
 from lineage.artifacts import ArtifactStore
 
 

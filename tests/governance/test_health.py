@@ -7,8 +7,8 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from core.config import Settings
 from governance.app import create_app
-from governance.config import Settings
 from tests.support.tcp_proxy import TcpProxy, closed_port
 
 

@@ -8,8 +8,8 @@ import json
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from governance.auth.models import Role
-from governance.text import HOLDS_NUL, HOLDS_SURROGATE, find_bad_text
+from core.auth.models import Role
+from core.text import HOLDS_NUL, HOLDS_SURROGATE, find_bad_text
 from serving.models import DecisionRecord
 from tests.conftest import Served
 from tests.support.factories import applicant

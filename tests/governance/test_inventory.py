@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from governance.auth.models import Role
+from core.auth.models import Role
 from tests.conftest import Served
 from tests.support.factories import applicant
 

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from core.auth.models import Role
+from core.config import Settings
+from core.db import session_factory, transaction
 from governance.audit.alerts import scan
-from governance.auth.models import Role
-from governance.config import Settings
-from governance.db import session_factory, transaction
 from tests.conftest import KeyMaker, Served
 from tests.support.factories import applicant
 

@@ -9,12 +9,12 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from core.auth.models import Role
+from core.config import Settings
+from core.db import session_factory, utcnow
 from explain.models import Explanation
-from governance.auth.models import Role
 from governance.cli import app as cli
 from governance.compliance import retention
-from governance.config import Settings
-from governance.db import session_factory, utcnow
 from serving.models import DecisionRecord
 from tests.conftest import Served
 from tests.support.factories import applicant

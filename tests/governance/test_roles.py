@@ -15,8 +15,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from governance.auth.models import Role
-from governance.deps import PUBLIC, declared_roles
+from core.auth.models import Role
+from core.deps import PUBLIC, declared_roles
 from tests.conftest import KeyMaker
 
 DS, CO, AP, PR, OU = "data-scientist", "compliance", "appeals", "predictor", "outcomes"

@@ -12,14 +12,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
-from governance.audit import access, service, signing
-from governance.audit.models import AuditCheckpoint
-from governance.auth.models import Role
-from governance.auth.schemas import Principal
+from core.audit import access, signing
+from core.audit.models import AuditCheckpoint
+from core.auth.models import Role
+from core.auth.schemas import Principal
+from core.config import Settings
+from core.db import session_factory, transaction, utcnow
+from core.errors import ServiceUnavailable
+from governance.audit import verification
 from governance.cli import app as cli
-from governance.config import Settings
-from governance.db import session_factory, transaction, utcnow
-from governance.errors import ServiceUnavailable
 
 READER = Principal(key_id="reader", name="reader", role=Role.compliance)
 
@@ -32,7 +33,7 @@ def signed(settings: Settings, engine: sa.Engine, tmp_path: Path) -> Settings:
     with transaction(session_factory(engine)) as session:
         for i in range(5):
             access.record(session, READER, "decisions.read", target=f"d{i}")
-        service.create_checkpoint(session, signer, access.CHAIN, "test")
+        verification.create_checkpoint(session, signer, access.CHAIN, "test")
     return signer
 
 
@@ -42,7 +43,7 @@ def _forge(engine: sa.Engine) -> Ed25519PrivateKey:
     attacker = Ed25519PrivateKey.generate()
     with transaction(session_factory(engine)) as session:
         seq = 5
-        record_hash = service.record_hash_at(session, access.CHAIN, seq)
+        record_hash = verification.record_hash_at(session, access.CHAIN, seq)
         assert record_hash is not None
         signed_at = utcnow()
         session.add(
@@ -63,7 +64,7 @@ def _forge(engine: sa.Engine) -> Ed25519PrivateKey:
 
 def _report(engine: sa.Engine, settings: Settings) -> dict[str, Any]:
     with transaction(session_factory(engine)) as session:
-        return service.verify_report(session, settings, chains=[access.CHAIN])
+        return verification.verify_report(session, settings, chains=[access.CHAIN])
 
 
 def _unwrapped(output: str) -> str:

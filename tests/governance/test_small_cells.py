@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from governance import cells
-from governance.auth.models import Role
-from governance.config import Settings
+from core import cells
+from core.auth.models import Role
+from core.config import Settings
 from tests.support.factories import DataRepo, applicant, train_model
 
 SMALL_AGE = "[29, 30)"

@@ -17,10 +17,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from core.auth.models import Role
+from core.config import Settings
+from core.deps import PUBLIC, declared_roles
 from governance.app import create_app
-from governance.auth.models import Role
-from governance.config import Settings
-from governance.deps import PUBLIC, declared_roles
 from tests.conftest import KeyMaker, Served
 from tests.governance.test_roles import PATH_VALUES
 from tests.support.factories import applicant

@@ -26,8 +26,11 @@ from rich.console import Console
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from governance.auth.models import Role
+from core.auth.models import Role
+from core.config import Settings
+from core.db import session_factory, transaction
 from governance.cli import app as cli
+from governance.cli import lineage as lineage_cli
 from governance.compliance import card as card_module
 from governance.compliance.dossier import (
     class_in_words,
@@ -37,11 +40,8 @@ from governance.compliance.dossier import (
     score_in_words,
 )
 from governance.compliance.html import readable
-from governance.config import Settings
-from governance.db import session_factory, transaction
-from lineage import cli as lineage_cli
-from lineage import rebuild
 from lineage import service as lineage_service
+from rebuild import service as rebuild_service
 from serving.models import DecisionRecord
 from tests.conftest import KeyMaker, Served
 from tests.explain.test_external_explained import _external
@@ -211,14 +211,14 @@ def _rebuild(settings: Settings, engine: sa.Engine, version: int) -> str:
         model, found = lineage_service.get_version(
             session=session, name="loanbook", version=version
         )
-        job, _created = rebuild.create_rebuild(
+        job, _created = rebuild_service.create_rebuild(
             session=session, model=model, version=found, actor="test", executor="in-process"
         )
         rebuild_id = job.id
     assert rebuild_id is not None
-    rebuild.execute_rebuild(settings, rebuild_id)
+    rebuild_service.execute_rebuild(settings, rebuild_id)
     with transaction(factory) as session:
-        verdict = rebuild.get_rebuild(session, rebuild_id).verdict
+        verdict = rebuild_service.get_rebuild(session, rebuild_id).verdict
     assert verdict is not None
     return verdict
 

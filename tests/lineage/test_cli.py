@@ -5,8 +5,8 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
+from core.config import Settings
 from governance.cli import app as cli
-from governance.config import Settings
 from tests.support.factories import DataRepo, spec_for
 
 

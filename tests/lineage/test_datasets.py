@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from core.auth.models import Role
+from core.config import Settings
 from governance.app import create_app
-from governance.auth.models import Role
-from governance.config import Settings
 from lineage import datasets
 from lineage.dvc_repo import _git, clear_cache
 from tests.support.factories import DataRepo, loans_csv, make_data_repo, spec_for

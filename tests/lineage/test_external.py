@@ -21,8 +21,8 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
-from governance.auth.models import Role
-from governance.config import Settings
+from core.auth.models import Role
+from core.config import Settings
 from lineage.artifacts import ArtifactStore
 from lineage.capture import TrainingCapture
 from lineage.fingerprint import fingerprint

@@ -6,8 +6,8 @@ import pytest
 import skops.io as sio
 
 from lineage.fingerprint import fingerprint
+from lineage.input_schema import build_input_schema, frame_from_table
 from lineage.pipeline import build_pipeline
-from lineage.schema import build_input_schema, frame_from_table
 from lineage.spec import parse_spec
 from lineage.synthetic import demo_spec, generate_loans
 from lineage.training import binary_target
@@ -48,7 +48,7 @@ def test_fingerprint_changes_with_what_was_learned(class_path: str, params: dict
 
 
 def test_table_and_record_conversions_agree() -> None:
-    from lineage.schema import to_frame
+    from lineage.input_schema import to_frame
 
     spec = parse_spec(demo_spec(dataset={"id": 1}))
     frame = generate_loans(300, seed=9)

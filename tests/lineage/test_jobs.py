@@ -15,9 +15,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from core.auth.models import Role
+from core.config import Settings
 from governance.app import create_app
-from governance.auth.models import Role
-from governance.config import Settings
 from lineage.fresh import ZYGOTE
 from tests.conftest import Served
 from tests.support.factories import DataRepo, applicant, spec_for, train_via_api

@@ -14,14 +14,15 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from governance.auth.models import Role
+from core.auth.models import Role
+from core.config import Settings
+from core.db import session_factory, transaction
 from governance.cli import app as cli
-from governance.config import Settings
-from governance.db import session_factory, transaction
-from lineage import rebuild, service
+from lineage import service
 from lineage.dvc_repo import clear_cache
 from lineage.executor import InProcessExecutor, RayExecutor
 from lineage.models import ModelVersion, RunStatus
+from rebuild import service as rebuild_service
 from tests.conftest import Served
 from tests.support.factories import DataRepo, applicant, make_data_repo, train_model
 
@@ -69,14 +70,14 @@ def _rebuild_in_process(settings: Settings, engine: sa.Engine, version: int) -> 
     factory = session_factory(engine)
     with transaction(factory) as session:
         model, found = service.get_version(session=session, name="credit", version=version)
-        job, _created = rebuild.create_rebuild(
+        job, _created = rebuild_service.create_rebuild(
             session=session, model=model, version=found, actor="test", executor="in-process"
         )
         rebuild_id = job.id
     assert rebuild_id is not None
-    rebuild.execute_rebuild(settings, rebuild_id)
+    rebuild_service.execute_rebuild(settings, rebuild_id)
     with transaction(factory) as session:
-        done = rebuild.get_rebuild(session, rebuild_id)
+        done = rebuild_service.get_rebuild(session, rebuild_id)
         assert done.report is not None
         return dict(done.report)
 
@@ -235,16 +236,16 @@ def test_a_restart_marks_interrupted_rebuilds_failed(
     factory = session_factory(engine)
     with transaction(factory) as session:
         model, found = service.get_version(session=session, name="credit", version=version)
-        job, _created = rebuild.create_rebuild(
+        job, _created = rebuild_service.create_rebuild(
             session=session, model=model, version=found, actor="test", executor="in-process"
         )
         job.status = RunStatus.running.value
         job.worker = f"{job.worker.rsplit(':', 1)[0]}:999999999" if job.worker else None
         session.add(job)
         rebuild_id = job.id
-    assert rebuild.fail_interrupted_rebuilds(factory) >= 1
+    assert rebuild_service.fail_interrupted_rebuilds(factory) >= 1
     with transaction(factory) as session:
-        done = rebuild.get_rebuild(session, rebuild_id or 0)
+        done = rebuild_service.get_rebuild(session, rebuild_id or 0)
         assert done.status == "failed" and done.verdict == "failed"
         assert done.report is not None and done.report["reason"]["code"] == "interrupted"
 
@@ -262,13 +263,13 @@ def test_the_ray_path_gives_the_same_verdict_as_in_process(
         factory = session_factory(engine)
         with transaction(factory) as session:
             model, found = service.get_version(session=session, name="credit", version=version)
-            job, _created = rebuild.create_rebuild(
+            job, _created = rebuild_service.create_rebuild(
                 session=session, model=model, version=found, actor="test", executor=executor.name
             )
             rebuild_id = job.id
-        executor.submit(rebuild.execute_rebuild, settings, rebuild_id).result(timeout=180)
+        executor.submit(rebuild_service.execute_rebuild, settings, rebuild_id).result(timeout=180)
         with transaction(factory) as session:
-            done = rebuild.get_rebuild(session, rebuild_id or 0)
+            done = rebuild_service.get_rebuild(session, rebuild_id or 0)
             assert done.executor == "ray"
             assert done.report is not None
             assert done.report["artifact"] == in_process["artifact"], done.report["artifact"]
@@ -285,5 +286,5 @@ def test_a_recorded_md5_that_is_not_one_asks_nothing_of_the_disk(tmp_path: Path)
     secret = tmp_path / "secret.key"
     secret.write_text("x")
     bogus = ".." + str(secret)  # md5[:2] is "..", md5[2:] an absolute path to the secret
-    assert rebuild._local_cache_has(str(tmp_path / "repo"), bogus) is None
-    assert rebuild._local_cache_has(str(tmp_path / "repo"), "0" * 32) is False
+    assert rebuild_service._local_cache_has(str(tmp_path / "repo"), bogus) is None
+    assert rebuild_service._local_cache_has(str(tmp_path / "repo"), "0" * 32) is False

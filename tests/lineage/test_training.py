@@ -10,8 +10,8 @@ import yaml
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from governance.auth.models import Role
-from governance.config import Settings
+from core.auth.models import Role
+from core.config import Settings
 from lineage import service
 from lineage.artifacts import ArtifactIntegrityError, ArtifactStore
 from lineage.models import RunStatus, TrainingRun
@@ -307,7 +307,7 @@ def test_interrupted_runs_are_marked_failed(
         session.add(elsewhere)
         session.commit()
         orphan_id, elsewhere_id = orphan.id, elsewhere.id
-    from governance.db import session_factory
+    from core.db import session_factory
 
     assert fail_interrupted_runs(session_factory(engine)) == 1
     with Session(engine) as session:

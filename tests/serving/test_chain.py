@@ -10,12 +10,12 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from governance.audit.chain import canonical_json, content_hash, record_hash
-from governance.audit.models import ChainHead
-from governance.auth.models import Role
+from core.audit.chain import canonical_json, content_hash, record_hash
+from core.audit.models import ChainHead
+from core.auth.models import Role
+from core.config import Settings
+from core.db import make_engine, session_factory
 from governance.cli import app as cli
-from governance.config import Settings
-from governance.db import make_engine, session_factory
 from serving.decision_log import DecisionLog
 from serving.models import DecisionRecord
 from tests.conftest import Served
@@ -28,7 +28,7 @@ HEADS = ChainHead.__table__
 def _writer(url: str, var_dir: str, worker: int, count: int) -> None:
     import uuid
 
-    from governance.db import utcnow
+    from core.db import utcnow
 
     settings = Settings(database_url=url, var_dir=Path(var_dir), environment="test")
     engine = make_engine(settings)
@@ -318,7 +318,7 @@ def _decision_chain(report: dict) -> dict:
 def _content(key: str, subject: str) -> dict:
     import uuid
 
-    from governance.db import utcnow
+    from core.db import utcnow
 
     return {
         "decision_id": str(uuid.uuid4()),

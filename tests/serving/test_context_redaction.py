@@ -12,8 +12,8 @@ from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from governance.auth.models import Role
-from governance.config import Settings
+from core.auth.models import Role
+from core.config import Settings
 from lineage.capture import TrainingCapture
 from lineage.spec import parse_spec, spec_hash
 from tests.conftest import Served

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from governance.auth.models import Role
+from core.auth.models import Role
 from tests.conftest import Served
 from tests.support.factories import applicant, train_model
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lineage.schema import positive_proba, to_frame
+from lineage.input_schema import positive_proba, to_frame
 from lineage.spec import parse_spec
 from lineage.synthetic import demo_spec, generate_loans
 from lineage.training import train

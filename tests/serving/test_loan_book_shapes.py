@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from governance.auth.models import Role
-from governance.errors import InvalidInput
+from core.auth.models import Role
+from core.errors import InvalidInput
 from lineage.spec import parse_spec
 from serving.models import DecisionRecord
 from tests.conftest import Served

@@ -10,10 +10,10 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from governance.auth.models import Role
-from governance.config import Settings
+from core.auth.models import Role
+from core.config import Settings
+from lineage.input_schema import build_input_schema
 from lineage.outliers import Detector, fit_detector
-from lineage.schema import build_input_schema
 from lineage.spec import parse_spec
 from lineage.synthetic import applicant_features, demo_spec, generate_loans
 from serving.models import DecisionRecord

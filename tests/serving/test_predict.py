@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from core.auth.models import Role
 from governance.app import create_app
-from governance.auth.models import Role
 from serving import metrics
 from serving.models import DecisionRecord
 from tests.conftest import Served

@@ -5,7 +5,7 @@ import json
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from governance.auth.models import Role
+from core.auth.models import Role
 from serving.metrics import REJECTION_REASONS, UNKNOWN_ENDPOINT
 from tests.conftest import Served
 from tests.support.factories import applicant

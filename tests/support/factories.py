@@ -143,7 +143,7 @@ def loan_book_yaml(data: DataRepo, *, model: str = "loanbook", seed: int = 3) ->
 def train_spec(settings: Any, spec: dict[str, Any] | str) -> int:
     """Train a spec (a mapping, or YAML text) through the real service and runner, in process;
     returns the version number."""
-    from governance.db import make_engine, session_factory, transaction
+    from core.db import make_engine, session_factory, transaction
     from lineage import service
     from lineage.runner import execute_run
 

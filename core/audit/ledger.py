@@ -1,0 +1,84 @@
+"""Appending to a hash chain inside a transaction.
+
+Every append first takes the chain head's row lock (an UPDATE, so SQLite takes its write lock at
+once and PostgreSQL locks the row until commit). That serialises appenders across threads and
+processes, so sequence numbers are gap-free and every record links to the one before it. A batch
+of records costs one lock and one commit: this is what makes group commit work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from core.audit.chain import GENESIS, canonical_json, content_hash, record_hash
+from core.audit.models import ChainHead
+from core.db import utcnow
+
+ColumnsOf = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _lock_head(session: Session, chain: str) -> tuple[int, str]:
+    """Lock the chain's head row and read it, in one statement (UPDATE ... RETURNING)."""
+    table = ChainHead.__table__  # type: ignore[attr-defined]
+    lock = (
+        table.update()
+        .where(table.c.chain == chain)
+        .values(updated_at=sa.bindparam("now", type_=table.c.updated_at.type))
+        .returning(table.c.seq, table.c.record_hash)
+    )
+    row = session.execute(lock, {"now": utcnow()}).first()
+    if row is None:  # the chain's first append
+        try:
+            with session.begin_nested():
+                session.execute(
+                    table.insert().values(
+                        chain=chain, seq=0, record_hash=GENESIS, updated_at=utcnow()
+                    )
+                )
+        except IntegrityError:
+            pass  # another writer created it first; lock it like any other
+        row = session.execute(lock, {"now": utcnow()}).one()
+    return int(row.seq), str(row.record_hash)
+
+
+def append(
+    session: Session,
+    *,
+    chain: str,
+    table: sa.Table,
+    contents: Sequence[dict[str, Any]],
+    columns_of: ColumnsOf,
+) -> list[tuple[int, str]]:
+    """Append records with the given contents; returns (seq, record_hash) for each."""
+    seq, prev = _lock_head(session, chain)
+    rows = []
+    placed = []
+    for content in contents:
+        seq += 1
+        payload = canonical_json(content)
+        digest = content_hash(payload)
+        link = record_hash(chain, seq, prev, digest)
+        rows.append(
+            {
+                **columns_of(content),
+                "seq": seq,
+                "payload": payload,
+                "content_hash": digest,
+                "prev_hash": prev,
+                "record_hash": link,
+            }
+        )
+        placed.append((seq, link))
+        prev = link
+    if rows:
+        session.execute(table.insert(), rows)
+        head = ChainHead.__table__  # type: ignore[attr-defined]
+        session.execute(
+            head.update().where(head.c.chain == chain).values(seq=seq, record_hash=prev)
+        )
+    return placed
