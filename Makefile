@@ -9,7 +9,7 @@ RUN = $(UV) run --locked --no-sync
 export GOV_HOST ?= 127.0.0.1
 export GOV_PORT ?= 8000
 
-.PHONY: help bootstrap install run serve migrate test lint format clean bench bench-training bench-serving bench-ood bench-explain bench-robustness bench-fairness bench-drift bench-rebuild bench-compliance bench-false-alarms reliability
+.PHONY: help bootstrap install run serve migrate test lint format clean bench bench-training bench-serving bench-ood bench-explain bench-robustness bench-fairness bench-drift bench-rebuild bench-compliance bench-false-alarms bench-cli reliability
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -45,7 +45,7 @@ format: install ## Apply ruff's fixes and formatting
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
 
-bench: bench-training bench-serving bench-ood bench-explain bench-robustness bench-fairness bench-drift bench-rebuild bench-compliance bench-false-alarms ## Run every benchmark (figures go in BENCHMARKS.md)
+bench: bench-training bench-serving bench-ood bench-explain bench-robustness bench-fairness bench-drift bench-rebuild bench-compliance bench-false-alarms bench-cli ## Run every benchmark (figures go in BENCHMARKS.md)
 
 bench-training: install ## Training run with lineage capture vs bare Pipeline.fit
 	$(RUN) python -m bench.training_overhead --rows 20000 --repeats 5
@@ -75,6 +75,10 @@ bench-fairness: install ## Fairness report over 1,000,000 decisions vs pandas + 
 bench-false-alarms: install ## How often the drift and fairness verdicts fire on same-distribution samples (200 seeds)
 	$(RUN) python -m bench.false_alarms_drift --seeds 200
 	$(RUN) python -m bench.false_alarms_fairness --seeds 200
+
+bench-cli: install ## govern --help and govern models list start-up vs python -c pass
+	$(RUN) python -m bench.cli_startup --runs 10
+	$(RUN) python -m bench.cli_startup --runs 10 --no-bytecode
 
 bench-serving: install ## govern predict (SQLite, PostgreSQL) vs MLServer 1.7 vs bare sklearn
 	$(RUN) python -m bench.serving --seconds 15

@@ -33,6 +33,7 @@ from core.db import make_engine, transaction
 from explain.drift import service as drift_service
 from explain.fairness.query import DECISIONS
 from governance.app import create_app
+from lineage.input_schema import InputSchema
 from lineage.synthetic import applicant_features, generate_loans
 
 
@@ -75,12 +76,12 @@ def govern_drift(settings: Settings) -> tuple[float, dict[str, Any], pd.DataFram
             version["version"],
             app.state.serving.model("credit", version["version"]).sha256,
         )
-        return elapsed, report, context.train, context.schema
+        return elapsed, report, context.train, context.input_schema
     finally:
         app.state.engine.dispose()
 
 
-def pandas_scipy(settings: Settings, train: pd.DataFrame, schema: dict[str, Any]) -> Any:
+def pandas_scipy(settings: Settings, train: pd.DataFrame, schema: InputSchema) -> Any:
     engine = make_engine(settings)
     started = time.perf_counter()
     query = sa.select(DECISIONS.c.features).where(
@@ -90,9 +91,9 @@ def pandas_scipy(settings: Settings, train: pd.DataFrame, schema: dict[str, Any]
         live = pd.DataFrame([row[0] for row in conn.execute(query)])
     loaded = time.perf_counter() - started
     p_values = {}
-    for feature in schema["features"]:
-        name = feature["name"]
-        if feature["type"] == "numeric":
+    for feature in schema.features:
+        name = feature.name
+        if feature.numeric:
             p_values[name] = float(stats.ks_2samp(train[name].astype(float), live[name]).pvalue)
         else:
             categories = sorted(set(train[name].astype(str)) | set(live[name].astype(str)))

@@ -35,7 +35,7 @@ from core.config import Settings
 from core.db import make_engine, session_factory, transaction
 from governance.app import create_app
 from governance.demo import run_demo
-from lineage import service as lineage_service
+from lineage import registry
 from lineage.artifacts import ArtifactStore
 from lineage.input_schema import to_frame
 from serving.models import DecisionRecord
@@ -68,7 +68,7 @@ def setup(base: Path, decisions: int) -> tuple[Settings, str, list[tuple[str, di
 def direct_shap(settings: Settings, model: dict[str, Any]) -> Any:
     engine = make_engine(settings)
     with transaction(session_factory(engine)) as session:
-        _m, version = lineage_service.get_version(
+        _m, version = registry.get_version(
             session=session, name=model["name"], version=model["version"]
         )
         schema = version.input_schema

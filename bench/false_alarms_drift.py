@@ -41,6 +41,7 @@ if __package__ in (None, ""):
 
 from core.config import Settings
 from explain.drift import stats as drift
+from lineage.input_schema import FeatureEntry
 
 TRAINING_ROWS = 4000
 PURPOSES = {
@@ -54,16 +55,14 @@ PURPOSES = {
 }
 EMPLOYMENT = {1: 0.15, 2: 0.35, 3: 0.30, 4: 0.20}
 INCOME_SD = 22_000.0  # of the log-normal below, for the shifts in SD units
-SCHEMA: dict[str, Any] = {
-    "features": [
-        {"name": "income", "type": "numeric"},
-        {"name": "loan_amount", "type": "numeric"},
-        {"name": "late_payments", "type": "numeric"},
-        {"name": "credit_history_months", "type": "numeric"},
-        {"name": "purpose", "type": "categorical", "categories": list(PURPOSES)},
-        {"name": "employment_band", "type": "categorical", "categories": list(EMPLOYMENT)},
-    ]
-}
+FEATURES = [
+    FeatureEntry(name="income", type="numeric"),
+    FeatureEntry(name="loan_amount", type="numeric"),
+    FeatureEntry(name="late_payments", type="numeric"),
+    FeatureEntry(name="credit_history_months", type="numeric"),
+    FeatureEntry(name="purpose", type="categorical", categories=list(PURPOSES)),
+    FeatureEntry(name="employment_band", type="categorical", categories=list(EMPLOYMENT)),
+]
 
 
 def defaults() -> dict[str, Any]:
@@ -136,7 +135,7 @@ class Reference:
 
     def __init__(self, seed: int = 0) -> None:
         self.train = loan_book(TRAINING_ROWS, np.random.default_rng([seed, 0]))
-        self.grids = drift.grids(SCHEMA, self.train)
+        self.grids = drift.grids(FEATURES, self.train)
         self.counts = {g.name: drift.training_counts(g, self.train) for g in self.grids}
 
     def live(self, frame: pd.DataFrame) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from bench.serving import (
 )
 from core.config import Settings
 from core.db import make_engine, session_factory, transaction
-from lineage import service as lineage_service
+from lineage import registry
 from lineage.artifacts import ArtifactStore
 from lineage.input_schema import positive_proba, to_frame
 from lineage.outliers import detector_of
@@ -118,7 +118,7 @@ def served(
 def in_process(settings: Settings, rows: list[dict[str, Any]], repeats: int) -> dict[str, Any]:
     engine = make_engine(settings)
     with transaction(session_factory(engine)) as session:
-        _m, version = lineage_service.get_version(session=session, name="credit", version=1)
+        _m, version = registry.get_version(session=session, name="credit", version=1)
         schema, lineage = version.input_schema, version.lineage
         pipeline = ArtifactStore(settings.artifacts).load_model(version.artifact_sha256)
     engine.dispose()

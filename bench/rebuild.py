@@ -28,7 +28,7 @@ from core import migrate
 from core.config import Settings
 from core.db import make_engine, session_factory, transaction
 from governance.demo import run_demo
-from lineage import service
+from lineage import registry, service
 from lineage.fresh import ZYGOTE
 from lineage.runner import execute_run
 from rebuild import service as rebuild_service
@@ -36,7 +36,7 @@ from rebuild import service as rebuild_service
 
 def _train_again(settings: Settings, factory: Any) -> float:
     with transaction(factory) as session:
-        _model, version = service.get_version(session=session, name="credit", version=1)
+        _model, version = registry.get_version(session=session, name="credit", version=1)
         run = service.create_run(session=session, spec_data=version.lineage["spec"], actor="bench")
         run_id = run.id
     assert run_id is not None
@@ -44,7 +44,7 @@ def _train_again(settings: Settings, factory: Any) -> float:
     with transaction(factory) as session:
         public = service.run_public(session, service.get_run(session=session, run_id=run_id))
         assert public.model_version is not None, public.error
-        _m, version = service.get_version(
+        _m, version = registry.get_version(
             session=session, name="credit", version=public.model_version
         )
         return float(version.lineage["timing"]["duration_s"])
@@ -52,7 +52,7 @@ def _train_again(settings: Settings, factory: Any) -> float:
 
 def _rebuild(settings: Settings, factory: Any) -> tuple[float, dict[str, Any]]:
     with transaction(factory) as session:
-        model, version = service.get_version(session=session, name="credit", version=1)
+        model, version = registry.get_version(session=session, name="credit", version=1)
         job, _created = rebuild_service.create_rebuild(
             session=session, model=model, version=version, actor="bench", executor="in-process"
         )
@@ -79,7 +79,7 @@ def main() -> None:
         engine = make_engine(settings)
         factory = session_factory(engine)
         with transaction(factory) as session:
-            _m, version = service.get_version(session=session, name="credit", version=1)
+            _m, version = registry.get_version(session=session, name="credit", version=1)
             recorded = float(version.lineage["timing"]["duration_s"])
         training = [_train_again(settings, factory) for _ in range(args.repeats)]
         cold, cold_report = _rebuild(settings, factory)

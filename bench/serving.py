@@ -42,7 +42,7 @@ from core.auth.models import Role
 from core.config import Settings
 from core.db import make_engine, session_factory, transaction
 from governance.demo import run_demo
-from lineage import service as lineage_service
+from lineage import registry
 from lineage.artifacts import ArtifactStore
 from lineage.input_schema import positive_proba, to_frame
 from lineage.synthetic import FEATURES, NUMERIC, applicant_features, generate_loans
@@ -319,7 +319,7 @@ def measure(
 def bare_sklearn(settings: Settings, rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
     engine = make_engine(settings)
     with transaction(session_factory(engine)) as session:
-        _m, version = lineage_service.get_version(session=session, name="credit", version=1)
+        _m, version = registry.get_version(session=session, name="credit", version=1)
         schema = version.input_schema
         pipeline = ArtifactStore(settings.artifacts).load_model(version.artifact_sha256)
     engine.dispose()
@@ -358,7 +358,7 @@ def run_mlserver(
     mlserver = ensure_mlserver(Path(os.environ.get("GOV_BENCH_CACHE", base)))
     engine = make_engine(settings)
     with transaction(session_factory(engine)) as session:
-        _m, version = lineage_service.get_version(session=session, name="credit", version=1)
+        _m, version = registry.get_version(session=session, name="credit", version=1)
         artifact = ArtifactStore(settings.artifacts).get(version.artifact_sha256)  # verified bytes
     engine.dispose()
     model_dir = base / "mlserver" / "credit"

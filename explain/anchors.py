@@ -54,7 +54,7 @@ from scipy.special import betaincinv
 
 from explain.attributions import library_versions
 from explain.context import GLOBAL_RNG, ModelContext
-from lineage.input_schema import to_frame
+from lineage.input_schema import FeatureEntry, to_frame
 from lineage.spec import category_text
 
 if TYPE_CHECKING:
@@ -96,19 +96,19 @@ class _Encoding:
 
     def __init__(self, context: ModelContext) -> None:
         self.context = context
-        self.features = context.schema["features"]
-        self.names = [f["name"] for f in self.features]
+        self.features = context.input_schema.features
+        self.names = [f.name for f in self.features]
         self.categories: dict[int, list[str]] = {}
         self.values: dict[int, list[Any]] = {}
         self.medians: dict[int, float] = {}
         train = context.train
         columns = []
         for i, feature in enumerate(self.features):
-            name = feature["name"]
-            if feature["type"] == "categorical":
-                declared = list(feature.get("categories") or [])
+            name = feature.name
+            if not feature.numeric:
+                declared: list[Any] = list(feature.categories or [])
                 codes = [category_text(c) for c in declared]
-                present = train[name].dropna().astype(str)
+                present = train[name].dropna().astype(str).to_numpy(dtype=object)
                 others = sorted(set(present) - set(codes))
                 self.categories[i] = [*codes, *others, MISSING]
                 self.values[i] = [*declared, *others, None]
@@ -156,7 +156,7 @@ def _explainer(context: ModelContext, seed: int) -> tuple[AnchorTabular, _Encodi
         from alibi.explainers import AnchorTabular
 
         encoding = _Encoding(context)
-        positive = str(context.schema["classes"][1])
+        positive = str(context.input_schema.classes[1])
 
         def predictor(x: NDArray[Any]) -> NDArray[np.int64]:
             scores = context.model.scores(encoding.decode(np.atleast_2d(x)))
@@ -240,14 +240,14 @@ def explained_rows(context: ModelContext, row: pd.DataFrame) -> NDArray[np.bool_
     (numbers as floats, categories as text, missing equal to missing)."""
     train = context.train
     mask = np.ones(len(train), dtype=bool)
-    for feature in context.schema["features"]:
-        name = feature["name"]
+    for feature in context.input_schema.features:
+        name = feature.name
         column = train[name]
         value = row[name].iloc[0]
         missing = column.isna().to_numpy()
         if _is_missing(value):
             mask &= missing
-        elif feature["type"] == "numeric":
+        elif feature.numeric:
             mask &= ~missing & (column.to_numpy(dtype=float) == float(value))
         else:
             mask &= ~missing & (column.astype(str).to_numpy() == str(value))
@@ -289,8 +289,8 @@ class Support:
 
 def _labels_of(context: ModelContext) -> dict[str, dict[str, str]]:
     return {
-        f["name"]: {category_text(k): str(v) for k, v in (f.get("labels") or {}).items()}
-        for f in context.schema["features"]
+        f.name: {category_text(k): str(v) for k, v in (f.labels or {}).items()}
+        for f in context.input_schema.features
     }
 
 
@@ -309,14 +309,14 @@ def _text(condition: dict[str, Any], labels: dict[str, dict[str, str]] | None = 
     return f"{name} > {above:.2f}"
 
 
-def _own_value(feature: dict[str, Any], value: Any) -> dict[str, Any] | None:
+def _own_value(feature: FeatureEntry, value: Any) -> dict[str, Any] | None:
     """The condition a missing value, or a category alibi does not know, must be read as."""
     if _is_missing(value):
-        return {"feature": feature["name"], "missing": True}
-    if feature["type"] == "categorical" and category_text(value) not in {
-        category_text(c) for c in feature.get("categories") or []
+        return {"feature": feature.name, "missing": True}
+    if not feature.numeric and category_text(value) not in {
+        category_text(c) for c in feature.categories or []
     }:
-        return {"feature": feature["name"], "equals": category_text(value)}
+        return {"feature": feature.name, "equals": category_text(value)}
     return None
 
 
@@ -325,7 +325,7 @@ def _own_bin(
 ) -> dict[str, Any]:
     """The condition 'in the same quartile bin (or category) as this applicant'."""
     feature = encoding.features[index]
-    name = feature["name"]
+    name = feature.name
     value = row[name].iloc[0]
     own = _own_value(feature, value)
     if own is not None:
@@ -350,11 +350,11 @@ def _candidates(
     feature = encoding.features[index]
     if index in encoding.categories or "above" not in own:
         return [own]
-    value = float(row[feature["name"]].iloc[0])
+    value = float(row[feature.name].iloc[0])
     sides = [
-        {"feature": feature["name"], "above": None, "at_most": float(e)}
+        {"feature": feature.name, "above": None, "at_most": float(e)}
         if value <= e
-        else {"feature": feature["name"], "above": float(e), "at_most": None}
+        else {"feature": feature.name, "above": float(e), "at_most": None}
         for e in _edges(explainer, index)
     ]
     return [own, *(c for c in sides if c != own)]
@@ -441,18 +441,18 @@ def explain_anchor(
     min_support: int = MIN_SUPPORT,
 ) -> dict[str, Any]:
     explainer, encoding = _explainer(context, seed)
-    row = to_frame(context.schema, [features])
+    row = to_frame(context.input_schema, [features])
     x = encoding.encode(row)
     lock = context.cached("anchor-lock", threading.Lock)
     with lock, GLOBAL_RNG:
         np.random.seed(seed)
         explanation = explainer.explain(x, threshold=threshold, batch_size=200)
-    by_name = {f["name"]: f for f in encoding.features}
+    by_name = context.input_schema.by_name
     alibi_rule = []
     for text in explanation.anchor:
         condition = parse_condition(text, explainer, encoding.names)
         feature = by_name[condition["feature"]]
-        alibi_rule.append(_own_value(feature, row[feature["name"]].iloc[0]) or condition)
+        alibi_rule.append(_own_value(feature, row[feature.name].iloc[0]) or condition)
     labels = np.asarray(training_labels(context), dtype=object)
     own = explained_rows(context, row)
     others = ~own

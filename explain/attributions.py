@@ -129,7 +129,7 @@ def _permutation(context: ModelContext, xt: NDArray[np.float64], seed: int) -> d
 def explain_shap(context: ModelContext, features: dict[str, Any], seed: int) -> dict[str, Any]:
     xt = _dense(context.model.transform([features]))
     raw = _tree(context, xt) if context.kind == "tree" else _permutation(context, xt, seed)
-    per_feature = {f["name"]: 0.0 for f in context.schema["features"]}
+    per_feature = dict.fromkeys(context.input_schema.feature_names, 0.0)
     for owner, value in zip(context.owners, raw["values"], strict=True):
         per_feature[owner] += float(value)
     total = raw["base_value"] + float(np.sum(raw["values"]))
@@ -138,7 +138,7 @@ def explain_shap(context: ModelContext, features: dict[str, Any], seed: int) -> 
         "values": per_feature,
         "output": raw["output"],
         "space": raw["space"],
-        "positive_class": context.schema["positive_class"],
+        "positive_class": context.input_schema.positive_class,
         "additivity_error": abs(total - raw["output"]),
         "seed": raw["seed"],
         "method": raw["method"],

@@ -23,7 +23,7 @@ from core.db import make_engine, session_factory, transaction
 from core.errors import GovernanceError, InvalidInput
 from explain.service import METHODS, Explainers, explanation_for, logged_decision
 from serving.models import DecisionRecord
-from serving.service import Serving
+from serving.state import Serving
 
 Progress = Callable[[int, int, str], None]
 CLI = Principal(key_id="cli", name="govern explain", role=Role.admin)

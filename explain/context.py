@@ -23,8 +23,9 @@ from sqlmodel import Session
 
 from core.db import transaction
 from core.errors import GovernanceError
+from lineage import registry
 from lineage import service as lineage_service
-from lineage.input_schema import frame_from_table, positive_proba
+from lineage.input_schema import InputSchema, frame_from_table, positive_proba
 from lineage.pipeline import (
     estimator_of,
     known_estimator_path,
@@ -57,8 +58,8 @@ class ModelContext:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
-    def schema(self) -> dict[str, Any]:
-        return self.model.schema
+    def input_schema(self) -> InputSchema:
+        return self.model.input_schema
 
     @property
     def kind(self) -> str:
@@ -85,7 +86,7 @@ class ModelContext:
 
     @property
     def positive_index(self) -> int:
-        return int(self.schema.get("positive_index", 1))
+        return self.input_schema.positive_index
 
     def cached(self, key: Any, build: Callable[[], Any]) -> Any:
         """Build once per context (an explainer, statistics); thread-safe."""
@@ -96,7 +97,9 @@ class ModelContext:
 
     def scores(self, frame: pd.DataFrame) -> NDArray[np.float64]:
         """P(positive class) through the full Pipeline, for a batch."""
-        return np.asarray(positive_proba(self.model.pipeline, frame, self.schema), dtype=float)
+        return np.asarray(
+            positive_proba(self.model.pipeline, frame, self.input_schema), dtype=float
+        )
 
     def labels(self, scores: NDArray[np.float64]) -> list[Any]:
         return [self.model.label_for(float(s)) for s in scores]
@@ -104,8 +107,8 @@ class ModelContext:
 
 def training_rows(version: Any, dataset: Any) -> tuple[pd.DataFrame, str]:
     frame = lineage_service.read_dataset_frame(dataset)
-    schema = version.input_schema
-    names = [f["name"] for f in schema["features"]]
+    schema = InputSchema.from_document(version.input_schema)
+    names = schema.feature_names
     lineage = version.lineage or {}
     resolved = lineage.get("spec")
     if not resolved or lineage.get("source") == "external":
@@ -172,7 +175,7 @@ class ContextCache:
                 details={"registered": model.sha256, "decision": sha256},
             )
         with transaction(self.sessions) as session:
-            _model, found = lineage_service.get_version(session=session, name=name, version=version)
+            _model, found = registry.get_version(session=session, name=name, version=version)
             dataset = lineage_service.get_dataset(
                 session=session, dataset_id=found.dataset_version_id
             )

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +62,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from explain.context import ModelContext
-from lineage.input_schema import to_frame
+from lineage.input_schema import FeatureEntry, InputSchema, input_schema_of, to_frame
 from lineage.spec import category_text
 
 SAMPLES = 1000
@@ -100,14 +101,14 @@ def robust_spread(observed: Any) -> float:
     return float((q3 - q1) / 1.349) or float(np.std(observed)) or 1.0
 
 
-def categorical_targets(feature: dict[str, Any], current: Any) -> tuple[list[Any], str]:
+def categorical_targets(feature: FeatureEntry, current: Any) -> tuple[list[Any], str]:
     """The categories (as declared) this feature may change to from ``current``, and the rule
     that allowed them: ``transitions``, ``order`` with its direction, both, or ``any``."""
-    categories = list(feature.get("categories") or [])
+    categories = list(feature.categories or [])
     declared = {category_text(c): c for c in categories}
-    transitions = {category_text(k): v for k, v in (feature.get("transitions") or {}).items()}
-    order = feature.get("order")
-    direction = feature.get("direction") or "any"
+    transitions = {category_text(k): v for k, v in (feature.transitions or {}).items()}
+    order = feature.order
+    direction = feature.direction
     if _is_missing(current):
         allowed = transitions.get(NULL_KEY)
         if allowed is None:
@@ -117,7 +118,7 @@ def categorical_targets(feature: dict[str, Any], current: Any) -> tuple[list[Any
     code = category_text(current)
     allowed_codes = [c for c in declared if c != code]
     rules = []
-    if feature.get("transitions") is not None:
+    if feature.transitions is not None:
         listed = {category_text(c) for c in transitions.get(code, [])}
         allowed_codes = [c for c in allowed_codes if c in listed]
         rules.append("transitions")
@@ -138,20 +139,20 @@ def categorical_targets(feature: dict[str, Any], current: Any) -> tuple[list[Any
     return [declared[c] for c in allowed_codes], " and ".join(rules) or "any"
 
 
-def _numeric_range(feature: dict[str, Any]) -> tuple[float, float]:
-    low, high = feature.get("bounds") or feature.get("observed_range") or (-np.inf, np.inf)
+def _numeric_range(feature: FeatureEntry) -> tuple[float, float]:
+    low, high = feature.bounds or feature.observed_range or (-np.inf, np.inf)
     return float(low), float(high)
 
 
 def search_space(context: ModelContext, features: dict[str, Any]) -> list[Space]:
-    protected = {p["name"] for p in context.schema.get("protected", [])}
+    protected = set(context.input_schema.protected_names)
     spaces = []
-    for feature in context.schema["features"]:
-        name = feature["name"]
-        if feature.get("immutable") or name in protected:
+    for feature in context.input_schema.features:
+        name = feature.name
+        if feature.immutable or name in protected:
             continue
         current: Any = features.get(name)
-        if feature["type"] == "numeric":
+        if feature.numeric:
             if _is_missing(current):
                 continue  # a missing value is kept missing
             observed = context.train[name].dropna().to_numpy(dtype=float)
@@ -162,9 +163,9 @@ def search_space(context: ModelContext, features: dict[str, Any]) -> list[Space]
             grid = np.unique(np.quantile(observed, np.linspace(0, 1, GRID), method="inverted_cdf"))
             x = float(current)
             keep = (grid >= low) & (grid <= high) & (grid != x)
-            if feature.get("direction") == "increase":
+            if feature.direction == "increase":
                 keep &= grid > x
-            elif feature.get("direction") == "decrease":
+            elif feature.direction == "decrease":
                 keep &= grid < x
             integral = bool(np.all(np.equal(np.mod(observed, 1), 0)))
             values = tuple(int(v) if integral else float(v) for v in grid[keep])
@@ -193,16 +194,17 @@ class Linear:
 
 
 def linear_constraints(
-    schema: dict[str, Any], features: dict[str, Any]
+    schema: InputSchema | Mapping[str, Any], features: dict[str, Any]
 ) -> tuple[list[Linear], list[dict[str, str]]]:
     """The schema's linear constraints this search enforces, and those it does not, with why."""
-    numeric = {f["name"] for f in schema["features"] if f["type"] == "numeric"}
+    typed = input_schema_of(schema)
+    numeric = {f.name for f in typed.features if f.numeric}
     enforced: list[Linear] = []
     skipped: list[dict[str, str]] = []
-    for entry in schema.get("constraints") or []:
-        left, op, right = entry.get("left"), entry.get("op"), entry.get("right")
+    for entry in typed.constraints or []:
+        left, op, right = entry.left, entry.op, entry.right
         text = f"{left} {op} {right}"
-        if left not in numeric or right not in numeric or op not in (">=", "<="):
+        if left not in numeric or right not in numeric:
             skipped.append(
                 {"constraint": text, "reason": "not a >= or <= between numeric features"}
             )
@@ -412,10 +414,10 @@ class Plausibility:
 
     CHUNK = 128  # rows compared at once against every target-class row (bounds the memory)
 
-    def __init__(self, schema: dict[str, Any], train: pd.DataFrame, target_rows: Any) -> None:
+    def __init__(self, schema: InputSchema, train: pd.DataFrame, target_rows: Any) -> None:
         self.schema = schema
-        self.numeric = [f["name"] for f in schema["features"] if f["type"] == "numeric"]
-        self.categorical = [f["name"] for f in schema["features"] if f["type"] != "numeric"]
+        self.numeric = [f.name for f in schema.features if f.numeric]
+        self.categorical = [f.name for f in schema.features if not f.numeric]
         self.spreads = np.array(
             [self._spread(train[name].to_numpy(dtype=float)) for name in self.numeric]
         )
@@ -496,7 +498,7 @@ def plausibility_for(context: ModelContext, target: Any) -> Plausibility:
     labels = np.asarray(training_labels(context), dtype=object)  # outside the cache lock
     result: Plausibility = context.cached(
         ("cf-plausibility", str(target)),
-        lambda: Plausibility(context.schema, context.train, labels == str(target)),
+        lambda: Plausibility(context.input_schema, context.train, labels == str(target)),
     )
     return result
 
@@ -508,35 +510,31 @@ def describe_constraints(
     enforced: list[Linear],
     skipped: list[dict[str, str]],
 ) -> dict[str, Any]:
-    schema = context.schema
-    protected = sorted(p["name"] for p in schema.get("protected", []))
+    schema = context.input_schema
+    protected = sorted(schema.protected_names)
     categorical: dict[str, Any] = {}
     bounds: dict[str, list[float | None]] = {}
-    for feature in schema["features"]:
-        name = feature["name"]
-        if feature.get("immutable") or name in protected:
+    for feature in schema.features:
+        name = feature.name
+        if feature.immutable or name in protected:
             continue
-        if feature["type"] == "numeric":
+        if feature.numeric:
             bounds[name] = [v if math.isfinite(v) else None for v in _numeric_range(feature)]
         else:
             allowed, rule = categorical_targets(feature, features.get(name))
             categorical[name] = {"allowed": [_plain(v) for v in allowed], "rule": rule}
     return {
         "changeable": sorted(s.name for s in spaces),
-        "immutable": sorted(f["name"] for f in schema["features"] if f.get("immutable")),
+        "immutable": sorted(f.name for f in schema.features if f.immutable),
         "protected_never_inputs": protected,
-        "directions": {
-            f["name"]: f["direction"]
-            for f in schema["features"]
-            if f.get("direction", "any") != "any"
-        },
+        "directions": {f.name: f.direction for f in schema.features if f.direction != "any"},
         "bounds": bounds,
         "categorical_transitions": categorical,
         "linear": {"enforced": [c.text for c in enforced], "not_enforced": skipped},
         "kept_null": sorted(
-            f["name"]
-            for f in schema["features"]
-            if _is_missing(features.get(f["name"])) and not any(s.name == f["name"] for s in spaces)
+            f.name
+            for f in schema.features
+            if _is_missing(features.get(f.name)) and not any(s.name == f.name for s in spaces)
         ),
     }
 
@@ -595,9 +593,10 @@ def _shortfall(
     return "; ".join(parts)
 
 
-def _change(feature: dict[str, Any] | None, before: Any, after: Any) -> dict[str, Any]:
+def _change(feature: FeatureEntry | None, before: Any, after: Any) -> dict[str, Any]:
     change = {"from": before, "to": after}
-    labels = {category_text(k): v for k, v in ((feature or {}).get("labels") or {}).items()}
+    declared = None if feature is None else feature.labels
+    labels = {category_text(k): v for k, v in (declared or {}).items()}
     if labels:
         change["from_label"] = None if _is_missing(before) else labels.get(category_text(before))
         change["to_label"] = labels.get(category_text(after))
@@ -607,18 +606,18 @@ def _change(feature: dict[str, Any] | None, before: Any, after: Any) -> dict[str
 def find_counterfactuals(
     context: ModelContext, features: dict[str, Any], label: Any, k: int, seed: int
 ) -> dict[str, Any]:
-    classes = context.schema["classes"]
+    classes = context.input_schema.classes
     target = classes[0] if str(label) == str(classes[1]) else classes[1]
     spaces_list = search_space(context, features)
     spaces = {s.name: s for s in spaces_list}
     scorer = _Scorer(context, features, target)
-    enforced, skipped = linear_constraints(context.schema, features)
+    enforced, skipped = linear_constraints(context.input_schema, features)
 
     def cost(edit: dict[str, Any]) -> float:
         return _distance(spaces, features, edit)
 
     feasible = Feasibility(features, enforced, spaces, cost)
-    by_name = {f["name"]: f for f in context.schema["features"]}
+    by_name = context.input_schema.by_name
     search = {
         "random_edits": 0,
         "flipping_edits": 0,

@@ -27,7 +27,7 @@ from core.db import make_engine, session_factory
 from core.errors import ServiceUnavailable
 from explain.compute import compute
 from explain.context import ContextCache
-from serving.service import Serving
+from serving.state import Serving
 
 log = logging.getLogger("govern.explain.pool")
 

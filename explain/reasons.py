@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from lineage.input_schema import category_key, feature_label
+from lineage.input_schema import FeatureEntry, InputSchema, category_key, input_schema_of
 
 MAX_REASONS = 4
 
@@ -25,22 +25,22 @@ def reason_code(feature: str) -> str:
     return "R-" + re.sub(r"[^A-Z0-9]+", "_", feature.upper()).strip("_")
 
 
-def reason_text(feature: Mapping[str, Any], value: Any) -> str:
+def reason_text(feature: FeatureEntry, value: Any) -> str:
     """The words for one adverse reason: the spec's text for this value, else the description."""
-    texts = feature.get("reasons") or {}
-    default = feature.get("description") or feature["name"].replace("_", " ")
+    texts = feature.reasons or {}
+    default = feature.description or feature.name.replace("_", " ")
     if value is None or not texts:
         return str(default)
-    if feature.get("type") == "categorical":
+    if not feature.numeric:
         return str(texts.get(category_key(value), default))
-    median = feature.get("observed_median")
+    median = feature.observed_median
     if median is None or value == median:
         return str(default)
     return str(texts.get("high" if value > median else "low", default))
 
 
 def adverse_action_reasons(
-    schema: dict[str, Any],
+    schema: InputSchema | Mapping[str, Any],
     attributions: dict[str, Any],
     label: Any,
     favourable: Any,
@@ -55,8 +55,9 @@ def adverse_action_reasons(
         }
     # A positive attribution pushes towards the positive class. When the favourable class is the
     # negative one, the signs turn.
-    sign = -1.0 if str(favourable) == str(schema["positive_class"]) else 1.0
-    described = {f["name"]: f for f in schema["features"]}
+    typed = input_schema_of(schema)
+    sign = -1.0 if str(favourable) == str(typed.positive_class) else 1.0
+    described = typed.by_name
     against = sorted(
         (
             (sign * float(value), name)
@@ -73,7 +74,7 @@ def adverse_action_reasons(
             "feature": name,
             "text": reason_text(described[name], values.get(name)),
             "value": values.get(name),
-            "value_label": feature_label(described[name], values.get(name)),
+            "value_label": described[name].value_label(values.get(name)),
             "contribution": round(weight, 12),
         }
         for rank, (weight, name) in enumerate(against[:MAX_REASONS], start=1)

@@ -59,11 +59,11 @@ def _is_missing(value: Any) -> bool:
 
 
 def _numeric_space(context: ModelContext, features: dict[str, Any]) -> list[dict[str, Any]]:
-    protected = {p["name"] for p in context.schema.get("protected", [])}
+    protected = set(context.input_schema.protected_names)
     result = []
-    for feature in context.schema["features"]:
-        name = feature["name"]
-        if feature["type"] != "numeric" or feature.get("immutable") or name in protected:
+    for feature in context.input_schema.features:
+        name = feature.name
+        if not feature.numeric or feature.immutable or name in protected:
             continue
         observed = context.train[name].dropna().to_numpy(dtype=float)
         value = features.get(name)
@@ -72,13 +72,13 @@ def _numeric_space(context: ModelContext, features: dict[str, Any]) -> list[dict
         x = float(value)  # type: ignore[arg-type]
         spread = robust_spread(observed)
         low, high = (
-            feature.get("bounds")
-            or feature.get("observed_range")
+            feature.bounds
+            or feature.observed_range
             or (float(observed.min()), float(observed.max()))
         )
         low_scaled = (float(low) - x) / spread
         high_scaled = (float(high) - x) / spread
-        direction = feature.get("direction") or "any"
+        direction = feature.direction
         if direction == "increase":
             low_scaled = max(low_scaled, 0.0)
         elif direction == "decrease":
@@ -200,7 +200,7 @@ def _attack(context: ModelContext, probe: _Probe, seed: int) -> NDArray[np.float
     start = _starting_point(context, probe)
     if start is None:
         return None
-    classes = [str(c) for c in context.schema["classes"]]
+    classes = [str(c) for c in context.input_schema.classes]
     other = next(c for c in classes if c != probe.label)
 
     def predict(x: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -244,43 +244,38 @@ def _box(space: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def assess(
-    context: ModelContext,
-    features: dict[str, Any],
-    label: Any,
-    seed: int,
-    fragile_below: float,
-) -> dict[str, Any]:
-    original, label = label, str(label)
-    space = _numeric_space(context, features)
-    constraints, not_enforced = linear_constraints(context.schema, features)
-    probe = _Probe(context, features, space, label, constraints)
-    candidates: list[dict[str, Any]] = []
-    adversarial = _attack(context, probe, seed) if space else None
-    attacked = probe.scored  # starting points and the attack's own queries
-    discarded = 0
-    if adversarial is not None:
-        [record] = _records(features, space, adversarial)
-        changes = {
-            d["name"]: {"from": features[d["name"]], "to": record[d["name"]]}
-            for d in space
-            if record[d["name"]] != float(features[d["name"]])
-        }
-        moved = np.array(
-            [(record[d["name"]] - d["x"]) / d["spread"] for d in space], dtype=np.float64
-        )
-        if changes and probe.feasible(record):
-            candidates.append(
-                {
-                    "changes": changes,
-                    "record": record,
-                    "distance": float(np.linalg.norm(moved)),
-                    "method": "HopSkipJump (L2) on the changeable numeric features",
-                }
-            )
-        elif changes:
-            discarded += 1  # rounding to whole numbers broke a linear constraint
-    categorical = _categorical_edits(context, features)
+def _numeric_candidates(
+    features: dict[str, Any], probe: _Probe, adversarial: NDArray[np.float64] | None
+) -> tuple[list[dict[str, Any]], int]:
+    """The attack's answer as a candidate (with its whole-number features rounded), and how many
+    answers were discarded because the rounding broke a linear constraint."""
+    if adversarial is None:
+        return [], 0
+    space = probe.space
+    [record] = _records(features, space, adversarial)
+    changes = {
+        d["name"]: {"from": features[d["name"]], "to": record[d["name"]]}
+        for d in space
+        if record[d["name"]] != float(features[d["name"]])
+    }
+    if not changes:
+        return [], 0
+    if not probe.feasible(record):
+        return [], 1
+    moved = np.array([(record[d["name"]] - d["x"]) / d["spread"] for d in space], dtype=np.float64)
+    candidate = {
+        "changes": changes,
+        "record": record,
+        "distance": float(np.linalg.norm(moved)),
+        "method": "HopSkipJump (L2) on the changeable numeric features",
+    }
+    return [candidate], 0
+
+
+def _categorical_candidates(
+    context: ModelContext, features: dict[str, Any], label: str
+) -> list[dict[str, Any]]:
+    candidates = []
     for flip in _categorical_flips(context, features, label):
         [(name, change)] = flip["changes"].items()
         candidates.append(
@@ -291,9 +286,24 @@ def assess(
                 "method": "explicit search over one categorical feature",
             }
         )
+    return candidates
+
+
+def _searched(
+    context: ModelContext,
+    features: dict[str, Any],
+    probe: _Probe,
+    categorical: list[tuple[str, Any]],
+    not_enforced: list[dict[str, str]],
+    *,
+    attack_ran: bool,
+    discarded: int,
+) -> dict[str, Any]:
+    """What the search covered: features, box, directions, iterations, candidates, radius."""
+    space = probe.space
     numeric_names = [d["name"] for d in space]
     categorical_names = sorted({name for name, _value in categorical})
-    searched = {
+    return {
         "features": numeric_names + categorical_names,
         "numeric": _box(space),
         "categorical": {
@@ -302,25 +312,31 @@ def assess(
         "directions": {d["name"]: d["direction"] for d in space if d["direction"] != "any"},
         "radius": probe.radius if probe.scored else None,
         "radius_meaning": "the largest L2 distance, in spreads, of any numeric candidate scored",
-        "iterations": MAX_ITER if adversarial is not None else 0,
+        "iterations": MAX_ITER if attack_ran else 0,
         "max_iterations": MAX_ITER,
         "max_evaluations": MAX_EVAL,
-        "attack_ran": adversarial is not None,
-        "candidates": attacked + len(categorical),
-        "numeric_candidates": attacked,
+        "attack_ran": attack_ran,
+        "candidates": probe.scored + len(categorical),
+        "numeric_candidates": probe.scored,
         "categorical_candidates": len(categorical),
         "broke_a_linear_constraint": probe.infeasible + discarded,
         "linear_constraints": {
-            "enforced": [c.text for c in constraints],
+            "enforced": [c.text for c in probe.constraints],
             "not_enforced": not_enforced,
         },
         "kept_missing": sorted(
-            f["name"] for f in context.schema["features"] if _is_missing(features.get(f["name"]))
+            f.name for f in context.input_schema.features if _is_missing(features.get(f.name))
         ),
         "not_searched": NOT_SEARCHED,
     }
-    result: dict[str, Any] = {
-        "label": original,
+
+
+def _described(
+    label: Any, seed: int, fragile_below: float, searched: dict[str, Any]
+) -> dict[str, Any]:
+    """What every answer says, found or not: the question, the units, the search and the method."""
+    return {
+        "label": label,
         "seed": seed,
         "threshold": {
             "fragile_below": fragile_below,
@@ -334,24 +350,34 @@ def assess(
         "method": f"adversarial-robustness-toolbox {library_versions()['art']} HopSkipJump "
         "(black-box, decision-based) + explicit categorical search",
     }
-    scope = _scope(searched)
-    if not candidates:
-        message = (
-            f"no flip found {scope}; {NOT_SEARCHED} were not searched, and a change outside "
-            "this search may still flip the decision"
-            if searched["features"]
-            else "nothing was searched: no feature may change (each is immutable, protected, "
-            "missing and kept missing, or has no allowed value within its bounds, direction or "
-            "transitions), so no flip was looked for"
-        )
-        result.update(
-            perturbation=None,
-            distance=None,
-            flips_on_replay=None,
-            verdict="robust",
-            message=message,
-        )
-        return result
+
+
+def _no_flip(searched: dict[str, Any], scope: str) -> dict[str, Any]:
+    message = (
+        f"no flip found {scope}; {NOT_SEARCHED} were not searched, and a change outside "
+        "this search may still flip the decision"
+        if searched["features"]
+        else "nothing was searched: no feature may change (each is immutable, protected, "
+        "missing and kept missing, or has no allowed value within its bounds, direction or "
+        "transitions), so no flip was looked for"
+    )
+    return {
+        "perturbation": None,
+        "distance": None,
+        "flips_on_replay": None,
+        "verdict": "robust",
+        "message": message,
+    }
+
+
+def _smallest_flip(
+    context: ModelContext,
+    candidates: list[dict[str, Any]],
+    label: str,
+    fragile_below: float,
+    scope: str,
+) -> dict[str, Any]:
+    """The nearest candidate, scored again through the serving path, and the verdict."""
     best = min(candidates, key=lambda c: (c["distance"], sorted(c["changes"])))
     score = float(context.model.scores([best["record"]])[0])
     replayed = str(context.model.label_for(score))
@@ -365,16 +391,46 @@ def assess(
             f"the smallest flip found {scope} is {distance:.4g} spreads away, not below "
             f"{fragile_below}; the search is not exhaustive, and a smaller one may exist"
         )
-    result.update(
-        perturbation=best["changes"],
-        distance=distance if math.isfinite(distance) else None,
-        found_by=best["method"],
-        replay={"label": context.model.label_for(score), "score": score},
-        flips_on_replay=flips,
-        verdict="fragile" if fragile else "robust",
-        message=message,
+    return {
+        "perturbation": best["changes"],
+        "distance": distance if math.isfinite(distance) else None,
+        "found_by": best["method"],
+        "replay": {"label": context.model.label_for(score), "score": score},
+        "flips_on_replay": flips,
+        "verdict": "fragile" if fragile else "robust",
+        "message": message,
+    }
+
+
+def assess(
+    context: ModelContext,
+    features: dict[str, Any],
+    label: Any,
+    seed: int,
+    fragile_below: float,
+) -> dict[str, Any]:
+    original, label = label, str(label)
+    space = _numeric_space(context, features)
+    constraints, not_enforced = linear_constraints(context.input_schema, features)
+    probe = _Probe(context, features, space, label, constraints)
+    adversarial = _attack(context, probe, seed) if space else None
+    candidates, discarded = _numeric_candidates(features, probe, adversarial)
+    categorical = _categorical_edits(context, features)
+    candidates += _categorical_candidates(context, features, label)
+    searched = _searched(
+        context,
+        features,
+        probe,
+        categorical,
+        not_enforced,
+        attack_ran=adversarial is not None,
+        discarded=discarded,
     )
-    return result
+    result = _described(original, seed, fragile_below, searched)
+    scope = _scope(searched)
+    if not candidates:
+        return {**result, **_no_flip(searched, scope)}
+    return {**result, **_smallest_flip(context, candidates, label, fragile_below, scope)}
 
 
 def _scope(searched: dict[str, Any]) -> str:

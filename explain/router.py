@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.auth.models import Role
 from core.auth.schemas import Principal
 from core.deps import SessionDep, allow
-from explain import service
+from explain import schemas, service
 
 router = APIRouter(tags=["explanations"])
 
@@ -29,6 +29,8 @@ def _explainers(request: Request) -> service.Explainers:
 
 @router.get(
     "/decisions/{decision_id}/explanations/shap",
+    response_model=schemas.ShapExplanation,
+    response_model_exclude_unset=True,
     summary="SHAP attributions per original feature, from the model version that decided",
 )
 def shap_explanation(
@@ -45,6 +47,8 @@ def shap_explanation(
 
 @router.get(
     "/decisions/{decision_id}/explanations/anchor",
+    response_model=schemas.AnchorExplanation,
+    response_model_exclude_unset=True,
     summary="An anchor rule (alibi AnchorTabular) with its precision and coverage",
 )
 def anchor_explanation(
@@ -61,6 +65,8 @@ def anchor_explanation(
 
 @router.get(
     "/decisions/{decision_id}/explanations/counterfactual",
+    response_model=schemas.CounterfactualExplanation,
+    response_model_exclude_unset=True,
     summary="Up to k diverse changes that flip the decision, within the spec's constraints",
 )
 def counterfactual_explanation(
@@ -79,6 +85,8 @@ def counterfactual_explanation(
 
 @router.get(
     "/decisions/{decision_id}/robustness",
+    response_model=schemas.RobustnessReport,
+    response_model_exclude_unset=True,
     summary="The smallest perturbation that flips the decision (ART HopSkipJump) and a verdict",
 )
 def robustness_report(
@@ -99,6 +107,8 @@ def robustness_report(
 
 @router.get(
     "/decisions/{decision_id}/reasons",
+    response_model=schemas.AdverseActionReasons,
+    response_model_exclude_unset=True,
     summary="Adverse-action reason codes (at most four) for an unfavourable decision",
 )
 def adverse_action_reasons(
@@ -117,6 +127,8 @@ class ReplayIn(BaseModel):
 
 @router.post(
     "/decisions/{decision_id}/replay",
+    response_model=schemas.Replay,
+    response_model_exclude_unset=True,
     summary="Score the logged input again on the same model version, optionally with changes",
 )
 def replay_decision(
@@ -127,4 +139,4 @@ def replay_decision(
     body: Annotated[ReplayIn | None, Body()] = None,
 ) -> dict[str, Any]:
     overrides = body.overrides if body else {}
-    return service.replay(session, request.app.state.serving, decision_id, overrides, principal)
+    return service.what_if(session, request.app.state.serving, decision_id, overrides, principal)

@@ -29,12 +29,12 @@ from explain.compute import SAMPLING, compute
 from explain.context import ContextCache, ModelContext
 from explain.models import Explanation
 from explain.pool import ExplainPool
-from lineage import service as lineage_service
-from lineage.input_schema import favourable_label
+from lineage import registry
+from lineage.input_schema import InputSchema
 from lineage.models import ModelVersion
-from serving import service as serving_service
+from serving.lookups import get_decision
 from serving.models import DecisionRecord
-from serving.service import Serving
+from serving.state import Serving
 from serving.validation import canonical_features, check_features
 
 METHODS = ("shap", "anchor", "counterfactual", "robustness")
@@ -109,7 +109,7 @@ class Logged:
 
 def logged_decision(session: Session, decision_id: str) -> Logged:
     """A scored decision (live or shadow); 404 unknown, 409 a rejected attempt or purged."""
-    record = serving_service.get_decision(session, decision_id)
+    record = get_decision(session, decision_id)
     return Logged(record=record, content=json.loads(record.payload or "{}"))
 
 
@@ -119,7 +119,7 @@ def _context(explainers: Explainers, logged: Logged) -> ModelContext:
 
 
 def _version(session: Session, logged: Logged) -> ModelVersion:
-    _model, version = lineage_service.get_version(
+    _model, version = registry.get_version(
         session=session, name=logged.model["name"], version=int(logged.model["version"])
     )
     return version
@@ -225,10 +225,10 @@ def reasons_for(
     session: Session, explainers: Explainers, decision_id: str, principal: Principal
 ) -> dict[str, Any]:
     logged = logged_decision(session, decision_id)
-    schema = _version(session, logged).input_schema
+    schema = InputSchema.from_document(_version(session, logged).input_schema)
     row, _cached = explanation_for(session, explainers, logged, "shap", {}, principal.key_id)
     result = reasons.adverse_action_reasons(
-        schema, row.result, logged.content["label"], favourable_label(schema), logged.features
+        schema, row.result, logged.content["label"], schema.favourable, logged.features
     )
     access.record(session, principal, "explanation.reasons", target=decision_id)
     return {
@@ -240,7 +240,7 @@ def reasons_for(
     }
 
 
-def replay(
+def what_if(
     session: Session,
     serving: Serving,
     decision_id: str,
@@ -258,7 +258,7 @@ def replay(
             "the decision's model version no longer has the artifact it was made with",
             details={"registered": model.sha256, "decision": logged.model["sha256"]},
         )
-    known = {f["name"] for f in model.schema["features"]}
+    known = set(model.input_schema.feature_names)
     problems = [
         {"field": f"overrides.{name}", "message": "not a feature of this model"}
         for name in overrides
@@ -267,12 +267,12 @@ def replay(
     features = {**logged.features, **{k: v for k, v in overrides.items() if k in known}}
     problems += [
         p
-        for p in check_features(model.schema, features, prefix="overrides")
+        for p in check_features(model.input_schema, features, prefix="overrides")
         if p["field"].split(".", 1)[1] in overrides
     ]
     if problems:
         raise InvalidInput("the overrides are not valid inputs for this model", details=problems)
-    features = canonical_features(model.schema, features)
+    features = canonical_features(model.input_schema, features)
     score = float(model.scores([features])[0])
     label = model.label_for(score)
     logged_score = logged.content.get("score")

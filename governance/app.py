@@ -35,7 +35,7 @@ from rebuild.router import router as rebuild_router
 from rebuild.service import fail_interrupted_rebuilds
 from serving import router as serving_router
 from serving.admission import KeyAdmission, PredictAdmission
-from serving.service import Serving
+from serving.state import Serving
 from serving.v2 import health as v2_health
 from serving.v2 import router as v2_router
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import logging
 from datetime import datetime
 from typing import Any
@@ -19,14 +18,20 @@ from sqlmodel import Session
 
 from core.errors import InvalidInput, field_list, validation_details
 from lineage import service
-from lineage.artifacts import PICKLE_PROTOCOL, ArtifactStore, serialize_model
+from lineage.artifacts import ArtifactStore
 from lineage.data_sources import DataPolicy
 from lineage.datasets import check_columns
-from lineage.fingerprint import fingerprint
 from lineage.input_schema import build_input_schema, frame_from_table
-from lineage.models import ModelVersion, RegisteredModel
+from lineage.models import DatasetVersion, ModelVersion, RegisteredModel
 from lineage.outliers import fit_detector
-from lineage.runner import dataset_lineage
+from lineage.registration import (
+    ModelArtifact,
+    NewVersion,
+    Timing,
+    dataset_lineage,
+    register_version,
+    store_artifact,
+)
 from lineage.safe_skops import UnreadableArtifact, UntrustedArtifact, load_trusted
 from lineage.spec import (
     MAX_PUBLIC_CONTEXT,
@@ -37,6 +42,7 @@ from lineage.spec import (
     Gate,
     Protected,
     Target,
+    TrainingSpec,
     check_public_context,
 )
 from lineage.training import apply_gate, binary_target, evaluate, proxies_for
@@ -151,6 +157,116 @@ def load_skops(content: bytes, max_unpacked: int) -> Any:
         ) from None
 
 
+def _decode(artifact: ExternalArtifact) -> bytes:
+    try:
+        return base64.b64decode(artifact.content_base64, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput(
+            "artifact.content_base64 is not base64",
+            details=[{"field": "artifact.content_base64", "message": "not base64"}],
+        ) from None
+
+
+def _classifier(upload: bytes, max_unpacked: int) -> Any:
+    pipeline = load_skops(upload, max_unpacked=max_unpacked)
+    if not hasattr(pipeline, "predict_proba"):
+        raise InvalidInput(
+            "the artifact is not a classifier with predict_proba",
+            details=[{"field": "artifact", "message": "no predict_proba"}],
+        )
+    return pipeline
+
+
+def _required_columns(reg: ExternalRegistration) -> dict[str, str]:
+    """The data version's columns the registration names, with the field that names each."""
+    required = {reg.target.column: "target.column"}
+    required |= {f.name: f"features.{i}.name" for i, f in enumerate(reg.features)}
+    required |= {p.name: f"protected.{i}.name" for i, p in enumerate(reg.protected)}
+    return required
+
+
+def _positive_index(pipeline: Any, classes: list[Any]) -> int:
+    """The column of the model's ``predict_proba`` that is the declared positive class."""
+    learned = [str(c) for c in getattr(pipeline, "classes_", [])]
+    if str(classes[1]) not in learned:
+        # The model's own classes are not shown: nothing read from an artifact is echoed.
+        raise InvalidInput(
+            f"the uploaded model never learned the positive class {classes[1]!r}",
+            details=[
+                {"field": "target.positive_class", "message": "not among the model's classes"}
+            ],
+        )
+    return learned.index(str(classes[1]))
+
+
+def _evaluate(
+    spec: TrainingSpec, pipeline: Any, frame: Any, y: Any, schema: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The model's metrics on every row of the data version, overall and by group; a model that
+    cannot score the declared features, or some row, is refused."""
+    try:
+        pipeline.predict_proba(frame_from_table(schema, frame.head(5)[spec.feature_names]))
+    except Exception as exc:
+        log.warning("uploaded model failed to score: %s", type(exc).__name__)
+        raise InvalidInput(
+            "the uploaded model cannot score the declared features (check their names, types "
+            "and order against the pipeline's input)",
+            details=[{"field": "features", "message": f"scoring failed ({type(exc).__name__})"}],
+        ) from None
+    try:
+        return evaluate(spec, pipeline, frame, y, schema)
+    except Exception as exc:
+        log.warning("uploaded model failed to score its data version: %s", type(exc).__name__)
+        raise InvalidInput(
+            "the uploaded model cannot score every row of the data version",
+            details=[{"field": "artifact", "message": f"scoring failed ({type(exc).__name__})"}],
+        ) from None
+
+
+def _gate(reg: ExternalRegistration, spec: TrainingSpec, metrics: dict[str, Any]) -> dict[str, Any]:
+    if reg.gate is not None:
+        return apply_gate(spec, metrics)
+    return {
+        "metric": None,
+        "threshold": None,
+        "value": None,
+        "rule": "no gate declared",
+        "passed": True,
+    }
+
+
+def _estimator_class(pipeline: Any) -> str:
+    estimator = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
+    return f"{type(estimator).__module__}.{type(estimator).__qualname__}"
+
+
+def _lineage(
+    reg: ExternalRegistration,
+    spec: TrainingSpec,
+    dataset: DatasetVersion,
+    estimator_class: str,
+    metrics: dict[str, Any],
+    evaluated: dict[str, Any],
+) -> dict[str, Any]:
+    """What the uploader declared, and what govern measured (``evaluated``: metrics by group,
+    gate, outlier detector, proxies); the stored artifact and the timing are added on
+    registration."""
+    return {
+        "schema_version": 1,
+        "source": "external",
+        "run_id": None,
+        "dataset": dataset_lineage(dataset),
+        # Only what the uploader declared; how it trained is in estimator, seeds and code.
+        "spec": {k: v for k, v in spec.resolved().items() if k not in _NOT_DECLARED},
+        "seeds": reg.seeds,
+        "estimator": {"class": estimator_class, "params": reg.params},
+        "environment": reg.environment,
+        "code": reg.code,
+        "metrics": metrics,
+        **evaluated,
+    }
+
+
 def register_external(
     *,
     session: Session,
@@ -162,132 +278,46 @@ def register_external(
     policy: DataPolicy,
 ) -> tuple[RegisteredModel, ModelVersion]:
     reg = parse_registration(data)
-    try:
-        upload = base64.b64decode(reg.artifact.content_base64, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidInput(
-            "artifact.content_base64 is not base64",
-            details=[{"field": "artifact.content_base64", "message": "not base64"}],
-        ) from None
-    pipeline = load_skops(upload, max_unpacked=max_unpacked)
-    if not hasattr(pipeline, "predict_proba"):
-        raise InvalidInput(
-            "the artifact is not a classifier with predict_proba",
-            details=[{"field": "artifact", "message": "no predict_proba"}],
-        )
+    upload = _decode(reg.artifact)
+    pipeline = _classifier(upload, max_unpacked)
 
     assert reg.dataset is not None
     assert reg.seeds is not None
     dataset = service.resolve_dataset_ref(session, reg.dataset, actor, policy=policy)
+    assert dataset.id is not None
     frame = service.read_dataset_frame(dataset)
-    names = [f.name for f in reg.features]
-    required = {reg.target.column: "target.column"} | {
-        n: f"features.{i}.name" for i, n in enumerate(names)
-    }
-    required |= {p.name: f"protected.{i}.name" for i, p in enumerate(reg.protected)}
-
-    check_columns(dataset.columns, required)
+    check_columns(dataset.columns, _required_columns(reg))
 
     spec = service.spec_like(reg, name).model_copy(update={"public_context": reg.public_context})
     y, classes = binary_target(spec, frame)
     schema = build_input_schema(spec, frame, classes)
-    learned = [str(c) for c in getattr(pipeline, "classes_", [])]
-    if str(classes[1]) not in learned:
-        # The model's own classes are not shown: nothing read from an artifact is echoed.
-        raise InvalidInput(
-            f"the uploaded model never learned the positive class {classes[1]!r}",
-            details=[
-                {"field": "target.positive_class", "message": "not among the model's classes"}
-            ],
-        )
-    schema["positive_index"] = learned.index(str(classes[1]))
-    try:
-        pipeline.predict_proba(frame_from_table(schema, frame.head(5)[names]))
-    except Exception as exc:
-        log.warning("uploaded model failed to score: %s", type(exc).__name__)
-        raise InvalidInput(
-            "the uploaded model cannot score the declared features (check their names, types "
-            "and order against the pipeline's input)",
-            details=[{"field": "features", "message": f"scoring failed ({type(exc).__name__})"}],
-        ) from None
-    try:
-        metrics, by_group = evaluate(spec, pipeline, frame, y, schema)
-    except Exception as exc:
-        log.warning("uploaded model failed to score its data version: %s", type(exc).__name__)
-        raise InvalidInput(
-            "the uploaded model cannot score every row of the data version",
-            details=[{"field": "artifact", "message": f"scoring failed ({type(exc).__name__})"}],
-        ) from None
-    gate = (
-        apply_gate(spec, metrics)
-        if reg.gate is not None
-        else {
-            "metric": None,
-            "threshold": None,
-            "value": None,
-            "rule": "no gate declared",
-            "passed": True,
-        }
-    )
-    content = serialize_model(pipeline)
-    digest = store.put(content)
-    model_fingerprint = fingerprint(pipeline)
-    estimator = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
-    estimator_class = f"{type(estimator).__module__}.{type(estimator).__qualname__}"
-    lineage: dict[str, Any] = {
-        "schema_version": 1,
-        "source": "external",
-        "run_id": None,
-        "dataset": dataset_lineage(dataset),
-        # Only what the uploader declared; how it trained is in estimator, seeds and code.
-        "spec": {k: v for k, v in spec.resolved().items() if k not in _NOT_DECLARED},
-        "seeds": reg.seeds,
-        "estimator": {"class": estimator_class, "params": reg.params},
-        "environment": reg.environment,
-        "code": reg.code,
-        "metrics": {
-            "all_rows": metrics,
-            "note": "scored by govern on every row of the data version",
-        },
+    schema["positive_index"] = _positive_index(pipeline, classes)
+    all_rows, by_group = _evaluate(spec, pipeline, frame, y, schema)
+    metrics = {"all_rows": all_rows, "note": "scored by govern on every row of the data version"}
+    gate = _gate(reg, spec, all_rows)
+    stored = store_artifact(store, ModelArtifact.of(pipeline), uploaded=upload)
+    estimator_class = _estimator_class(pipeline)
+    evaluated = {
         "metrics_by_group": by_group,
         "gate": gate,
         "outlier_detector": fit_detector(schema, frame),
-        "proxies": proxies_for(
-            spec, pipeline, frame, schema, min((reg.seeds or {}).values(), default=0)
-        ),
-        "artifact": {
-            "sha256": digest,
-            "size_bytes": len(content),
-            "format": f"pickle-{PICKLE_PROTOCOL}",
-            "fingerprint": model_fingerprint,
-            "uploaded_skops_sha256": hashlib.sha256(upload).hexdigest(),
-        },
-        "timing": {
-            "started_at": reg.started_at.isoformat() if reg.started_at else None,
-            "finished_at": reg.finished_at.isoformat() if reg.finished_at else None,
-            "duration_s": (reg.finished_at - reg.started_at).total_seconds()
-            if reg.started_at and reg.finished_at
-            else None,
-        },
+        "proxies": proxies_for(spec, pipeline, frame, schema, min(reg.seeds.values(), default=0)),
     }
-    model = service.get_or_create_model(
-        session=session, name=name, description=reg.description, actor=actor
+    return register_version(
+        session,
+        model=name,
+        description=reg.description,
+        version=NewVersion(
+            artifact=stored,
+            estimator_class=estimator_class,
+            input_schema=schema,
+            metrics=metrics,
+            lineage=_lineage(reg, spec, dataset, estimator_class, metrics, evaluated),
+            timing=Timing(reg.started_at, reg.finished_at),
+            source="external",
+            dataset_version_id=dataset.id,
+            run_id=None,
+            gate_passed=gate["passed"],
+            created_by=actor,
+        ),
     )
-    version = service.add_version(
-        session=session,
-        model=model,
-        fields={
-            "artifact_sha256": digest,
-            "fingerprint": model_fingerprint,
-            "estimator_class": estimator_class,
-            "input_schema": schema,
-            "metrics": lineage["metrics"],
-            "lineage": lineage,
-            "source": "external",
-            "dataset_version_id": dataset.id,
-            "run_id": None,
-            "gate_passed": gate["passed"],
-            "created_by": actor,
-        },
-    )
-    return model, version

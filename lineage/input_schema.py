@@ -1,5 +1,11 @@
 """A model version's input schema: what predict accepts, recorded from the spec and the data.
 
+``build_input_schema`` records it as a JSON document (``ModelVersion.input_schema``: stored,
+hashed with the lineage, returned by the API). ``InputSchema`` is that document typed: read
+once, with ``InputSchema.from_document``, when a model is loaded or a version is read, and
+``document()`` gives back exactly the stored document. The decision rule (a score at or above
+the threshold gives the positive class) is ``InputSchema.label_for`` and nowhere else.
+
 It also turns records into the DataFrame the fitted Pipeline expects, identically at training,
 serving, explanation and rebuild time.
 """
@@ -7,13 +13,28 @@ serving, explanation and rebuild time.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, TypeVar
 
 import numpy as np
-import pandas as pd
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
-from core.errors import InvalidInput
-from lineage.spec import Feature, FeatureType, TrainingSpec, category_text
+from core.errors import GovernanceError, InvalidInput, field_list, validation_details
+from lineage.spec import DEFAULT_THRESHOLD, Constraint, FeatureType, TrainingSpec, category_text
+from lineage.spec import Feature as DeclaredFeature
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # What the model sees for a category: its text form (``category_text``), so the integer code 2,
 # the float 2.0 a column with gaps holds, and the string "2" are one category.
@@ -59,14 +80,202 @@ def category_order(value: Any) -> tuple[int, Any]:
     return (0, value) if isinstance(value, int) else (1, str(value))
 
 
-def _categories(feature: Feature, column: pd.Series) -> list[Any]:
+# The document typed --------------------------------------------------------------------------
+
+# A category, a class or a fill value as the data has it (text, an integer code, a number, a
+# boolean), kept exactly as stored: nothing is converted, so a document reads back unchanged.
+Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
+Number = StrictInt | StrictFloat
+Pair = Annotated[list[Number], Field(min_length=2, max_length=2)]
+Kind = Literal["numeric", "categorical"]
+
+
+class InvalidInputSchema(GovernanceError):
+    """A stored input schema govern cannot read: the record, not the request, is at fault."""
+
+    status_code = 409
+    code = "data_integrity"
+
+
+class _Entry(BaseModel):
+    """A part of the stored document: typed, frozen, no unknown key. ``document()`` gives back
+    the stored mapping itself: only the keys it had (a field at its default is not added)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def document(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
+
+
+_T = TypeVar("_T", bound=_Entry)
+
+
+class MissingPolicy(_Entry):
+    """What the fitted model does with a missing value (``lineage.pipeline.missing_value_policy``):
+    the imputation, and the value it fills in when it learned one."""
+
+    impute: StrictStr
+    fill_value: Scalar | None = None
+
+
+class FeatureEntry(_Entry):
+    """One model input as recorded. Documents written before the loan-book work (issue 17) have
+    only name, type, description, immutable, direction, and bounds and observed_range or
+    categories and unseen."""
+
+    name: StrictStr
+    type: Kind
+    description: StrictStr | None = None
+    immutable: StrictBool = False
+    direction: Literal["increase", "decrease", "any"] = "any"
+    nullable: StrictBool = False
+    missing_in_training: StrictInt | None = None
+    bounds: Pair | None = None
+    observed_range: Pair | None = None
+    observed_median: Number | None = None
+    categories: list[Scalar] | None = None
+    # Unset (a document written by hand): an unseen category is accepted, as before.
+    unseen: Literal["reject", "ignore"] | None = None
+    labels: dict[str, StrictStr] | None = None
+    reasons: dict[str, StrictStr] | None = None
+    order: list[Scalar] | None = None
+    transitions: dict[str, list[Scalar]] | None = None
+    missing: MissingPolicy | None = None
+
+    @property
+    def numeric(self) -> bool:
+        return self.type == "numeric"
+
+    @property
+    def codes(self) -> dict[str, Any]:
+        """The declared categories by their text (``category_key``)."""
+        return {category_key(c): c for c in self.categories or []}
+
+    @property
+    def missing_recorded(self) -> bool:
+        """Whether the document says how a missing value is handled (older ones do not)."""
+        return bool({"nullable", "missing", "missing_in_training"} & self.model_fields_set)
+
+    def value_label(self, value: Any) -> str:
+        """A value as a person reads it: the category's label with its code beside it."""
+        return _value_text(None if self.numeric else self.labels, value)
+
+
+class ProtectedEntry(_Entry):
+    """A protected attribute as recorded; ``feature``: it is also a model input."""
+
+    name: StrictStr
+    type: Kind = "categorical"
+    bins: Annotated[list[Number], Field(min_length=2)] | None = None
+    values: list[Scalar] | None = None
+    labels: dict[str, StrictStr] | None = None
+    required: StrictBool = False
+    justification: StrictStr | None = None
+    feature: StrictBool = False
+    values_source: Literal["spec", "training data"] | None = None
+
+
+class InputSchema(_Entry):
+    """A model version's input schema, typed. Build it from the stored document with
+    ``from_document`` (once, when the version is read); ``document()`` is that document."""
+
+    features: list[FeatureEntry] = Field(min_length=1)
+    protected: list[ProtectedEntry] = []
+    target: StrictStr
+    classes: Annotated[list[Scalar], Field(min_length=2, max_length=2)]
+    positive_class: Scalar
+    favourable_class: Scalar | None = None
+    threshold: StrictFloat = Field(default=DEFAULT_THRESHOLD, gt=0, lt=1)
+    constraints: list[Constraint] | None = None
+    # The column of ``predict_proba`` that is the positive class (a model trained elsewhere may
+    # keep its classes in another order).
+    positive_index: StrictInt = Field(default=1, ge=0)
+    decision_words: dict[str, StrictStr] | None = None
+
+    @field_validator("features")
+    @classmethod
+    def _unique_names(cls, value: list[FeatureEntry]) -> list[FeatureEntry]:
+        names = [f.name for f in value]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate feature names {duplicates}")
+        return value
+
+    @field_validator("positive_class")
+    @classmethod
+    def _second_class(cls, value: Any, info: ValidationInfo) -> Any:
+        classes = info.data.get("classes")
+        if classes is not None and not same_class(value, classes[1]):
+            raise ValueError(f"must be the second of the classes {classes}")
+        return value
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> Self:
+        """The stored document, validated; ``InvalidInputSchema`` names every field at fault."""
+        return _validated(cls, document, "input_schema")
+
+    # The decision rule: the one place it is written.
+    def positive(self, score: Any) -> Any:
+        """Whether a score (or, elementwise, an array of scores) gives the positive class."""
+        return score >= self.threshold
+
+    def label_for(self, score: float) -> Any:
+        """The class a score gives: the positive one at or above the threshold."""
+        negative, positive = self.classes
+        return positive if self.positive(score) else negative
+
+    @property
+    def favourable(self) -> Any:
+        """The class that is good for the subject (the positive class unless declared)."""
+        return self.positive_class if self.favourable_class is None else self.favourable_class
+
+    def is_favourable(self, label: Any) -> bool | None:
+        """Whether a class label (as logged: the class or its text) is the favourable class."""
+        return None if label is None else same_class(label, self.favourable)
+
+    @property
+    def by_name(self) -> dict[str, FeatureEntry]:
+        return {f.name: f for f in self.features}
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def protected_names(self) -> list[str]:
+        return [p.name for p in self.protected]
+
+
+def _validated(cls: type[_T], document: Any, where: str) -> _T:
+    try:
+        return cls.model_validate(document)
+    except ValidationError as exc:
+        details = [
+            {"field": f"{where}.{d['field']}".rstrip("."), "message": d["message"]}
+            for d in validation_details(exc.errors())
+        ]
+        fields = field_list([d["field"] for d in details])
+        raise InvalidInputSchema(
+            f"the recorded input schema is not valid: {fields}", details=details
+        ) from None
+
+
+def input_schema_of(schema: InputSchema | Mapping[str, Any]) -> InputSchema:
+    """The one coercion, for the pure functions a test or a benchmark still calls with a stored
+    document (a mapping): the application passes ``InputSchema`` everywhere."""
+    if isinstance(schema, InputSchema):
+        return schema
+    return InputSchema.from_document(schema)
+
+
+def _categories(feature: DeclaredFeature, column: pd.Series) -> list[Any]:
     if feature.categories:
         return sorted(feature.categories, key=category_order)
     observed = {category_key(v): category_value(v) for v in column.dropna().unique()}
     return sorted(observed.values(), key=category_order)
 
 
-def _check_codes(feature: Feature, categories: list[Any], where: str) -> None:
+def _check_codes(feature: DeclaredFeature, categories: list[Any], where: str) -> None:
     known = {category_key(c) for c in categories}
     unknown = sorted(set(feature.codes_named()) - known)
     if unknown:
@@ -80,6 +289,8 @@ def build_input_schema(
     spec: TrainingSpec, frame: pd.DataFrame, classes: list[Any]
 ) -> dict[str, Any]:
     """``frame``: the rows the model is fitted on (for a registered model, all of them)."""
+    import pandas as pd  # here, not at import: the CLI lists models without pandas
+
     features = []
     for i, feature in enumerate(spec.features):
         column = frame[feature.name]
@@ -153,30 +364,32 @@ def _protected_entry(spec: TrainingSpec, protected: Any, frame: pd.DataFrame) ->
     return entry
 
 
-def feature_label(feature: Mapping[str, Any], value: Any) -> str:
-    """A value as a person reads it: the category's label with its code beside it."""
+def _value_text(labels: Mapping[str, str] | None, value: Any) -> str:
     if value is None:
         return "missing"
-    labels = feature.get("labels") or {}
-    label = labels.get(category_key(value)) if feature.get("type") == "categorical" else None
+    label = (labels or {}).get(category_key(value))
     return f"{label} ({value})" if label else str(value)
 
 
-def favourable_label(schema: Mapping[str, Any]) -> Any:
-    """The class that is good for the subject (defaults to the positive class)."""
-    favourable = schema.get("favourable_class")
-    return schema["positive_class"] if favourable is None else favourable
+def feature_label(feature: FeatureEntry | None, value: Any) -> str:
+    """A value as a person reads it (``FeatureEntry.value_label``); ``None``: a feature the
+    schema does not have."""
+    return _value_text(None, value) if feature is None else feature.value_label(value)
 
 
-def to_frame(schema: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+def to_frame(
+    schema: InputSchema | Mapping[str, Any], records: Iterable[Mapping[str, Any]]
+) -> pd.DataFrame:
     """Rows -> the DataFrame the Pipeline was fitted on: numeric as float, categories as their
     text (``category_key``), a missing value (None, or absent) as NaN."""
+    import pandas as pd  # here, not at import: the CLI lists models without pandas
+
     rows = list(records)
     data: dict[str, Any] = {}
-    for feature in schema["features"]:
-        name = feature["name"]
+    for feature in input_schema_of(schema).features:
+        name = feature.name
         values = [row.get(name) for row in rows]
-        if feature["type"] == "numeric":
+        if feature.numeric:
             data[name] = pd.array(
                 [np.nan if v is None else float(v) for v in values], dtype="float64"
             )
@@ -193,23 +406,25 @@ def to_frame(schema: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) ->
     return pd.DataFrame(data)
 
 
-def positive_proba(pipeline: Any, frame: pd.DataFrame, schema: Mapping[str, Any]) -> Any:
+def positive_proba(
+    pipeline: Any, frame: pd.DataFrame, schema: InputSchema | Mapping[str, Any]
+) -> Any:
     """P(positive class) for each row, whatever order the estimator keeps its classes in."""
-    return pipeline.predict_proba(frame)[:, int(schema.get("positive_index", 1))]
+    return pipeline.predict_proba(frame)[:, input_schema_of(schema).positive_index]
 
 
-def frame_from_table(schema: Mapping[str, Any], table: pd.DataFrame) -> pd.DataFrame:
+def frame_from_table(schema: InputSchema | Mapping[str, Any], table: pd.DataFrame) -> pd.DataFrame:
     """The column-wise equivalent of ``to_frame`` for a whole table (training, evaluation)."""
+    import pandas as pd  # here, not at import: the CLI lists models without pandas
+
     data: dict[str, Any] = {}
-    for feature in schema["features"]:
-        column = table[feature["name"]]
-        if feature["type"] == "numeric":
-            data[feature["name"]] = (
-                pd.to_numeric(column, errors="raise").astype("float64").to_numpy()
-            )
+    for feature in input_schema_of(schema).features:
+        column = table[feature.name]
+        if feature.numeric:
+            data[feature.name] = pd.to_numeric(column, errors="raise").astype("float64").to_numpy()
         else:
             present = column.notna().to_numpy()
             values = np.full(len(column), np.nan, dtype=object)
             values[present] = [category_key(_label(v)) for v in column.to_numpy()[present]]
-            data[feature["name"]] = pd.Series(values, dtype=object)
+            data[feature.name] = pd.Series(values, dtype=object)
     return pd.DataFrame(data)

@@ -20,17 +20,17 @@ import pandas as pd
 from numpy.typing import NDArray
 from sklearn.covariance import LedoitWolf
 
-from lineage.input_schema import category_key
+from lineage.input_schema import InputSchema, category_key, input_schema_of
 
 METHOD = "mahalanobis-ledoit-wolf"
 DEFAULT_QUANTILE = 0.995
 
 
-def _encoding(schema: Mapping[str, Any], train: pd.DataFrame) -> list[dict[str, Any]]:
+def _encoding(schema: InputSchema, train: pd.DataFrame) -> list[dict[str, Any]]:
     encoding = []
-    for feature in schema["features"]:
-        name = feature["name"]
-        if feature["type"] == "numeric":
+    for feature in schema.features:
+        name = feature.name
+        if feature.numeric:
             column = pd.to_numeric(train[name], errors="coerce").astype("float64")
             mean = float(column.mean()) if column.notna().any() else 0.0
             std = float(column.std(ddof=0)) if column.notna().sum() > 1 else 0.0
@@ -42,7 +42,7 @@ def _encoding(schema: Mapping[str, Any], train: pd.DataFrame) -> list[dict[str, 
                 {
                     "name": name,
                     "type": "categorical",
-                    "categories": [category_key(c) for c in feature["categories"]],
+                    "categories": [category_key(c) for c in feature.categories or []],
                 }
             )
     return encoding
@@ -135,13 +135,13 @@ class Detector:
 
 
 def fit_detector(
-    schema: Mapping[str, Any],
+    schema: InputSchema | Mapping[str, Any],
     train: pd.DataFrame,
     validation: pd.DataFrame | None = None,
     quantile: float = DEFAULT_QUANTILE,
 ) -> dict[str, Any]:
     """Fit on the training rows; report how often training and validation rows are flagged."""
-    encoding = _encoding(schema, train)
+    encoding = _encoding(input_schema_of(schema), train)
     names = [f["name"] for f in encoding]
     matrix = encode(encoding, frame_columns(train, names))
     covariance = LedoitWolf().fit(matrix)

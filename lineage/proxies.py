@@ -389,20 +389,3 @@ def proxy_report(
         "attributes": attributes,
         "summary": _summary(attributes, threshold),
     }
-
-
-def without_group_counts(report: Mapping[str, Any]) -> dict[str, Any]:
-    """The report as roles that may not see protected attributes' groups read it: which feature
-    predicts which attribute and how well, without the groups, their sizes or their own AUCs."""
-    hidden = {"groups", "groups_assessed", "groups_left_out", "notes", "reason"}
-    attributes = {}
-    for name, entry in (report.get("attributes") or {}).items():
-        kept = {k: v for k, v in entry.items() if k not in hidden}
-        kept["features"] = [
-            {k: v for k, v in f.items() if k != "group_auc"} for f in entry.get("features") or []
-        ]
-        if isinstance(entry.get("score"), Mapping):
-            kept["score"] = {k: v for k, v in entry["score"].items() if k != "group_auc"}
-        attributes[name] = kept
-    summary = [s for s in report.get("summary") or [] if "not assessable" not in s]
-    return {**report, "attributes": attributes, "summary": summary}

@@ -13,7 +13,7 @@ from core.bodies import parse_json_object
 from core.deps import SessionDep, SettingsDep, allow
 from core.errors import InvalidInput
 from core.pagination import Paged, PageDep, RowId, next_cursor
-from lineage import service
+from lineage import registry, service
 from lineage.artifacts import ArtifactStore
 from lineage.data_sources import DataPolicy
 from lineage.external import ExternalRegistration, register_external
@@ -48,7 +48,9 @@ VersionNumber = Annotated[int, Path(ge=1)]
     status_code=status.HTTP_201_CREATED,
     tags=["datasets"],
     summary="Register a version of a DVC-tracked CSV or Parquet file",
-    responses={200: {"description": "already registered: the existing version"}},
+    responses={
+        200: {"model": DatasetPublic, "description": "already registered: the existing version"}
+    },
 )
 def register_dataset(
     principal: Writer,
@@ -197,13 +199,13 @@ def cancel_run(run_id: RowId, session: SessionDep, principal: Writer) -> RunPubl
 
 
 def valid_model(name: ModelName, session: SessionDep) -> RegisteredModel:
-    return service.get_model(session=session, name=name)
+    return registry.get_model(session=session, name=name)
 
 
 def valid_version(
     name: ModelName, version: VersionNumber, session: SessionDep
 ) -> tuple[RegisteredModel, ModelVersion]:
-    return service.get_version(session=session, name=name, version=version)
+    return registry.get_version(session=session, name=name, version=version)
 
 
 ModelDep = Annotated[RegisteredModel, Depends(valid_model)]
@@ -212,9 +214,9 @@ VersionDep = Annotated[tuple[RegisteredModel, ModelVersion], Depends(valid_versi
 
 @router.get("/models", response_model=Paged[ModelPublic], tags=["models"])
 def list_models(session: SessionDep, _principal: Reader, page: PageDep) -> Paged[ModelPublic]:
-    rows = service.list_models(session=session, page=page)
+    rows = registry.list_models(session=session, page=page)
     return Paged(
-        data=[service.model_public(session, m) for m in rows],
+        data=[registry.model_public(session, m) for m in rows],
         count=len(rows),
         next_cursor=next_cursor(rows, page),
     )
@@ -239,24 +241,31 @@ def get_model(
         raise InvalidInput(
             "at must include a time zone", details=[{"field": "at", "message": "add Z or +00:00"}]
         )
-    return service.model_public(session, model, at=at, stage=stage)
+    return registry.model_public(session, model, at=at, stage=stage)
 
 
-@router.get("/models/{name}/versions/{version}", response_model=ModelVersionPublic, tags=["models"])
+@router.get(
+    "/models/{name}/versions/{version}",
+    response_model=ModelVersionPublic,
+    # The recorded documents show exactly their keys: no default is added.
+    response_model_exclude_unset=True,
+    tags=["models"],
+)
 def get_version(_principal: Reader, found: VersionDep, session: SessionDep) -> ModelVersionPublic:
-    return service.version_public(session, *found)
+    return registry.version_public(session, *found)
 
 
 @router.get(
     "/models/{name}/versions/{version}/lineage",
     response_model=LineagePublic,
+    response_model_exclude_unset=True,
     tags=["models"],
     summary="Everything behind a model version, in one document",
 )
 def get_lineage(
     principal: Reader, found: VersionDep, session: SessionDep, settings: SettingsDep
 ) -> LineagePublic:
-    return service.lineage_public(
+    return registry.lineage_public(
         session, *found, role=principal.role, min_cell_size=settings.min_cell_size
     )
 
@@ -270,7 +279,7 @@ def get_lineage(
 def get_stage_history(
     _principal: Reader, model: ModelDep, session: SessionDep
 ) -> list[StageTransitionPublic]:
-    return service.stage_history(session, model)
+    return registry.stage_history(session, model)
 
 
 async def upload_body(request: Request, _principal: Writer) -> dict[str, Any]:
@@ -297,6 +306,7 @@ UPLOAD_OPENAPI: dict[str, Any] = {
 @router.post(
     "/models/{name}/versions",
     response_model=ModelVersionPublic,
+    response_model_exclude_unset=True,
     status_code=status.HTTP_201_CREATED,
     tags=["models"],
     summary="Register a version trained outside govern (skops artifact plus lineage)",
@@ -318,7 +328,7 @@ def register_external_version(
         max_unpacked=4 * settings.max_artifact_bytes,
         policy=DataPolicy.from_settings(settings),
     )
-    return service.version_public(session, model, version)
+    return registry.version_public(session, model, version)
 
 
 @router.post(
@@ -335,7 +345,7 @@ def change_stage(
     session: SessionDep,
     principal: Writer,
 ) -> StageTransitionPublic:
-    transition = service.change_stage(
+    transition = registry.change_stage(
         session=session,
         name=name,
         version=version,
@@ -343,4 +353,4 @@ def change_stage(
         reason=body.reason,
         actor=principal.key_id,
     )
-    return service.transition_public(transition, version)
+    return registry.transition_public(transition, version)

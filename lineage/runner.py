@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -20,7 +21,7 @@ from core.config import Settings
 from core.db import make_engine, session_factory, transaction, utcnow
 from core.errors import GovernanceError
 from lineage import service
-from lineage.artifacts import PICKLE_PROTOCOL, ArtifactStore
+from lineage.artifacts import ArtifactStore
 from lineage.environment import capture_environment, code_version
 from lineage.executor import worker_id
 from lineage.fit_tasks import Trained
@@ -35,6 +36,15 @@ from lineage.jobs import (
     update_job,
 )
 from lineage.models import DatasetVersion, RunStatus, TrainingRun
+from lineage.registration import (
+    ModelArtifact,
+    NewVersion,
+    StoredArtifact,
+    Timing,
+    dataset_lineage,
+    register_version,
+    store_artifact,
+)
 from lineage.spec import TrainingSpec, parse_spec, spec_hash
 from lineage.training import TrainingOutcome
 
@@ -47,35 +57,15 @@ def _update(factory: sessionmaker[Session], run_id: int, **fields: Any) -> None:
     update_job(factory, TrainingRun, run_id, **fields)
 
 
-def dataset_lineage(dataset: DatasetVersion) -> dict[str, Any]:
-    return {
-        "id": dataset.id,
-        "name": dataset.name,
-        "version": dataset.version,
-        "repo": dataset.repo,
-        "path": dataset.path,
-        "rev": dataset.rev,
-        "commit": dataset.commit_sha,
-        "md5": dataset.md5,
-        "sha256": dataset.sha256,
-        "size_bytes": dataset.size_bytes,
-        "format": dataset.format,
-        "row_count": dataset.row_count,
-        "columns": dataset.columns,
-    }
-
-
 def build_lineage(
     *,
     spec: TrainingSpec,
     resolved: dict[str, Any],
     dataset: DatasetVersion,
     outcome: TrainingOutcome,
-    artifact: dict[str, Any],
-    started_at: Any,
-    finished_at: Any,
     run_id: int | None,
 ) -> dict[str, Any]:
+    """A run's lineage, but for its artifact and timing (``lineage.registration`` adds them)."""
     return {
         "schema_version": 1,
         "run_id": run_id,
@@ -96,13 +86,6 @@ def build_lineage(
         "outlier_detector": outcome.outlier_detector,
         "proxies": outcome.proxies,
         "missing_values": missing_values(outcome.input_schema),
-        "artifact": artifact,
-        "timing": {
-            "started_at": started_at.isoformat(),
-            "finished_at": finished_at.isoformat(),
-            "duration_s": (finished_at - started_at).total_seconds(),
-            "fit_s": outcome.fit_seconds,
-        },
     }
 
 
@@ -128,6 +111,17 @@ def execute_run(settings: Settings, run_id: int, progress: Progress | None = Non
         engine.dispose()
 
 
+@dataclass(frozen=True)
+class _Job:
+    """A claimed run, as read from the database."""
+
+    run_id: int
+    resolved: dict[str, Any]
+    spec: TrainingSpec
+    dataset: DatasetVersion
+    created_by: str
+
+
 def _execute(engine: Engine, settings: Settings, run_id: int, progress: Progress) -> None:
     factory = session_factory(engine)
     started_at = utcnow()
@@ -141,111 +135,126 @@ def _execute(engine: Engine, settings: Settings, run_id: int, progress: Progress
     if not claim_job(factory, TrainingRun, run_id, worker_id(), started_at):
         return  # cancelled while it waited in the queue
     try:
-        with transaction(factory) as session:
-            run = session.get(TrainingRun, run_id)
-            assert run is not None
-            resolved = dict(run.spec)
-            dataset = session.get(DatasetVersion, run.dataset_version_id)
-            assert dataset is not None
-            created_by = run.created_by
-        spec = parse_spec(resolved)
-
-        report(0.05, f"reading {dataset.name} v{dataset.version} at {dataset.commit_sha[:12]}")
-        snapshot = service.read_dataset_snapshot(dataset)
-
-        # The fit runs in a fresh child process at lower priority: it cannot slow serving down,
-        # and it can be killed when it is cancelled or runs past GOV_JOB_TIMEOUT_S.
-        trained: Trained = ZYGOTE.run(
-            "train",
-            current_env(),
-            (resolved, snapshot.content, snapshot.format),
-            deadline=deadline,
-            should_stop=partial(stop_requested, factory, TrainingRun, run_id),
-            progress=report,
-        )
-
-        outcome = trained.outcome
+        job = _load(factory, run_id)
+        trained = _fit(factory, job, deadline, report)
         report(0.85, "writing the artifact")
-        store = ArtifactStore(settings.artifacts)
-        digest = store.put(trained.artifact)
-        artifact = {
-            "sha256": digest,
-            "size_bytes": len(trained.artifact),
-            "format": f"pickle-{PICKLE_PROTOCOL}",
-            "fingerprint": trained.fingerprint,
-        }
-        finished_at = utcnow()
-
+        stored = store_artifact(
+            ArtifactStore(settings.artifacts), ModelArtifact(trained.artifact, trained.fingerprint)
+        )
+        timing = Timing(started_at, utcnow(), fit_s=trained.outcome.fit_seconds)
         report(0.95, "registering the model version")
-        with transaction(factory) as session:
-            model = service.get_or_create_model(
-                session=session,
-                name=spec.model_name,
-                description=spec.description,
-                actor=created_by,
-            )
-            lineage = build_lineage(
-                spec=spec,
-                resolved=resolved,
-                dataset=dataset,
-                outcome=outcome,
-                artifact=artifact,
-                started_at=started_at,
-                finished_at=finished_at,
-                run_id=run_id,
-            )
-            version = service.add_version(
-                session=session,
-                model=model,
-                fields={
-                    "artifact_sha256": digest,
-                    "fingerprint": artifact["fingerprint"],
-                    "estimator_class": spec.estimator.class_path,
-                    "input_schema": outcome.input_schema,
-                    "metrics": outcome.metrics,
-                    "lineage": lineage,
-                    "source": "run",
-                    "dataset_version_id": dataset.id,
-                    "run_id": run_id,
-                    "gate_passed": outcome.gate["passed"],
-                    "created_by": created_by,
-                },
-            )
-            message = (
-                f"{spec.model_name} v{version.version} registered in "
-                f"{time.perf_counter() - started:.1f}s; gate "
-                f"{'passed' if outcome.gate['passed'] else 'FAILED'}"
-            )
-            if not finish_job(
-                session,
-                TrainingRun,
-                run_id,
-                status=RunStatus.succeeded.value,
-                progress=1.0,
-                message=message,
-                finished_at=utcnow(),
-            ):
-                # Cancelled while the artifact was written: the version is not registered.
-                raise JobStopped("cancelled", CANCELLED_BY_REQUEST)
+        _register(factory, job, trained.outcome, stored, timing, started)
         progress(1.0, "done")
     except JobStopped as exc:
-        log.warning("training run %s stopped: %s", run_id, exc.message)
-        message = exc.message
-        if exc.code == "timeout":
-            message = f"stopped after {settings.job_timeout_s:g} s (GOV_JOB_TIMEOUT_S)"
-        error = {"code": exc.code, "message": message, "details": None}
-        record_stop(factory, TrainingRun, run_id, exc.code, message, error=error)
+        _record_stop(factory, settings, run_id, exc)
     except Exception as exc:
-        error = _describe(exc)
-        log.warning("training run %s failed: %s", run_id, error["message"])
-        _update(
-            factory,
-            run_id,
-            status=RunStatus.failed.value,
-            message=f"failed: {error['message']}"[:500],
-            error=error,
-            finished_at=utcnow(),
+        _record_failure(factory, run_id, exc)
+
+
+def _load(factory: sessionmaker[Session], run_id: int) -> _Job:
+    with transaction(factory) as session:
+        run = session.get(TrainingRun, run_id)
+        assert run is not None
+        resolved = dict(run.spec)
+        dataset = session.get(DatasetVersion, run.dataset_version_id)
+        assert dataset is not None
+        created_by = run.created_by
+    return _Job(run_id, resolved, parse_spec(resolved), dataset, created_by)
+
+
+def _fit(factory: sessionmaker[Session], job: _Job, deadline: float, report: Progress) -> Trained:
+    dataset = job.dataset
+    report(0.05, f"reading {dataset.name} v{dataset.version} at {dataset.commit_sha[:12]}")
+    snapshot = service.read_dataset_snapshot(dataset)
+    # The fit runs in a fresh child process at lower priority: it cannot slow serving down,
+    # and it can be killed when it is cancelled or runs past GOV_JOB_TIMEOUT_S.
+    trained: Trained = ZYGOTE.run(
+        "train",
+        current_env(),
+        (job.resolved, snapshot.content, snapshot.format),
+        deadline=deadline,
+        should_stop=partial(stop_requested, factory, TrainingRun, job.run_id),
+        progress=report,
+    )
+    return trained
+
+
+def _register(
+    factory: sessionmaker[Session],
+    job: _Job,
+    outcome: TrainingOutcome,
+    stored: StoredArtifact,
+    timing: Timing,
+    started: float,
+) -> None:
+    """Register the version and mark the run succeeded, in one transaction."""
+    spec, dataset = job.spec, job.dataset
+    assert dataset.id is not None
+    with transaction(factory) as session:
+        _model, version = register_version(
+            session,
+            model=spec.model_name,
+            description=spec.description,
+            version=NewVersion(
+                artifact=stored,
+                estimator_class=spec.estimator.class_path,
+                input_schema=outcome.input_schema,
+                metrics=outcome.metrics,
+                lineage=build_lineage(
+                    spec=spec,
+                    resolved=job.resolved,
+                    dataset=dataset,
+                    outcome=outcome,
+                    run_id=job.run_id,
+                ),
+                timing=timing,
+                source="run",
+                dataset_version_id=dataset.id,
+                run_id=job.run_id,
+                gate_passed=outcome.gate["passed"],
+                created_by=job.created_by,
+            ),
         )
+        message = (
+            f"{spec.model_name} v{version.version} registered in "
+            f"{time.perf_counter() - started:.1f}s; gate "
+            f"{'passed' if outcome.gate['passed'] else 'FAILED'}"
+        )
+        if not finish_job(
+            session,
+            TrainingRun,
+            job.run_id,
+            status=RunStatus.succeeded.value,
+            progress=1.0,
+            message=message,
+            finished_at=utcnow(),
+        ):
+            # Cancelled while the artifact was written: the version is not registered.
+            raise JobStopped("cancelled", CANCELLED_BY_REQUEST)
+
+
+def _record_stop(
+    factory: sessionmaker[Session], settings: Settings, run_id: int, exc: JobStopped
+) -> None:
+    log.warning("training run %s stopped: %s", run_id, exc.message)
+    message = exc.message
+    if exc.code == "timeout":
+        message = f"stopped after {settings.job_timeout_s:g} s (GOV_JOB_TIMEOUT_S)"
+    error = {"code": exc.code, "message": message, "details": None}
+    record_stop(factory, TrainingRun, run_id, exc.code, message, error=error)
+
+
+def _record_failure(factory: sessionmaker[Session], run_id: int, exc: Exception) -> None:
+    error = _describe(exc)
+    log.warning("training run %s failed: %s", run_id, error["message"])
+    _update(
+        factory,
+        run_id,
+        status=RunStatus.failed.value,
+        message=f"failed: {error['message']}"[:500],
+        error=error,
+        finished_at=utcnow(),
+    )
 
 
 def _describe(exc: Exception) -> dict[str, Any]:

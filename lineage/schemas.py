@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, Field
 
+from lineage.documents import GateResult, LineageDocument, RunError, TrainingMetrics
+from lineage.input_schema import InputSchema
 from lineage.models import RunStatus, Stage
 from lineage.spec import NAME_PATTERN
 
@@ -42,7 +43,7 @@ class RunPublic(BaseModel):
     model_name: str
     dataset_version_id: int
     model_version: int | None = None
-    error: dict[str, Any] | None
+    error: RunError | None
     created_at: datetime
     created_by: str
     started_at: datetime | None
@@ -71,9 +72,9 @@ class ModelVersionPublic(BaseModel):
     fingerprint: str
     estimator_class: str
     source: str
-    input_schema: dict[str, Any]
-    metrics: dict[str, Any]
-    gate: dict[str, Any]
+    input_schema: InputSchema = Field(description="What predict accepts, as recorded")
+    metrics: TrainingMetrics
+    gate: GateResult
     dataset_version_id: int
     run_id: int | None
     created_at: datetime
@@ -101,24 +102,5 @@ class LineagePublic(BaseModel):
     model: str
     version: int
     stage: Stage
-    lineage: dict[str, Any]
+    lineage: LineageDocument
     stage_history: list[StageTransitionPublic]
-
-
-class RebuildPublic(BaseModel):
-    id: int
-    model: str
-    version: int
-    decision_id: str | None
-    status: RunStatus
-    progress: float
-    message: str
-    verdict: str | None = Field(
-        description="identical, equivalent, diverged or failed; null until finished"
-    )
-    report: dict[str, Any] | None
-    executor: str
-    created_at: datetime
-    created_by: str
-    started_at: datetime | None
-    finished_at: datetime | None

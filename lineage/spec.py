@@ -447,9 +447,17 @@ class Gate(Strict):
         return self.metric != "brier"
 
 
+# The score at or above which the positive class is given, unless the spec sets another: the
+# one copy (``InputSchema.threshold`` defaults to it for a document without one).
+DEFAULT_THRESHOLD = 0.5
+
+
 class Decision(Strict):
     threshold: float = Field(
-        default=0.5, gt=0, lt=1, description="Score at or above which the positive class is given."
+        default=DEFAULT_THRESHOLD,
+        gt=0,
+        lt=1,
+        description="Score at or above which the positive class is given.",
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +17,11 @@ from sklearn.pipeline import Pipeline
 
 from core.errors import InvalidInput
 from lineage.input_schema import (
+    InputSchema,
     build_input_schema,
     category_key,
     frame_from_table,
+    input_schema_of,
     positive_proba,
     same_class,
 )
@@ -38,7 +40,7 @@ def _quiet(_fraction: float, _message: str) -> None:
 @dataclass
 class TrainingOutcome:
     pipeline: Pipeline
-    input_schema: dict[str, Any]
+    input_schema: dict[str, Any]  # the document to store (``InputSchema.from_document`` reads it)
     metrics: dict[str, Any]
     metrics_by_group: dict[str, Any]
     gate: dict[str, Any]
@@ -166,13 +168,14 @@ def evaluate(
     pipeline: Pipeline,
     frame: pd.DataFrame,
     y: NDArray[Any],
-    schema: dict[str, Any],
+    schema: InputSchema | Mapping[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    X = frame_from_table(schema, frame[spec.feature_names])
-    proba = positive_proba(pipeline, X, schema)
-    predicted = (proba >= spec.decision.threshold).astype(int)
+    typed = input_schema_of(schema)
+    X = frame_from_table(typed, frame[spec.feature_names])
+    proba = positive_proba(pipeline, X, typed)
+    predicted = typed.positive(proba).astype(int)
     metrics = _scores(y, proba, predicted)
-    favourable_is_positive = same_class(schema["positive_class"], spec.favourable_class)
+    favourable_is_positive = same_class(typed.positive_class, spec.favourable_class)
     fav_pred = predicted if favourable_is_positive else 1 - predicted
     fav_true = y if favourable_is_positive else 1 - y
     metrics.update(_fairness_rates(y, fav_pred, fav_true))
@@ -189,7 +192,11 @@ def evaluate(
 
 
 def proxies_for(
-    spec: TrainingSpec, pipeline: Any, frame: pd.DataFrame, schema: dict[str, Any], seed: int
+    spec: TrainingSpec,
+    pipeline: Any,
+    frame: pd.DataFrame,
+    schema: InputSchema | Mapping[str, Any],
+    seed: int,
 ) -> dict[str, Any] | None:
     """How well each feature, and the model's score, predicts each protected attribute on
     ``frame`` (the training rows): see ``lineage.proxies``. None without protected attributes."""
@@ -254,8 +261,8 @@ def train(spec: TrainingSpec, frame: pd.DataFrame, progress: Progress = _quiet) 
             f"cannot split the data: {exc}",
             details=[{"field": "validation", "message": str(exc)}],
         ) from None
-    schema = build_input_schema(spec, frame.iloc[train_idx], classes)
-    X_train = frame_from_table(schema, frame.iloc[train_idx][spec.feature_names])
+    document = build_input_schema(spec, frame.iloc[train_idx], classes)
+    X_train = frame_from_table(document, frame.iloc[train_idx][spec.feature_names])
 
     progress(0.40, "fitting")
     pipeline = build_pipeline(spec)
@@ -263,10 +270,11 @@ def train(spec: TrainingSpec, frame: pd.DataFrame, progress: Progress = _quiet) 
     pipeline.fit(X_train, y[train_idx])
     fit_seconds = time.perf_counter() - started
     for feature, (name, policy) in zip(
-        schema["features"], missing_value_policy(pipeline, spec).items(), strict=True
+        document["features"], missing_value_policy(pipeline, spec).items(), strict=True
     ):
         assert feature["name"] == name
         feature["missing"] = policy
+    schema = InputSchema.from_document(document)
 
     progress(0.70, "evaluating")
     valid = frame.iloc[valid_idx]
@@ -289,7 +297,7 @@ def train(spec: TrainingSpec, frame: pd.DataFrame, progress: Progress = _quiet) 
     }
     return TrainingOutcome(
         pipeline=pipeline,
-        input_schema=schema,
+        input_schema=document,
         metrics=metrics,
         metrics_by_group=by_group,
         gate=gate,

@@ -22,7 +22,7 @@ from core.errors import NotFound
 from core.pagination import Page
 from lineage.jobs import request_cancel
 from lineage.models import Rebuild, RunStatus
-from lineage.schemas import RebuildPublic
+from rebuild.schemas import RebuildPublic
 from rebuild.service import get_rebuild
 
 SEES_PATHS = frozenset({Role.admin, Role.data_scientist})

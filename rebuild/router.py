@@ -13,13 +13,13 @@ from core.auth.schemas import Principal
 from core.deps import SessionDep, SettingsDep, allow
 from core.limits import KeyLimiter
 from core.pagination import Paged, PageDep, RowId, next_cursor
-from lineage import service
+from lineage import registry
 from lineage.models import Rebuild
 from lineage.router import VersionDep
-from lineage.schemas import RebuildPublic
 from rebuild import access as rebuild_access
 from rebuild import service as rebuild_service
-from serving.service import get_decision
+from rebuild.schemas import RebuildPublic
+from serving.lookups import get_decision
 
 router = APIRouter(tags=["rebuilds"])
 
@@ -59,7 +59,7 @@ def _answer(
             request.app.state.executor.submit, rebuild_service.execute_rebuild, settings, found.id
         )
     return JSONResponse(
-        rebuild_access.public(found, principal).model_dump(mode="json"),
+        rebuild_access.public(found, principal).model_dump(mode="json", exclude_unset=True),
         status_code=status.HTTP_202_ACCEPTED,
         headers={"Location": f"/api/v1/rebuilds/{found.id}"},
         background=background,
@@ -69,6 +69,7 @@ def _answer(
 @router.post(
     "/models/{name}/versions/{version}/rebuilds",
     response_model=RebuildPublic,
+    response_model_exclude_unset=True,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Rebuild this version from its recorded lineage and compare (202; poll the rebuild); "
     "while one is active, the same request returns it",
@@ -95,6 +96,7 @@ def start_rebuild(
 @router.get(
     "/models/{name}/versions/{version}/rebuilds",
     response_model=Paged[RebuildPublic],
+    response_model_exclude_unset=True,
     summary="This version's rebuilds, newest first",
 )
 def list_rebuilds(
@@ -111,6 +113,7 @@ def list_rebuilds(
 @router.post(
     "/decisions/{decision_id}/rebuild",
     response_model=RebuildPublic,
+    response_model_exclude_unset=True,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Rebuild the model behind this decision; the report says whether the decision "
     "replays identically on it. While one is active, the same request returns it",
@@ -126,7 +129,9 @@ def start_decision_rebuild(
     record = get_decision(session, decision_id)
     assert record.model is not None
     assert record.version is not None
-    model, version = service.get_version(session=session, name=record.model, version=record.version)
+    model, version = registry.get_version(
+        session=session, name=record.model, version=record.version
+    )
     job, created = rebuild_service.create_rebuild(
         session=session,
         model=model,
@@ -142,6 +147,7 @@ def start_decision_rebuild(
 @router.get(
     "/decisions/{decision_id}/rebuilds",
     response_model=Paged[RebuildPublic],
+    response_model_exclude_unset=True,
     summary="This decision's rebuilds, newest first",
 )
 def decision_rebuilds(
@@ -155,6 +161,7 @@ def decision_rebuilds(
 @router.get(
     "/rebuilds/{rebuild_id}",
     response_model=RebuildPublic,
+    response_model_exclude_unset=True,
     summary="A rebuild's status, progress and report (appeals: give the decision_id it holds)",
 )
 def get_rebuild(
@@ -169,6 +176,7 @@ def get_rebuild(
 @router.post(
     "/rebuilds/{rebuild_id}/cancel",
     response_model=RebuildPublic,
+    response_model_exclude_unset=True,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Cancel a rebuild: a queued one at once, a running one as its process is stopped",
 )

@@ -47,7 +47,7 @@ from lineage.data_sources import DatasetError, is_url
 from lineage.environment import diff_environments
 from lineage.executor import worker_id
 from lineage.fresh import ZYGOTE, FreshProcessError, JobStopped
-from lineage.input_schema import frame_from_table, positive_proba, to_frame
+from lineage.input_schema import InputSchema, frame_from_table, positive_proba, to_frame
 from lineage.jobs import (
     ACTIVE,
     CANCELLED_BY_REQUEST,
@@ -61,8 +61,8 @@ from lineage.jobs import (
 from lineage.models import ModelVersion, Rebuild, RegisteredModel, RunStatus
 from lineage.spec import ESTIMATORS, import_estimator, parse_spec, spec_hash
 from lineage.training import binary_target, indices_digest, split_frame
+from serving.lookups import get_decision
 from serving.models import DecisionRecord as D
-from serving.service import get_decision
 
 log = logging.getLogger("govern.rebuild")
 
@@ -351,9 +351,9 @@ def _rebuild(
         return facts
     # Bytes produced a moment ago by our own worker process, never read back from storage.
     rebuilt = pickle.loads(artifact)  # noqa: S301
-    schema = version.input_schema
+    schema = InputSchema.from_document(version.input_schema)
     if decision_id is not None:
-        facts["decision"] = replay_decision(factory, decision_id, rebuilt, schema)
+        facts["decision"] = rescore_on_rebuilt(factory, decision_id, rebuilt, schema)
     if identical:
         facts["verdict"] = IDENTICAL
         return facts
@@ -362,7 +362,7 @@ def _rebuild(
     original = ArtifactStore(settings.artifacts).load_model(version.artifact_sha256)
     facts["predictions"] = {
         "validation": compare_validation(spec, frame, schema, lineage, original, rebuilt),
-        "decisions": compare_decisions(factory, model_name, version, rebuilt),
+        "decisions": compare_decisions(factory, model_name, version.version, schema, rebuilt),
     }
     changed = sum(p["changed"] for p in facts["predictions"].values())
     facts["verdict"] = EQUIVALENT if changed == 0 else DIVERGED
@@ -486,16 +486,14 @@ def spec_diff(lineage: dict[str, Any], fitted: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def _labels(scores: Any, schema: dict[str, Any]) -> list[str]:
-    negative, positive = schema["classes"]
-    threshold = float(schema.get("threshold", 0.5))
-    return [str(positive if s >= threshold else negative) for s in scores]
+def _labels(scores: Any, schema: InputSchema) -> list[str]:
+    return [str(schema.label_for(s)) for s in scores]
 
 
 def compare_validation(
     spec: Any,
     frame: pd.DataFrame,
-    schema: dict[str, Any],
+    schema: InputSchema,
     lineage: dict[str, Any],
     original: Any,
     rebuilt: Any,
@@ -551,13 +549,12 @@ def _logged(
 
 
 def compare_decisions(
-    factory: sessionmaker[Session], model: str, version: ModelVersion, rebuilt: Any
+    factory: sessionmaker[Session], model: str, version: int, schema: InputSchema, rebuilt: Any
 ) -> dict[str, Any]:
     """Every logged decision of the version, scored again by the rebuilt model."""
-    schema = version.input_schema
     rows = changed = 0
     examples: list[dict[str, Any]] = []
-    for chunk in _logged(factory, model, version.version):
+    for chunk in _logged(factory, model, version):
         scores = positive_proba(rebuilt, to_frame(schema, [c[1] for c in chunk]), schema)
         for (decision_id, _features, label, score), new_score, new_label in zip(
             chunk, scores, _labels(scores, schema), strict=True
@@ -576,15 +573,14 @@ def compare_decisions(
     return {"rows": rows, "changed": changed, "examples": examples}
 
 
-def replay_decision(
-    factory: sessionmaker[Session], decision_id: str, rebuilt: Any, schema: dict[str, Any]
+def rescore_on_rebuilt(
+    factory: sessionmaker[Session], decision_id: str, rebuilt: Any, schema: InputSchema
 ) -> dict[str, Any]:
     with transaction(factory) as session:
         record = get_decision(session, decision_id)
         content = json.loads(record.payload or "{}")
     score = float(positive_proba(rebuilt, to_frame(schema, [content["features"]]), schema)[0])
-    negative, positive = schema["classes"]
-    label = positive if score >= float(schema.get("threshold", 0.5)) else negative
+    label = schema.label_for(score)
     return {
         "decision_id": decision_id,
         "logged": {"label": content.get("label"), "score": content.get("score")},

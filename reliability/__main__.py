@@ -1,6 +1,6 @@
 """``python -m reliability``: run the drills and write RELIABILITY.md.
 
-    python -m reliability [--profile full|ci] [--only crash,outage,...] [--out RELIABILITY.md]
+    python -m reliability [--profile full|ci|quick] [--only crash,outage,...] [--out RELIABILITY.md]
 
 Exit 0 only when every scenario passed.
 """

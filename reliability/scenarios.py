@@ -20,7 +20,10 @@ from reliability.world import ENDPOINTS, World, scalar
 
 @dataclass(frozen=True)
 class Profile:
-    """How hard each drill pushes. ``full`` is the published run; ``ci`` a smaller seeded one."""
+    """How hard each drill pushes. ``full`` is the published run (``make reliability``); ``ci`` a
+    smaller seeded one; ``quick`` (what ``.ci/run`` runs) every drill with all its faults at the
+    smallest size that still exercises them: the crash's restart before the load ends, readiness
+    probes while the database is down, a baseline window of a few hundred honest predicts."""
 
     name: str
     crash_rate: float  # requests/s
@@ -36,6 +39,7 @@ class Profile:
 PROFILES = {
     "full": Profile("full", 40, 40, 30, 36, 20_000, 12, 40, 20),
     "ci": Profile("ci", 30, 24, 25, 27, 6_000, 4, 40, 20),
+    "quick": Profile("quick", 20, 24, 20, 20, 2_000, 2, 40, 12),
 }
 
 

@@ -24,12 +24,13 @@ from core.auth.models import Role
 from core.config import Settings
 from core.db import make_engine, session_factory, transaction
 from governance.demo import run_demo
+from lineage import registry
 from lineage import service as lineage_service
 from lineage.models import Stage
 from lineage.runner import execute_run
 from lineage.synthetic import applicant_features, demo_spec, generate_loans
 from reliability.cluster import Cluster
-from serving import service as serving_service
+from serving import endpoints as serving_endpoints
 from serving.schemas import EndpointConfigIn
 
 TEMPLATE = "govern_reliability_template"
@@ -125,7 +126,7 @@ def build(cluster: Cluster, var_dir: Path) -> World:
             )
             if run.model_version != 2:
                 raise RuntimeError(f"training credit v2 failed: {run.error}")
-            lineage_service.change_stage(
+            registry.change_stage(
                 session=session,
                 name="credit",
                 version=2,
@@ -134,7 +135,7 @@ def build(cluster: Cluster, var_dir: Path) -> World:
                 actor="drill",
             )
             for name, config in ENDPOINTS.items():
-                serving_service.put_endpoint(
+                serving_endpoints.put_endpoint(
                     session=session,
                     name=name,
                     config_in=EndpointConfigIn.model_validate(config),

@@ -13,19 +13,21 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 from core.audit import ledger
+from core.audit.ledger import ColumnsOf
 from core.db import transaction
 from core.errors import is_connection_error
 from serving import metrics
 from serving.models import DecisionRecord
+from serving.payload import DecisionPayload
 
 log = logging.getLogger("govern.decision_log")
 
@@ -34,33 +36,14 @@ _STOP = object()
 
 
 def columns_of(content: dict[str, Any]) -> dict[str, Any]:
-    """The queryable columns, all taken from the hashed content."""
-    model = content.get("model") or {}
-    label = content.get("label")
-    return {
-        "decision_id": content["decision_id"],
-        "kind": content["kind"],
-        "created_at": datetime.fromisoformat(content["created_at"]),
-        "endpoint": content["endpoint"],
-        "model": model.get("name"),
-        "version": model.get("version"),
-        "artifact_sha256": model.get("sha256"),
-        "route": content.get("route"),
-        "subject_id": content.get("subject_id"),
-        "label": None if label is None else str(label),
-        "score": content.get("score"),
-        "parent_decision_id": content.get("parent_decision_id"),
-        "key_id": content["key_id"],
-        "context": content.get("context"),
-        "features": content.get("features"),
-        "outlier_score": content.get("outlier_score"),
-        "is_outlier": content.get("is_outlier"),
-    }
+    """The columns of a record's stored content, read back through its typed payload: what
+    verification compares with the row (and how hand-written records are appended)."""
+    return DecisionPayload.from_content(content).columns()
 
 
 @dataclass
 class _Batch:
-    contents: list[dict[str, Any]]
+    payloads: Sequence[DecisionPayload]
     future: Future[list[tuple[int, str]]] = field(default_factory=Future)
 
 
@@ -84,14 +67,14 @@ class DecisionLog:
             self._thread.join(timeout)
             self._thread = None
 
-    def submit(self, contents: list[dict[str, Any]]) -> Future[list[tuple[int, str]]]:
+    def submit(self, payloads: Sequence[DecisionPayload]) -> Future[list[tuple[int, str]]]:
         """Queue records; the future resolves to (seq, record_hash) each, after the commit."""
-        batch = _Batch(contents)
+        batch = _Batch(payloads)
         if self._thread is None:
             batch.future.set_exception(RuntimeError("the decision log is not running"))
             return batch.future
         self._queue.put(batch)
-        metrics.LOG_QUEUE.inc(len(contents))
+        metrics.LOG_QUEUE.inc(len(payloads))
         return batch.future
 
     def _run(self) -> None:
@@ -100,7 +83,7 @@ class DecisionLog:
             if first is _STOP:
                 return
             batches = [first]
-            size = len(first.contents)
+            size = len(first.payloads)
             stop = False
             while size < self.max_batch:
                 try:
@@ -111,7 +94,7 @@ class DecisionLog:
                     stop = True
                     break
                 batches.append(item)
-                size += len(item.contents)
+                size += len(item.payloads)
             self._write(batches, size)
             if stop:
                 return
@@ -126,15 +109,15 @@ class DecisionLog:
         written (text the database refuses, say) fails only its own caller, never the others
         that happened to share its commit."""
         started = time.perf_counter()
-        contents = [c for b in batches for c in b.contents]
+        payloads = [p for b in batches for p in b.payloads]
         try:
             with transaction(self.sessions) as session:
                 placed = ledger.append(
                     session,
                     chain=CHAIN,
                     table=DecisionRecord.__table__,  # type: ignore[attr-defined]
-                    contents=contents,
-                    columns_of=columns_of,
+                    contents=[p.chain_content() for p in payloads],
+                    columns_of=_columns_by_id(payloads),
                 )
         except BaseException as exc:
             isolable = isinstance(exc, Exception) and not is_connection_error(exc)
@@ -146,7 +129,7 @@ class DecisionLog:
                     type(exc).__name__,
                 )
                 for batch in batches:
-                    self._commit([batch], len(batch.contents))
+                    self._commit([batch], len(batch.payloads))
                 return
             metrics.LOG_FAILURES.inc()
             log.error("decision log write failed for %d records: %s", size, exc)
@@ -158,6 +141,13 @@ class DecisionLog:
         metrics.LOG_BATCH.observe(size)
         offset = 0
         for batch in batches:
-            n = len(batch.contents)
+            n = len(batch.payloads)
             batch.future.set_result(placed[offset : offset + n])
             offset += n
+
+
+def _columns_by_id(payloads: Sequence[DecisionPayload]) -> ColumnsOf:
+    """Each record's columns from its payload, looked up by decision id: the ledger passes back
+    the content it hashed, and the columns need not be parsed out of it again."""
+    columns = {p.decision_id: p.columns() for p in payloads}
+    return lambda content: columns[content["decision_id"]]

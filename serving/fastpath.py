@@ -27,7 +27,7 @@ from sklearn.preprocessing import (
 )
 from threadpoolctl import ThreadpoolController
 
-from lineage.input_schema import category_key
+from lineage.input_schema import InputSchema, category_key
 
 Rows = Sequence[Mapping[str, Any]]
 # One controller, made once: building one per call (threadpool_limits) costs milliseconds.
@@ -162,7 +162,7 @@ def _branch(transformer: Any, numeric: bool) -> list[Step]:
     return steps
 
 
-def compile_pipeline(pipeline: Any, schema: Mapping[str, Any]) -> Compiled | None:
+def compile_pipeline(pipeline: Any, schema: InputSchema) -> Compiled | None:
     """A function rows -> P(positive), or None when this Pipeline is not one we can compile."""
     try:
         return _compile(pipeline, schema)
@@ -170,13 +170,13 @@ def compile_pipeline(pipeline: Any, schema: Mapping[str, Any]) -> Compiled | Non
         return None
 
 
-def _compile(pipeline: Any, schema: Mapping[str, Any]) -> Compiled:
+def _compile(pipeline: Any, schema: InputSchema) -> Compiled:
     if not isinstance(pipeline, Pipeline) or len(pipeline.steps) != 2:
         raise Unsupported("not preprocess + model")
     preprocess, model = pipeline.steps[0][1], pipeline.steps[1][1]
     if not isinstance(preprocess, ColumnTransformer) or preprocess.sparse_output_:
         raise Unsupported("preprocessor")
-    types = {f["name"]: f["type"] for f in schema["features"]}
+    types = {f.name: f.type for f in schema.features}
     branches = []
     for name, transformer, columns in preprocess.transformers_:
         if name == "remainder":
@@ -187,7 +187,7 @@ def _compile(pipeline: Any, schema: Mapping[str, Any]) -> Compiled:
         if not numeric and {types[c] for c in columns} != {"categorical"}:
             raise Unsupported("mixed branch")
         branches.append((list(columns), numeric, _branch(transformer, numeric)))
-    column = int(schema.get("positive_index", 1))
+    column = schema.positive_index
 
     def transform(rows: Rows) -> NDArray[np.float64]:
         parts = []
@@ -238,20 +238,20 @@ class Compiled:
         return self.score(rows)
 
 
-def probe_rows(schema: Mapping[str, Any], n: int = 64, seed: int = 0) -> list[dict[str, Any]]:
+def probe_rows(schema: InputSchema, n: int = 64, seed: int = 0) -> list[dict[str, Any]]:
     """Rows spanning the recorded ranges and every known category, plus unseen values."""
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
         row: dict[str, Any] = {}
-        for feature in schema["features"]:
-            if feature.get("nullable") and i % 5 == 1:
-                row[feature["name"]] = None
-            elif feature["type"] == "numeric":
-                low, high = feature.get("observed_range") or feature.get("bounds") or [0.0, 1.0]
-                row[feature["name"]] = float(rng.uniform(low, high)) if high > low else float(low)
+        for feature in schema.features:
+            if feature.nullable and i % 5 == 1:
+                row[feature.name] = None
+            elif feature.numeric:
+                low, high = feature.observed_range or feature.bounds or [0.0, 1.0]
+                row[feature.name] = float(rng.uniform(low, high)) if high > low else float(low)
             else:
-                cats = list(feature.get("categories") or ["x"])
-                row[feature["name"]] = cats[i % len(cats)] if i % 7 else "__unseen__"
+                cats = list(feature.categories or ["x"])
+                row[feature.name] = cats[i % len(cats)] if i % 7 else "__unseen__"
         rows.append(row)
     return rows

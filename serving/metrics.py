@@ -1,9 +1,22 @@
-"""Prometheus metrics. With several worker processes, `govern serve` sets
-PROMETHEUS_MULTIPROC_DIR so that /metrics aggregates every worker."""
+"""Prometheus metrics.
+
+With several worker processes, `govern serve` gives them a fresh directory in
+PROMETHEUS_MULTIPROC_DIR (``shared_across_workers``). prometheus_client reads that variable when it
+is imported: each worker then keeps its values in files of its own there, and /metrics (whichever
+worker answers) adds up every worker's files. Counters and histograms count every worker that
+ever ran; the two gauges are ``multiprocess_mode="livesum"``, sums over the workers alive (queue
+depth, predicts in flight), so an exited worker's are dropped (``forget_exited_workers``).
+Without the variable, the values live in memory and /metrics reads this process's.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -14,6 +27,11 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+# Read once, as prometheus_client did when imported above: it decided then whether values live in
+# this directory's files or in memory.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+MULTIPROC_DIR = os.environ.get(MULTIPROC_ENV) or None
 
 LATENCY_BUCKETS = (
     0.001,
@@ -122,8 +140,62 @@ SHADOW_DISAGREEMENTS = Counter(
 
 
 def render() -> tuple[bytes, str]:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    """The metrics page: every worker's values added up, or this process's."""
+    if MULTIPROC_DIR:
+        forget_exited_workers(MULTIPROC_DIR)
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        multiprocess.MultiProcessCollector(registry, MULTIPROC_DIR)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST
+
+
+def forget_exited_workers(directory: str) -> list[int]:
+    """Take the live gauges of every worker that has exited out of the sums (``mark_process_dead``;
+    its counters and histograms stay counted). Returns their pids.
+
+    Done here, where the files are read, because an exiting worker cannot do it itself: uvicorn
+    ends a worker by raising again the SIGTERM it shut down on, so no exit handler runs, and a
+    worker that crashed or was killed runs none either.
+    """
+    pids = {path.stem.rsplit("_", 1)[-1] for path in Path(directory).glob("gauge_live*_*.db")}
+    exited = sorted(int(pid) for pid in pids if pid.isdigit() and not _alive(int(pid)))
+    for pid in exited:
+        multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+    return exited
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def shared_across_workers(var_dir: Path, workers: int) -> Iterator[Path | None]:
+    """For a server of several worker processes: a fresh directory for their metrics, set in
+    PROMETHEUS_MULTIPROC_DIR for the workers to inherit, and removed when the server stops.
+
+    It is ``var_dir/metrics/<pid>-<random>``; directories a server left when it was killed (its
+    pid no longer running) are removed first. One worker needs none (yields None), and a
+    directory the environment already names is used as it is and left in place.
+    """
+    if workers <= 1 or os.environ.get(MULTIPROC_ENV):
+        yield None
+        return
+    root = var_dir.resolve() / "metrics"
+    root.mkdir(parents=True, exist_ok=True)
+    for left in root.iterdir():
+        pid = left.name.split("-", 1)[0]
+        if left.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
+    directory = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
+    os.environ[MULTIPROC_ENV] = str(directory)
+    try:
+        yield directory
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(directory, ignore_errors=True)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from lineage.artifacts import ArtifactStore
-from lineage.input_schema import positive_proba, to_frame
+from lineage.input_schema import InputSchema, positive_proba, to_frame
 from lineage.models import ModelVersion
 from lineage.outliers import Detector, detector_of
 from lineage.pipeline import preprocessing_of
@@ -23,27 +23,18 @@ class LoadedModel:
     version: int
     sha256: str
     pipeline: Any
-    schema: dict[str, Any]
+    input_schema: InputSchema
     fast: Compiled | None = None
     detector: Detector | None = None
-
-    @property
-    def threshold(self) -> float:
-        return float(self.schema.get("threshold", 0.5))
 
     def scores(self, records: list[dict[str, Any]]) -> list[float]:
         if self.fast is not None:
             return [float(p) for p in self.fast(records)]
-        frame = to_frame(self.schema, records)
-        return [float(p) for p in positive_proba(self.pipeline, frame, self.schema)]
+        frame = to_frame(self.input_schema, records)
+        return [float(p) for p in positive_proba(self.pipeline, frame, self.input_schema)]
 
     def label_for(self, score: float) -> Any:
-        negative, positive = self.schema["classes"]
-        return positive if score >= self.threshold else negative
-
-    @property
-    def protected(self) -> list[str]:
-        return [p["name"] for p in self.schema.get("protected", [])]
+        return self.input_schema.label_for(score)
 
     def outlier_fields(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Per record, ``outlier_score`` and ``is_outlier`` for the log; {} without a detector."""
@@ -59,10 +50,10 @@ class LoadedModel:
         """The estimator's input for these records (the Pipeline's preprocessing output)."""
         if self.fast is not None:
             return self.fast.transform(records)
-        return preprocessing_of(self.pipeline).transform(to_frame(self.schema, records))
+        return preprocessing_of(self.pipeline).transform(to_frame(self.input_schema, records))
 
 
-def checked_fast_path(pipeline: Any, schema: dict[str, Any]) -> Compiled | None:
+def checked_fast_path(pipeline: Any, schema: InputSchema) -> Compiled | None:
     """The compiled path, only if it gives exactly the Pipeline's numbers on probe rows, in a
     batch and one row at a time, for the preprocessed features as for the scores."""
     fast = compile_pipeline(pipeline, schema)
@@ -111,13 +102,14 @@ class ModelCache:
                 self._models.move_to_end(key)
                 return model
         pipeline = self.store.load_model(version.artifact_sha256)
+        schema = InputSchema.from_document(version.input_schema)
         loaded = LoadedModel(
             name=name,
             version=version.version,
             sha256=version.artifact_sha256,
             pipeline=pipeline,
-            schema=version.input_schema,
-            fast=checked_fast_path(pipeline, version.input_schema),
+            input_schema=schema,
+            fast=checked_fast_path(pipeline, schema),
             detector=detector_of(version.lineage),
         )
         with self._lock:

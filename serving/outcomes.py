@@ -17,9 +17,10 @@ from sqlmodel import Session, col, select
 
 from core.db import utcnow
 from core.errors import GovernanceError, InvalidInput
-from lineage import service as lineage_service
+from lineage import registry
+from lineage.input_schema import InputSchema
+from serving.lookups import get_decision
 from serving.models import DecisionOutcome, DecisionRecord
-from serving.service import get_decision
 
 MAX_BULK = 10_000
 
@@ -54,10 +55,10 @@ class OutcomePublic(BaseModel):
 def _classes(session: Session, record: DecisionRecord, cache: dict[Any, list[str]]) -> list[str]:
     key = (record.model, record.version)
     if key not in cache:
-        _m, version = lineage_service.get_version(
+        _m, version = registry.get_version(
             session=session, name=str(record.model), version=int(record.version or 0)
         )
-        cache[key] = [str(c) for c in version.input_schema["classes"]]
+        cache[key] = [str(c) for c in InputSchema.from_document(version.input_schema).classes]
     return cache[key]
 
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, status
@@ -10,9 +9,10 @@ from core.audit import access
 from core.auth.models import Role
 from core.auth.schemas import Principal
 from core.deps import SessionDep, allow, public
-from core.errors import GovernanceError
 from lineage.spec import NAME_PATTERN
-from serving import metrics, outcomes, service
+from serving import endpoints, lookups, metrics, outcomes
+from serving import predict as predict_path
+from serving.decoding import decode_json
 from serving.outcomes import BulkOutcomesIn, OutcomeIn, OutcomePublic
 from serving.schemas import (
     DecisionOut,
@@ -38,6 +38,8 @@ DecisionReader = Annotated[
 @router.put(
     "/endpoints/{name}",
     response_model=EndpointPublic,
+    # A configuration shows exactly its stored keys: no default is added to an older one.
+    response_model_exclude_unset=True,
     tags=["endpoints"],
     summary="Set an endpoint's routes, shadows and stickiness; every change is kept",
 )
@@ -48,19 +50,24 @@ def put_endpoint(
     principal: Changer,
     request: Request,
 ) -> EndpointPublic:
-    service.put_endpoint(session=session, name=name, config_in=body, actor=principal.key_id)
+    endpoints.put_endpoint(session=session, name=name, config_in=body, actor=principal.key_id)
     request.app.state.serving.forget(name)
-    return service.endpoint_public(session, name)
+    return endpoints.endpoint_public(session, name)
 
 
 @router.get("/endpoints", response_model=list[str], tags=["endpoints"])
 def list_endpoints(session: SessionDep, _principal: Viewer) -> list[str]:
-    return service.list_endpoints(session)
+    return endpoints.list_endpoints(session)
 
 
-@router.get("/endpoints/{name}", response_model=EndpointPublic, tags=["endpoints"])
+@router.get(
+    "/endpoints/{name}",
+    response_model=EndpointPublic,
+    response_model_exclude_unset=True,
+    tags=["endpoints"],
+)
 def get_endpoint(name: EndpointName, session: SessionDep, _principal: Viewer) -> EndpointPublic:
-    return service.endpoint_public(session, name)
+    return endpoints.endpoint_public(session, name)
 
 
 PREDICT_OPENAPI: dict[str, Any] = {
@@ -85,23 +92,13 @@ PREDICT_OPENAPI: dict[str, Any] = {
     openapi_extra=PREDICT_OPENAPI,
 )
 async def predict(name: EndpointName, request: Request, principal: Predictor) -> JSONResponse:
-    started = time.perf_counter()
-    status_code = 200
-    try:
-        raw = await request.body()
-        outs, batch = await service.predict(
-            request.app.state.serving, name, raw, principal, started
-        )
-    except GovernanceError as exc:
-        status_code = exc.status_code
-        raise
-    finally:
-        label = request.app.state.serving.endpoint_label(name)
-        metrics.PREDICT_REQUESTS.labels(label, str(status_code)).inc()
-        metrics.PREDICT_LATENCY.labels(label).observe(time.perf_counter() - started)
-    if batch:
-        return JSONResponse(DecisionsOut(decisions=outs).model_dump(mode="json"))
-    return JSONResponse(outs[0].model_dump(mode="json"))
+    serving = request.app.state.serving
+    async with predict_path.measured(serving, name) as started:
+        decoded = decode_json(await request.body())
+        decided = await predict_path.predict(serving, name, decoded, principal, started)
+    if decided.request.instances is not None:
+        return JSONResponse(DecisionsOut(decisions=decided.decisions).model_dump(mode="json"))
+    return JSONResponse(decided.decisions[0].model_dump(mode="json"))
 
 
 @router.get(
@@ -113,8 +110,8 @@ async def predict(name: EndpointName, request: Request, principal: Predictor) ->
 def get_decision(
     decision_id: str, session: SessionDep, principal: DecisionReader, request: Request
 ) -> Response:
-    record = service.decision_public(
-        session, service.get_record(session, decision_id), principal, request.app.state.serving
+    record = lookups.decision_public(
+        session, lookups.get_record(session, decision_id), principal, request.app.state.serving
     )
     access.record(session, principal, "decision.read", target=decision_id)
     # Already validated: serialized once, in pydantic's core, not validated again on the way out.

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator, with_config
+from typing_extensions import TypedDict
 
+from core.responses import Body, FeatureValue, IsoTime, JsonValue, Number, Scalar
+from lineage.models import Stage
 from lineage.spec import MAX_PUBLIC_CONTEXT, NAME_PATTERN, ContextKey, check_public_context
 
 ROUTE_NAME = r"^[a-z][a-z0-9-]{0,39}$"
@@ -63,16 +66,40 @@ class EndpointConfigIn(BaseModel):
         }
 
 
+class RouteConfig(Body):
+    """A route as stored: its name resolved (``EndpointConfigIn.resolved``)."""
+
+    model: str
+    version: int
+    weight: Number
+    name: str
+
+
+class ShadowConfig(Body):
+    model: str
+    version: int
+
+
+class EndpointConfigDocument(Body):
+    """An endpoint's configuration as stored. A key a configuration written before it existed
+    lacks has a default and is shown only when stored."""
+
+    routes: list[RouteConfig]
+    shadows: list[ShadowConfig] = []
+    sticky: bool = False
+    public_context: list[str] = []
+
+
 class ConfigChange(BaseModel):
     at: datetime
     by: str
-    old: dict[str, Any] | None
-    new: dict[str, Any]
+    old: EndpointConfigDocument | None
+    new: EndpointConfigDocument
 
 
 class EndpointPublic(BaseModel):
     name: str
-    config: dict[str, Any]
+    config: EndpointConfigDocument
     updated_at: datetime
     updated_by: str
     history: list[ConfigChange]
@@ -120,13 +147,84 @@ class DecisionOut(BaseModel):
     endpoint: str
     model: ModelRef
     route: str
-    label: Any
+    label: Scalar = Field(description="The class the score gives")
     score: float
     created_at: datetime
 
 
 class DecisionsOut(BaseModel):
     decisions: list[DecisionOut]
+
+
+# The lineage summary a decision record carries: ``lineage.documents.LineageSummary``'s shape,
+# validated as closed dicts, because the dossier (``governance.compliance.dossier``) reads it
+# with ``.get`` and serves it with the rest of its dict. Once the dossier takes the model, the
+# record can hold ``LineageSummary`` and these go.
+_closed = with_config(ConfigDict(extra="forbid"))
+
+
+@_closed
+class DecisionLineageDataset(TypedDict):
+    id: int | None
+    name: str | None
+    version: int | None
+    repo: str | None
+    path: str | None
+    commit: str | None
+    md5: str | None
+    sha256: str | None
+
+
+@_closed
+class DecisionLineageGate(TypedDict):
+    metric: str
+    threshold: Number
+    value: Number | None
+    rule: str
+    passed: bool
+
+
+@_closed
+class DecisionLineageDetector(TypedDict):
+    method: str | None
+    quantile: Number | None
+    threshold: Number | None
+    validation_outlier_rate: Number | None
+
+
+@_closed
+class DecisionLineage(TypedDict):
+    """The part of a version's lineage that travels with each decision
+    (``lineage.registry.lineage_summary``)."""
+
+    model_version_created_at: IsoTime
+    source: str
+    run_id: int | None
+    artifact_sha256: str
+    fingerprint: str
+    estimator: str | None
+    dataset: DecisionLineageDataset
+    seeds: dict[str, int] | None
+    gate: DecisionLineageGate | None
+    code: dict[str, JsonValue] | None
+    outlier_detector: DecisionLineageDetector
+    trained_at: IsoTime | None
+    stage: Stage
+
+
+# To the type checker, the plain dict the dossier reads; to pydantic, the closed shape above.
+if TYPE_CHECKING:
+    RecordLineage = dict[str, Any]
+else:
+    RecordLineage = DecisionLineage
+
+
+class RejectionReason(Body):
+    """Why a request was refused (``serving.payload.Rejection.reason``)."""
+
+    code: str
+    message: str
+    details: JsonValue = Field(description="The error's details, summarized as logged")
 
 
 class DecisionRecordPublic(BaseModel):
@@ -138,9 +236,9 @@ class DecisionRecordPublic(BaseModel):
     model: ModelRef | None
     route: str | None
     subject_id: str | None
-    features: dict[str, Any] | None
-    context: dict[str, Any] | None
-    label: Any
+    features: dict[str, FeatureValue] | None
+    context: dict[str, FeatureValue] | None
+    label: Scalar | None
     score: float | None
     outlier_score: float | None = Field(
         default=None,
@@ -153,9 +251,64 @@ class DecisionRecordPublic(BaseModel):
     key_id: str
     parent_decision_id: str | None
     shadows: list[str] = Field(default_factory=list)
-    reason: dict[str, Any] | None = None
+    reason: RejectionReason | None = None
     redacted: list[str] = Field(
         default_factory=list, description="context keys hidden from this role"
     )
     record_hash: str
-    lineage: dict[str, Any] | None = None
+    lineage: RecordLineage | None = None
+
+
+# The Open Inference Protocol (KServe V2) bodies govern answers with (``serving.v2``).
+
+
+class Live(BaseModel):
+    live: bool
+
+
+class Ready(BaseModel):
+    ready: bool
+
+
+class MetadataTensor(BaseModel):
+    name: str
+    datatype: str = Field(description="FP64 for numbers; BYTES, or INT64 for integer codes")
+    shape: list[int]
+
+
+class ModelMetadata(BaseModel):
+    name: str = Field(description="the endpoint")
+    versions: list[str] = Field(description="model:version of each route, the live one first")
+    platform: str
+    inputs: list[MetadataTensor] = Field(description="one tensor per feature of the live model")
+    outputs: list[MetadataTensor]
+
+
+class ModelReady(BaseModel):
+    name: str
+    ready: bool
+
+
+class InferParameters(BaseModel):
+    """Per row: the route taken, the model version (model:version) and its artifact's sha256."""
+
+    routes: list[str]
+    models: list[str]
+    sha256: list[str]
+
+
+class ResponseOutput(BaseModel):
+    name: str = Field(description="label, score or decision_id")
+    shape: list[int]
+    datatype: str
+    data: list[int | float | str]
+
+
+class InferenceResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_name: str = Field(description="the endpoint")
+    model_version: str = Field(description="model:version of the first row's decision")
+    id: str = Field(description="the request's id if it sent one, else the first decision's id")
+    parameters: InferParameters
+    outputs: list[ResponseOutput]

@@ -4,12 +4,15 @@ An inference request carries one tensor per feature, named after it (shape [N] o
 for categories). Request parameters may carry ``subject_id``/``context`` (one instance) or
 ``subject_ids``/``contexts`` (a batch). The response has ``label``, ``score`` and
 ``decision_id`` outputs; nothing is answered before its decisions are committed.
+
+A request decodes straight to govern's typed ``PredictRequest`` (``decode``) and goes through
+the same ``serving.predict`` as the native route: the same input gets the same decision, the
+same record and, if refused, the same named problems.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -18,10 +21,23 @@ from fastapi.responses import JSONResponse
 from core.auth.models import Role
 from core.auth.schemas import Principal
 from core.deps import allow, public
-from core.errors import GovernanceError, InvalidInput
+from core.errors import InvalidInput
+from lineage.input_schema import FeatureEntry
 from lineage.spec import NAME_PATTERN
-from serving import metrics, service
-from serving.service import Serving
+from serving import predict as predict_path
+from serving.decoding import Decoded, Refused, validated
+from serving.schemas import (
+    DecisionOut,
+    InferenceResponse,
+    InferParameters,
+    Live,
+    MetadataTensor,
+    ModelMetadata,
+    ModelReady,
+    Ready,
+    ResponseOutput,
+)
+from serving.state import Serving
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
 health = APIRouter(
@@ -80,8 +96,23 @@ def _column(i: int, tensor: Any) -> tuple[str, list[Any]]:
     return tensor["name"], values
 
 
-def decode(body: Any) -> dict[str, Any]:
-    """V2 request -> govern's predict body ({features...} or {instances: [...]})."""
+def decode(raw: bytes) -> tuple[Any, Decoded]:
+    """A V2 request body: (the body as parsed, for its id; the typed request or the refusal)."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None, Refused(_problem("body", "not valid JSON"), None)
+    try:
+        instances = _instances(body)
+    except InvalidInput as exc:
+        return body, Refused(exc, body)
+    # Checked as govern's own body would be, so a problem is named the same way
+    # (instances.0.subject_id), and logged with it if refused.
+    return body, validated({"instances": instances})
+
+
+def _instances(body: Any) -> list[dict[str, Any]]:
+    """A V2 request's rows as govern's predict instances (features, subject_id, context)."""
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or not body["inputs"]:
         raise _problem("inputs", "a V2 request needs a non-empty inputs list")
     columns = dict(_column(i, tensor) for i, tensor in enumerate(body["inputs"]))
@@ -98,6 +129,9 @@ def decode(body: Any) -> dict[str, Any]:
     contexts = params.get("contexts") or (
         [params["context"]] if "context" in params else [None] * rows
     )
+    for name, given in (("subject_ids", subject_ids), ("contexts", contexts)):
+        if not isinstance(given, list):
+            raise _problem(f"parameters.{name}", "must be a list with one entry per row")
     if len(subject_ids) != rows or len(contexts) != rows:
         raise _problem("parameters", "subject_ids and contexts need one entry per row")
     instances = []
@@ -110,125 +144,110 @@ def decode(body: Any) -> dict[str, Any]:
         if contexts[r] is not None:
             instance["context"] = contexts[r]
         instances.append(instance)
-    return {"instances": instances}
+    return instances
 
 
-def _datatype(feature: dict[str, Any]) -> str:
+def _datatype(feature: FeatureEntry) -> str:
     """Numbers are FP64; categories are BYTES, or INT64 when every code is an integer."""
-    if feature["type"] == "numeric":
+    if feature.numeric:
         return "FP64"
-    codes = feature.get("categories") or [""]
+    codes = feature.categories or [""]
     return (
         "INT64" if all(isinstance(c, int) and not isinstance(c, bool) for c in codes) else "BYTES"
     )
 
 
-@health.get("/live")
-def live() -> dict[str, bool]:
-    return {"live": True}
+@health.get("/live", response_model=Live)
+def live() -> Live:
+    return Live(live=True)
 
 
-@health.get("/ready")
-def ready() -> dict[str, bool]:
-    return {"ready": True}
+@health.get("/ready", response_model=Ready)
+def ready() -> Ready:
+    return Ready(ready=True)
 
 
-@router.get("/models/{name}", summary="V2 model metadata for an endpoint's live model")
-def metadata(name: Name, request: Request, _principal: Predictor) -> dict[str, Any]:
+@router.get(
+    "/models/{name}",
+    response_model=ModelMetadata,
+    summary="V2 model metadata for an endpoint's live model",
+)
+def metadata(name: Name, request: Request, _principal: Predictor) -> ModelMetadata:
     serving: Serving = request.app.state.serving
     config = serving.config_for(name)
     route = config["routes"][0]
     model = serving.model(route["model"], route["version"])
-    label_type = "INT64" if all(isinstance(c, int) for c in model.schema["classes"]) else "BYTES"
-    return {
-        "name": name,
-        "versions": [f"{r['model']}:{r['version']}" for r in config["routes"]],
-        "platform": "govern-sklearn",
-        "inputs": [
-            {
-                "name": f["name"],
-                "datatype": _datatype(f),
-                "shape": [-1],
-            }
-            for f in model.schema["features"]
+    label_type = "INT64" if all(isinstance(c, int) for c in model.input_schema.classes) else "BYTES"
+    return ModelMetadata(
+        name=name,
+        versions=[f"{r['model']}:{r['version']}" for r in config["routes"]],
+        platform="govern-sklearn",
+        inputs=[
+            MetadataTensor(name=f.name, datatype=_datatype(f), shape=[-1])
+            for f in model.input_schema.features
         ],
-        "outputs": [
-            {"name": "label", "datatype": label_type, "shape": [-1]},
-            {"name": "score", "datatype": "FP64", "shape": [-1]},
-            {"name": "decision_id", "datatype": "BYTES", "shape": [-1]},
+        outputs=[
+            MetadataTensor(name="label", datatype=label_type, shape=[-1]),
+            MetadataTensor(name="score", datatype="FP64", shape=[-1]),
+            MetadataTensor(name="decision_id", datatype="BYTES", shape=[-1]),
         ],
-    }
+    )
 
 
-@router.get("/models/{name}/ready", summary="V2 readiness: the endpoint's models load")
-def model_ready(name: Name, request: Request, _principal: Predictor) -> dict[str, Any]:
+@router.get(
+    "/models/{name}/ready",
+    response_model=ModelReady,
+    summary="V2 readiness: the endpoint's models load",
+)
+def model_ready(name: Name, request: Request, _principal: Predictor) -> ModelReady:
     serving: Serving = request.app.state.serving
     config = serving.config_for(name)
     for route in config["routes"]:
         serving.model(route["model"], route["version"])
-    return {"name": name, "ready": True}
+    return ModelReady(name=name, ready=True)
 
 
-@router.post("/models/{name}/infer", summary="V2 inference with the same routing and logging")
+@router.post(
+    "/models/{name}/infer",
+    summary="V2 inference with the same routing and logging",
+    responses={200: {"model": InferenceResponse}},
+)
 async def infer(name: Name, request: Request, principal: Predictor) -> JSONResponse:
-    started = time.perf_counter()
     serving: Serving = request.app.state.serving
-    status_code = 200
-    try:
-        raw = await request.body()
-        try:
-            body = json.loads(raw)
-            translated = decode(body)
-        except (ValueError, RecursionError):
-            raise await service.reject(
-                serving, name, principal, None, _problem("body", "not valid JSON")
-            ) from None
-        except InvalidInput as exc:
-            raise await service.reject(serving, name, principal, body, exc) from None
-        outs, _ = await service.predict(
-            serving, name, json.dumps(translated).encode(), principal, started
-        )
-    except GovernanceError as exc:
-        status_code = exc.status_code
-        raise
-    finally:
-        label = request.app.state.serving.endpoint_label(name)
-        metrics.PREDICT_REQUESTS.labels(label, str(status_code)).inc()
-        metrics.PREDICT_LATENCY.labels(label).observe(time.perf_counter() - started)
+    async with predict_path.measured(serving, name) as started:
+        body, decoded = decode(await request.body())
+        decided = await predict_path.predict(serving, name, decoded, principal, started)
+    return JSONResponse(_response(name, body, decided.decisions).model_dump(mode="json"))
+
+
+def _response(name: str, body: dict[str, Any], outs: list[DecisionOut]) -> InferenceResponse:
     labels = [o.label for o in outs]
     label_type = (
         "INT64" if all(isinstance(x, int) and not isinstance(x, bool) for x in labels) else "BYTES"
     )
     n = len(outs)
-    return JSONResponse(
-        {
-            "model_name": name,
-            "model_version": f"{outs[0].model.name}:{outs[0].model.version}",
-            "id": body.get("id") if isinstance(body.get("id"), str) else outs[0].decision_id,
-            "parameters": {
-                "routes": [o.route for o in outs],
-                "models": [f"{o.model.name}:{o.model.version}" for o in outs],
-                "sha256": [o.model.sha256 for o in outs],
-            },
-            "outputs": [
-                {
-                    "name": "label",
-                    "shape": [n],
-                    "datatype": label_type,
-                    "data": labels if label_type == "INT64" else [str(x) for x in labels],
-                },
-                {
-                    "name": "score",
-                    "shape": [n],
-                    "datatype": "FP64",
-                    "data": [o.score for o in outs],
-                },
-                {
-                    "name": "decision_id",
-                    "shape": [n],
-                    "datatype": "BYTES",
-                    "data": [o.decision_id for o in outs],
-                },
-            ],
-        }
+    return InferenceResponse(
+        model_name=name,
+        model_version=f"{outs[0].model.name}:{outs[0].model.version}",
+        id=body["id"] if isinstance(body.get("id"), str) else outs[0].decision_id,
+        parameters=InferParameters(
+            routes=[o.route for o in outs],
+            models=[f"{o.model.name}:{o.model.version}" for o in outs],
+            sha256=[o.model.sha256 for o in outs],
+        ),
+        outputs=[
+            ResponseOutput(
+                name="label",
+                shape=[n],
+                datatype=label_type,
+                data=labels if label_type == "INT64" else [str(x) for x in labels],
+            ),
+            ResponseOutput(name="score", shape=[n], datatype="FP64", data=[o.score for o in outs]),
+            ResponseOutput(
+                name="decision_id",
+                shape=[n],
+                datatype="BYTES",
+                data=[o.decision_id for o in outs],
+            ),
+        ],
     )

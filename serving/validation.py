@@ -6,74 +6,78 @@ Returns every problem, each naming its field, so a caller can fix a request in o
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from core.audit.chain import is_finite_json
-from lineage.input_schema import category_key, category_value, feature_label
+from lineage.input_schema import (
+    FeatureEntry,
+    InputSchema,
+    ProtectedEntry,
+    category_key,
+    category_value,
+)
 
 MAX_CONTEXT_KEYS = 100
 MAX_STRING = 1000
 
 
 def check_features(
-    schema: dict[str, Any], features: dict[str, Any], prefix: str = "features"
+    schema: InputSchema, features: dict[str, Any], prefix: str = "features"
 ) -> list[dict[str, str]]:
     problems: list[dict[str, str]] = []
-    known = {f["name"]: f for f in schema["features"]}
+    known = schema.by_name
     for name in features:
         if name not in known:
             problems.append({"field": f"{prefix}.{name}", "message": "unknown feature"})
     for name, feature in known.items():
         field = f"{prefix}.{name}"
-        nullable = bool(feature.get("nullable"))
-        if name not in features and not nullable:
+        if name not in features and not feature.nullable:
             problems.append({"field": field, "message": "missing feature"})
             continue
         value = features.get(name)
         if value is None or _is_fill(feature, value):
-            if not nullable:
+            if not feature.nullable:
                 problems.append({"field": field, "message": "must not be null"})
-        elif feature["type"] == "numeric":
+        elif feature.numeric:
             problems.extend(_check_number(field, value, feature))
         else:
             problems.extend(_check_category(field, value, feature))
     return problems
 
 
-def canonical_features(schema: dict[str, Any], features: dict[str, Any]) -> dict[str, Any]:
+def canonical_features(schema: InputSchema, features: dict[str, Any]) -> dict[str, Any]:
     """Checked features as they are logged and scored: a category as the data has it (the code
     2 for 2.0 or "2"), and a missing value, given as null, left out, or given as the text the
     training imputer fills in, as null. Call only after ``check_features`` found nothing."""
     result: dict[str, Any] = {}
-    for feature in schema["features"]:
-        name = feature["name"]
+    for feature in schema.features:
+        name = feature.name
         value = features.get(name)
         if value is None or _is_fill(feature, value):
             result[name] = None
-        elif feature["type"] == "categorical":
+        elif not feature.numeric:
             result[name] = _as_declared(feature, value)
         else:
             result[name] = value
     return result
 
 
-def _is_fill(feature: dict[str, Any], value: Any) -> bool:
+def _is_fill(feature: FeatureEntry, value: Any) -> bool:
     """The text a categorical imputer puts in a gap ("missing") is a gap for a nullable feature."""
-    if feature["type"] != "categorical" or not feature.get("nullable"):
+    if feature.numeric or not feature.nullable:
         return False
-    fill = (feature.get("missing") or {}).get("fill_value", "missing")
-    return isinstance(value, str) and value == fill and value not in _codes(feature)
+    policy = feature.missing
+    recorded = policy is not None and "fill_value" in policy.model_fields_set
+    fill = policy.fill_value if policy is not None and recorded else "missing"
+    return isinstance(value, str) and value == fill and value not in feature.codes
 
 
-def _codes(feature: dict[str, Any]) -> dict[str, Any]:
-    return {category_key(c): c for c in feature.get("categories") or []}
+def _as_declared(feature: FeatureEntry, value: Any) -> Any:
+    return feature.codes.get(category_key(value), category_value(value))
 
 
-def _as_declared(feature: dict[str, Any], value: Any) -> Any:
-    return _codes(feature).get(category_key(value), category_value(value))
-
-
-def _check_number(field: str, value: Any, feature: dict[str, Any]) -> list[dict[str, str]]:
+def _check_number(field: str, value: Any, feature: FeatureEntry) -> list[dict[str, str]]:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return [{"field": field, "message": f"must be a number, got {type(value).__name__}"}]
     if isinstance(value, float) and not math.isfinite(value):
@@ -82,7 +86,7 @@ def _check_number(field: str, value: Any, feature: dict[str, Any]) -> list[dict[
         ]
     if isinstance(value, int) and abs(value) > 2**53:
         return [{"field": field, "message": "integer too large to score exactly"}]
-    bounds = feature.get("bounds")
+    bounds = feature.bounds
     if bounds is not None and not (bounds[0] <= value <= bounds[1]):
         return [
             {"field": field, "message": f"{value} is outside the bounds [{bounds[0]}, {bounds[1]}]"}
@@ -90,7 +94,7 @@ def _check_number(field: str, value: Any, feature: dict[str, Any]) -> list[dict[
     return []
 
 
-def _check_category(field: str, value: Any, feature: dict[str, Any]) -> list[dict[str, str]]:
+def _check_category(field: str, value: Any, feature: FeatureEntry) -> list[dict[str, str]]:
     """A category is a string or an integer code (a float equal to one is that code), as the
     data has it."""
     number = isinstance(value, int | float) and not isinstance(value, bool)
@@ -105,9 +109,9 @@ def _check_category(field: str, value: Any, feature: dict[str, Any]) -> list[dic
         return [{"field": field, "message": f"{value} is not a category code (not an integer)"}]
     if isinstance(value, str) and len(value) > MAX_STRING:
         return [{"field": field, "message": f"longer than {MAX_STRING} characters"}]
-    codes = _codes(feature)
-    if feature.get("unseen") == "reject" and category_key(value) not in codes:
-        allowed = ", ".join(feature_label(feature, c) for c in list(codes.values())[:20])
+    codes = feature.codes
+    if feature.unseen == "reject" and category_key(value) not in codes:
+        allowed = ", ".join(feature.value_label(c) for c in list(codes.values())[:20])
         return [{"field": field, "message": f"unseen category {value!r}; known: {allowed}"}]
     return []
 
@@ -115,7 +119,7 @@ def _check_category(field: str, value: Any, feature: dict[str, Any]) -> list[dic
 def check_context(
     context: dict[str, Any] | None,
     prefix: str = "context",
-    protected: list[dict[str, Any]] | None = None,
+    protected: Sequence[ProtectedEntry] = (),
 ) -> list[dict[str, str]]:
     """Scalars only, bounded; and each protected attribute the model's schema declares (other
     than one that is a feature: its value is the feature's) has a value of its declared type,
@@ -136,26 +140,26 @@ def check_context(
                 {"field": f"{prefix}.{key}", "message": f"longer than {MAX_STRING} characters"}
             )
     if not problems:
-        for attribute in protected or []:
-            if not attribute.get("feature"):
+        for attribute in protected:
+            if not attribute.feature:
                 problems.extend(_check_protected(prefix, context, attribute))
     return problems
 
 
 def _check_protected(
-    prefix: str, context: dict[str, Any], attribute: dict[str, Any]
+    prefix: str, context: dict[str, Any], attribute: ProtectedEntry
 ) -> list[dict[str, str]]:
-    name = attribute["name"]
+    name = attribute.name
     field = f"{prefix}.{name}"
     value = context.get(name)
     if value is None:
-        if attribute.get("required"):
+        if attribute.required:
             return [{"field": field, "message": "this protected attribute is required"}]
         return []
-    if attribute.get("type") == "numeric":
+    if attribute.type == "numeric":
         if isinstance(value, bool) or not isinstance(value, int | float):
             return [{"field": field, "message": f"must be a number, got {value!r}"}]
-        bins = attribute.get("bins")
+        bins = attribute.bins
         if bins and not (bins[0] <= value < bins[-1]):
             return [
                 {
@@ -164,7 +168,7 @@ def _check_protected(
                 }
             ]
         return []
-    values = attribute.get("values")
+    values = attribute.values
     if values is None:
         return []
     known = {category_key(v) for v in values}
@@ -175,13 +179,14 @@ def _check_protected(
 
 
 def canonical_context(
-    context: dict[str, Any] | None, protected: list[dict[str, Any]] | None
+    context: dict[str, Any] | None,
+    protected: Sequence[ProtectedEntry],
 ) -> dict[str, Any]:
     """A checked context with each protected value as declared (the code 2 for "2" or 2.0)."""
     result = dict(context or {})
-    for attribute in protected or []:
-        name = attribute["name"]
-        if result.get(name) is not None and attribute.get("values") is not None:
-            codes = {category_key(v): v for v in attribute["values"]}
+    for attribute in protected:
+        name = attribute.name
+        if result.get(name) is not None and attribute.values is not None:
+            codes = {category_key(v): v for v in attribute.values}
             result[name] = codes.get(category_key(result[name]), result[name])
     return result

@@ -1,8 +1,8 @@
 """Fixtures shared by every test.
 
 Every test that touches the database runs once on SQLite and once on PostgreSQL (when
-GOV_TEST_DATABASE_URL is set). Databases are built by the real migrations, and every table is
-emptied after each test.
+GOV_TEST_DATABASE_URL is set). Databases are built by the real migrations, once per backend, and
+every table is emptied after each test.
 """
 
 from __future__ import annotations
@@ -25,18 +25,27 @@ from core.config import Settings, get_settings
 from core.db import make_engine, session_factory, transaction
 from governance.app import create_app
 from governance.tables import metadata
-from tests.support.databases import PG_ADMIN_URL, fresh_database, truncate_all
+from tests.support.databases import PG_ADMIN_URL, empty_all_tables, fresh_database
 from tests.support.factories import (
     DataRepo,
+    cached_model,
+    cached_spec,
     loan_book_yaml,
     make_data_repo,
     make_loan_book_repo,
     serve_live,
-    train_model,
-    train_spec,
 )
+from tests.support.fit_cache import FIT_CACHE
 
 BACKENDS = ["sqlite", "postgresql"]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FIT_CACHE.fitted or FIT_CACHE.reused:
+        terminalreporter.write_line(
+            f"fixture models (tests/support/fit_cache.py): {FIT_CACHE.fitted} fitted for real, "
+            f"{FIT_CACHE.reused} registrations reused one of them"
+        )
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -79,7 +88,7 @@ def settings(
     yield settings
     engine = make_engine(settings)
     try:
-        truncate_all(engine, metadata)
+        empty_all_tables(engine, metadata)
     finally:
         engine.dispose()
 
@@ -170,9 +179,9 @@ class Served:
 @pytest.fixture
 def served(settings: Settings, data_repo: DataRepo, client: TestClient, auth: Any) -> Served:
     """Two trained versions of `credit` (different seeds); endpoint `credit` serves v1 (in
-    production) live; v2 has no stage."""
-    v1 = train_model(settings, data_repo, seed=7)
-    v2 = train_model(settings, data_repo, seed=8)
+    production) live; v2 has no stage. Their fits come from the run's cache (``fit_cache``)."""
+    v1 = cached_model(settings, data_repo, seed=7)
+    v2 = cached_model(settings, data_repo, seed=8)
     admin = auth(Role.admin)
     serve_live(client, admin, "credit", "credit", v1)
     return Served(endpoint="credit", versions=[v1, v2], headers=admin)
@@ -182,8 +191,9 @@ def served(settings: Settings, data_repo: DataRepo, client: TestClient, auth: An
 def served_book(
     settings: Settings, loan_book_repo: DataRepo, client: TestClient, auth: Any
 ) -> Served:
-    """The loan-book model trained from its spec text, in production behind endpoint `lending`."""
-    version = train_spec(settings, loan_book_yaml(loan_book_repo))
+    """The loan-book model trained from its spec text, in production behind endpoint `lending`
+    (its fit from the run's cache)."""
+    version = cached_spec(settings, loan_book_yaml(loan_book_repo))
     admin = auth(Role.admin)
     serve_live(client, admin, "lending", "loanbook", version)
     return Served(endpoint="lending", versions=[version], headers=admin)

@@ -44,6 +44,7 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from explain.fairness.query import json_number
+from lineage.input_schema import FeatureEntry
 from serving.models import DecisionRecord
 
 DECISIONS: sa.Table = DecisionRecord.__table__  # type: ignore[attr-defined]
@@ -91,11 +92,12 @@ class Grid:
         return (len(self.edges) + 1 if self.numeric else len(self.categories) + 1) + 1
 
 
-def grids(schema: dict[str, Any], train: pd.DataFrame) -> list[Grid]:
+def grids(features: Sequence[FeatureEntry], train: pd.DataFrame) -> list[Grid]:
+    """A grid per model input (``InputSchema.features``) from the training rows."""
     result = []
-    for feature in schema["features"]:
-        name = feature["name"]
-        if feature["type"] == "numeric":
+    for feature in features:
+        name = feature.name
+        if feature.numeric:
             values = pd.to_numeric(train[name], errors="coerce").dropna().to_numpy(dtype=float)
             inner = (
                 np.unique(np.quantile(values, np.linspace(0, 1, QUANTILE_BINS + 1))[1:-1])
@@ -104,7 +106,7 @@ def grids(schema: dict[str, Any], train: pd.DataFrame) -> list[Grid]:
             )
             result.append(Grid(name, True, edges=tuple(float(e) for e in inner)))
         else:
-            known = [canonical(c) for c in feature.get("categories") or []]
+            known = [canonical(c) for c in feature.categories or []]
             categories = tuple(dict.fromkeys(c for c in known if c is not None))
             result.append(Grid(name, False, categories=categories))
     return result

@@ -11,7 +11,9 @@ from core.auth.models import Role
 from core.auth.schemas import Principal
 from core.deps import SessionDep, allow
 from explain.drift import service as drift_service
+from explain.drift.schemas import DriftReport
 from explain.fairness import service as fairness_service
+from explain.fairness.schemas import FairnessReport
 
 router = APIRouter(tags=["fairness"])
 
@@ -21,6 +23,8 @@ Compliance = Annotated[Principal, Depends(allow(Role.compliance))]
 
 @router.get(
     "/fairness",
+    response_model=FairnessReport,
+    response_model_exclude_unset=True,
     summary="Selection rates, error rates and disparity by protected group, overall and by "
     "period, with a verdict (holds, violated, not_assessable) and its reasons; groups below the "
     "minimum size are compared and marked, never dropped; groups below the reporting threshold "
@@ -89,6 +93,8 @@ Monitor = Annotated[Principal, Depends(allow(Role.compliance, Role.data_scientis
 @router.get(
     "/drift",
     tags=["drift"],
+    response_model=DriftReport,
+    response_model_exclude_unset=True,
     summary="Live inputs in a window against each serving model version's training rows; "
     "windows below the minimum size (GOV_DRIFT_MIN_SAMPLES) are insufficient_data",
 )

@@ -23,10 +23,11 @@ from core.config import Settings
 from core.errors import InvalidInput, NotFound
 from explain.fairness import stats as fairness
 from explain.fairness.query import CONTEXT, FEATURES, Attribute, Filters, run_counts, totals
-from lineage import service as lineage_service
+from lineage import registry
+from lineage.input_schema import InputSchema, ProtectedEntry
 from lineage.models import ModelVersion
+from serving.endpoints import endpoint_row
 from serving.models import Endpoint, EndpointConfig
-from serving.service import endpoint_row
 
 MAX_ATTRIBUTES = 3
 DEFAULT_REPORTING_THRESHOLD: int = Settings.model_fields["min_cell_size"].default
@@ -58,14 +59,12 @@ def versions_in_scope(
         raise InvalidInput.at("version", "give model too")
     if model is not None:
         try:
-            registered = lineage_service.get_model(session=session, name=model)
+            registered = registry.get_model(session=session, name=model)
         except NotFound:
             raise InvalidInput.at("model", f"no model named {model!r}") from None
         if version is not None:
             try:
-                _m, found = lineage_service.get_version(
-                    session=session, name=model, version=version
-                )
+                _m, found = registry.get_version(session=session, name=model, version=version)
             except NotFound:
                 raise InvalidInput.at("version", f"{model} has no version {version}") from None
             return [(model, found)]
@@ -81,7 +80,7 @@ def versions_in_scope(
     )
     scoped = []
     for name, number in targets:
-        _m, found = lineage_service.get_version(session=session, name=name, version=number)
+        _m, found = registry.get_version(session=session, name=name, version=number)
         scoped.append((name, found))
     return scoped
 
@@ -89,9 +88,7 @@ def versions_in_scope(
 def _favourable(scoped: list[tuple[str, ModelVersion]]) -> str:
     labels = set()
     for _name, version in scoped:
-        schema = version.input_schema
-        favourable = schema.get("favourable_class")
-        labels.add(str(schema["positive_class"] if favourable is None else favourable))
+        labels.add(str(InputSchema.from_document(version.input_schema).favourable))
     if len(labels) != 1:
         raise InvalidInput.at(
             "model",
@@ -110,13 +107,13 @@ def _attributes(
         raise InvalidInput.at("attribute", f"at most {MAX_ATTRIBUTES} at once")
     if len(set(names)) != len(names):
         raise InvalidInput.at("attribute", "each attribute once")
-    declared: dict[str, dict[str, Any]] = {}
+    declared: dict[str, ProtectedEntry] = {}
     sources: dict[str, set[str]] = {}
     for _name, version in scoped:
-        for protected in version.input_schema.get("protected", []):
-            declared.setdefault(protected["name"], protected)
-            source = FEATURES if protected.get("feature") else CONTEXT
-            sources.setdefault(protected["name"], set()).add(source)
+        for protected in InputSchema.from_document(version.input_schema).protected:
+            declared.setdefault(protected.name, protected)
+            source = FEATURES if protected.feature else CONTEXT
+            sources.setdefault(protected.name, set()).add(source)
     for name in bins:
         if name not in names:
             raise InvalidInput.at("bins", f"{name!r} is not one of the attributes asked for")
@@ -129,8 +126,8 @@ def _attributes(
                 f"known: {sorted(declared)}",
             )
         spec = declared[name]
-        edges = bins.get(name) or (tuple(spec["bins"]) if spec.get("bins") else None)
-        if spec.get("type") == "numeric" and not edges:
+        edges = bins.get(name) or (tuple(spec.bins) if spec.bins else None)
+        if spec.type == "numeric" and not edges:
             raise InvalidInput.at(
                 "bins", f"{name!r} is numeric: give bins, e.g. {name}:18,25,40,60,120"
             )

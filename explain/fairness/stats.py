@@ -347,11 +347,49 @@ def _overall(
     by_pair: dict[frozenset[int], dict[str, Any]],
     empty: dict[int, str],
 ) -> tuple[str, list[str]]:
+    """The verdict over all groups, with its reasons: violated, holds, or not assessable."""
     if not any(r.n for r in rates):
         return NOT_ASSESSABLE, [f"no {wording.unit}: nothing to assess"]
     if len(rates) < 2:
         return NOT_ASSESSABLE, [f"only one group ({rates[0].name}): nothing to compare"]
-    small = [
+    small = _too_small(rates, per_group, min_size, wording, empty)
+    if reference is None:
+        return NOT_ASSESSABLE, [wording.none, *small]
+    ref = rates[reference]
+    if ref.n < min_size:
+        small.insert(
+            0,
+            f"the only groups with a positive {wording.rate} are below the minimum size "
+            f"(the most favoured: group {ref.name}): no ratio can be assessed",
+        )
+    rows = list(zip(rates, per_group, strict=True))
+    violated = [_violated(r, e, ref, wording) for r, e in rows if e["verdict"] == VIOLATED]
+    unsure = [
+        _unsure(r, e, alpha)
+        for r, e in rows
+        if e["verdict"] == NOT_ASSESSABLE
+        and not e["below_minimum_size"]
+        and e["ratio"] is not None
+        and e["ratio"] < FOUR_FIFTHS
+        and ref.n >= min_size
+    ]
+    if violated:
+        notes = [f"{s}; not assessed" for s in small]
+        return VIOLATED, [*violated, *unsure, *notes]
+    if small or unsure:
+        return NOT_ASSESSABLE, [*small, *unsure]
+    return HOLDS, _holds(rates, per_group, reference, min_size, wording, alpha, by_pair)
+
+
+def _too_small(
+    rates: list[Rate],
+    per_group: list[dict[str, Any]],
+    min_size: int,
+    wording: Wording,
+    empty: dict[int, str],
+) -> list[str]:
+    """One sentence per group below the minimum size: it cannot support a verdict."""
+    return [
         (
             empty.get(i, f"group {r.name} has no {wording.unit}")
             if r.n == 0
@@ -365,43 +403,37 @@ def _overall(
         for i, (r, e) in enumerate(zip(rates, per_group, strict=True))
         if r.n < min_size
     ]
-    if reference is None:
-        return NOT_ASSESSABLE, [wording.none, *small]
-    ref = rates[reference]
-    if ref.n < min_size:
-        small.insert(
-            0,
-            f"the only groups with a positive {wording.rate} are below the minimum size "
-            f"(the most favoured: group {ref.name}): no ratio can be assessed",
-        )
-    violated = [
+
+
+def _violated(r: Rate, e: dict[str, Any], ref: Rate, wording: Wording) -> str:
+    test = e["test_vs_most_favoured"]
+    return (
         f"group {r.name}'s {wording.rate} is {_f(e['ratio'])} of group {ref.name}'s"
         f"{_ci(e['ratio_ci95'])}, below {FOUR_FIFTHS}, and the difference is statistically "
-        f"significant ({e['test_vs_most_favoured']['test']}, p = "
-        f"{_p(e['test_vs_most_favoured']['p_value'])}"
-        + _holm_note(e["test_vs_most_favoured"])
-        + ")"
-        for r, e in zip(rates, per_group, strict=True)
-        if e["verdict"] == VIOLATED
-    ]
-    unsure = [
+        f"significant ({test['test']}, p = {_p(test['p_value'])}" + _holm_note(test) + ")"
+    )
+
+
+def _unsure(r: Rate, e: dict[str, Any], alpha: float) -> str:
+    test = e["test_vs_most_favoured"]
+    return (
         f"group {r.name}'s ratio {_f(e['ratio'])}{_ci(e['ratio_ci95'])} is below "
         f"{FOUR_FIFTHS} but not statistically significant at this sample size (p = "
-        f"{_p(e['test_vs_most_favoured']['p_value'])}"
-        + _holm_note(e["test_vs_most_favoured"])
-        + f", alpha {alpha})"
-        for r, e in zip(rates, per_group, strict=True)
-        if e["verdict"] == NOT_ASSESSABLE
-        and not e["below_minimum_size"]
-        and e["ratio"] is not None
-        and e["ratio"] < FOUR_FIFTHS
-        and ref.n >= min_size
-    ]
-    if violated:
-        notes = [f"{s}; not assessed" for s in small]
-        return VIOLATED, [*violated, *unsure, *notes]
-    if small or unsure:
-        return NOT_ASSESSABLE, [*small, *unsure]
+        f"{_p(test['p_value'])}" + _holm_note(test) + f", alpha {alpha})"
+    )
+
+
+def _holds(
+    rates: list[Rate],
+    per_group: list[dict[str, Any]],
+    reference: int,
+    min_size: int,
+    wording: Wording,
+    alpha: float,
+    by_pair: dict[frozenset[int], dict[str, Any]],
+) -> list[str]:
+    """Why the four-fifths rule holds, and what still keeps it from being certain."""
+    ref = rates[reference]
     lowest = min(
         (e["ratio"], i)
         for i, e in enumerate(per_group)
@@ -426,7 +458,7 @@ def _overall(
             f"(smallest Holm-adjusted p = {_p(min(t['p_value_holm'] for t in significant))})"
             + wording.significant
         )
-    return HOLDS, reasons + loose
+    return reasons + loose
 
 
 def _holm_note(test: dict[str, Any]) -> str:

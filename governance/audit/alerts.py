@@ -33,14 +33,17 @@ from core.config import Settings
 from core.db import transaction, utcnow
 from core.pagination import Page
 from governance.audit.probing import ProbeRules, near_duplicate_mask
-from lineage.service import get_version
+from governance.audit.schemas import ProbingDetail
+from lineage.input_schema import InputSchema
+from lineage.registry import get_version
 from serving import metrics
 from serving.models import DecisionRecord as D
 
 log = logging.getLogger("govern.alerts")
 
 PROBING = "probing"
-REPLAY = "replay"  # the access-trail action of explain.service.replay
+# The access-trail action of explain.service.what_if (a replay with changed inputs).
+REPLAY = "replay"
 MAX_ROWS_PER_KEY = 5000
 EXAMPLES = 10
 # Serializes scans across worker processes on PostgreSQL, so one episode is one alert.
@@ -57,7 +60,7 @@ class AlertPublic(BaseModel):
     first_seen_at: datetime
     last_seen_at: datetime
     requests: int
-    detail: dict[str, Any]
+    detail: ProbingDetail
     created_at: datetime
     updated_at: datetime
 
@@ -203,17 +206,91 @@ def _replays(
     return found
 
 
-def _raise_alert(
-    session: Session,
-    group: Group,
-    start: datetime,
-    near: int,
-    scored: list[Scored],
-    detail: dict[str, Any],
-) -> Alert:
-    """Open an alert for the group, or extend its episode if one is open in the window."""
-    first = min(r.at for r in scored)
-    last = max(r.at for r in scored)
+def _serialize_scans(session: Session) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCAN_LOCK})
+
+
+@dataclass(frozen=True)
+class NearThreshold:
+    """A group's requests in the window that scored near its version's threshold."""
+
+    input_schema: InputSchema
+    threshold: float
+    scored: list[Scored]
+
+
+def _near_threshold(
+    session: Session, group: Group, rules: ProbeRules, start: datetime, now: datetime
+) -> NearThreshold:
+    """The group's decisions and replays scored within ``score_band`` of the threshold."""
+    _registered, found = get_version(session=session, name=group.model, version=group.version)
+    schema = InputSchema.from_document(found.input_schema)
+    threshold = schema.threshold
+    low, high = threshold - rules.score_band, threshold + rules.score_band
+    scored = _decisions(session, group, low, high, start, now) + _replays(
+        session, group, low, high, start, now
+    )
+    return NearThreshold(schema, threshold, scored)
+
+
+@dataclass(frozen=True)
+class Probing:
+    """The requests that match the rules: near the threshold, and which are near-duplicates."""
+
+    threshold: float
+    scored: list[Scored]
+    mask: list[bool]
+
+    @property
+    def near(self) -> int:
+        return sum(self.mask)
+
+
+def _apply_rules(rules: ProbeRules, found: NearThreshold) -> Probing | None:
+    """Probing when at least ``min_requests`` requests scored near the threshold and as many of
+    them are near-duplicates of another; None otherwise."""
+    if len(found.scored) < rules.min_requests:
+        return None
+    mask = near_duplicate_mask(
+        found.input_schema, [r.features for r in found.scored], rules.near_distance
+    )
+    if sum(mask) < rules.min_requests:
+        return None
+    return Probing(found.threshold, found.scored, mask)
+
+
+def _detail(rules: ProbeRules, probing: Probing) -> dict[str, Any]:
+    """What an alert says: the rule, the group's requests near the threshold, a few of them."""
+    scored = probing.scored
+    scores = [r.score for r in scored]
+    replays = [r for r in scored if r.replay]
+    return {
+        "rule": f"at least {rules.min_requests} near-duplicate inputs (decisions and "
+        f"replays) scored within {rules.score_band} of the threshold in {rules.window_s:g}s",
+        "threshold": probing.threshold,
+        "score_band": rules.score_band,
+        "near_distance": rules.near_distance,
+        "window_s": rules.window_s,
+        "near_threshold": len(scored),
+        "near_duplicates": probing.near,
+        "from_replays": len(replays),
+        "near_duplicates_from_replays": sum(
+            m for m, r in zip(probing.mask, scored, strict=True) if r.replay
+        ),
+        "score_range": [min(scores), max(scores)],
+        "examples": [r.ident for r in scored if not r.replay][:EXAMPLES],
+        "replayed_decisions": list(dict.fromkeys(r.ident for r in replays))[:EXAMPLES],
+    }
+
+
+def _upsert_alert(
+    session: Session, group: Group, start: datetime, probing: Probing, detail: dict[str, Any]
+) -> tuple[Alert, bool]:
+    """Open an alert for the group, or extend its episode if one is open in the window; and
+    whether it was opened."""
+    first = min(r.at for r in probing.scored)
+    last = max(r.at for r in probing.scored)
     alert = session.exec(
         select(Alert)
         .where(
@@ -227,6 +304,7 @@ def _raise_alert(
         .order_by(col(Alert.id).desc())
         .limit(1)
     ).first()
+    opened = alert is None
     if alert is None:
         alert = Alert(
             alert_id=str(uuid.uuid4()),
@@ -237,24 +315,27 @@ def _raise_alert(
             version=group.version,
             first_seen_at=first,
             last_seen_at=last,
-            requests=near,
+            requests=probing.near,
             detail=detail,
-        )
-        metrics.PROBING_ALERTS.labels(group.endpoint).inc()
-        log.warning(
-            "probing alert: key %s on %s %s v%s",
-            group.key_id,
-            group.endpoint,
-            group.model,
-            group.version,
         )
     else:
         alert.last_seen_at = max(alert.last_seen_at, last)
-        alert.requests = max(alert.requests, near)
+        alert.requests = max(alert.requests, probing.near)
         alert.detail = detail
         alert.updated_at = utcnow()
     session.add(alert)
-    return alert
+    return alert, opened
+
+
+def _count_opened(group: Group) -> None:
+    metrics.PROBING_ALERTS.labels(group.endpoint).inc()
+    log.warning(
+        "probing alert: key %s on %s %s v%s",
+        group.key_id,
+        group.endpoint,
+        group.model,
+        group.version,
+    )
 
 
 def scan(session: Session, settings: Settings, now: datetime | None = None) -> list[Alert]:
@@ -262,44 +343,16 @@ def scan(session: Session, settings: Settings, now: datetime | None = None) -> l
     rules = rules_of(settings)
     now = now or utcnow()
     start = now - timedelta(seconds=rules.window_s)
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCAN_LOCK})
+    _serialize_scans(session)
     raised = []
     for group in _candidates(session, rules, start, now):
-        _registered, found = get_version(session=session, name=group.model, version=group.version)
-        threshold = float(found.input_schema.get("threshold", 0.5))
-        low, high = threshold - rules.score_band, threshold + rules.score_band
-        scored = _decisions(session, group, low, high, start, now) + _replays(
-            session, group, low, high, start, now
-        )
-        if len(scored) < rules.min_requests:
+        probing = _apply_rules(rules, _near_threshold(session, group, rules, start, now))
+        if probing is None:
             continue
-        mask = near_duplicate_mask(
-            found.input_schema, [r.features for r in scored], rules.near_distance
-        )
-        near = sum(mask)
-        if near < rules.min_requests:
-            continue
-        scores = [r.score for r in scored]
-        replays = [r for r in scored if r.replay]
-        detail = {
-            "rule": f"at least {rules.min_requests} near-duplicate inputs (decisions and "
-            f"replays) scored within {rules.score_band} of the threshold in {rules.window_s:g}s",
-            "threshold": threshold,
-            "score_band": rules.score_band,
-            "near_distance": rules.near_distance,
-            "window_s": rules.window_s,
-            "near_threshold": len(scored),
-            "near_duplicates": near,
-            "from_replays": len(replays),
-            "near_duplicates_from_replays": sum(
-                m for m, r in zip(mask, scored, strict=True) if r.replay
-            ),
-            "score_range": [min(scores), max(scores)],
-            "examples": [r.ident for r in scored if not r.replay][:EXAMPLES],
-            "replayed_decisions": list(dict.fromkeys(r.ident for r in replays))[:EXAMPLES],
-        }
-        raised.append(_raise_alert(session, group, start, near, scored, detail))
+        alert, opened = _upsert_alert(session, group, start, probing, _detail(rules, probing))
+        if opened:
+            _count_opened(group)
+        raised.append(alert)
     session.flush()
     return raised
 

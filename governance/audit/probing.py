@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
+from lineage.input_schema import FeatureEntry, InputSchema
+
 # Categorical values are coded this far apart, so a different category is never "near".
 _CATEGORY_GAP = 1e6
 
@@ -30,16 +32,16 @@ class ProbeRules:
     near_distance: float
 
 
-def _scale(feature: Mapping[str, Any]) -> float:
-    low, high = feature.get("observed_range") or feature.get("bounds") or (0.0, 1.0)
+def _scale(feature: FeatureEntry) -> float:
+    low, high = feature.observed_range or feature.bounds or (0.0, 1.0)
     return float(high - low) if high > low else 1.0
 
 
-def _coordinates(schema: Mapping[str, Any], inputs: Sequence[Mapping[str, Any]]) -> Any:
+def _coordinates(schema: InputSchema, inputs: Sequence[Mapping[str, Any]]) -> Any:
     columns = []
-    for feature in schema["features"]:
-        values = [row.get(feature["name"]) for row in inputs]
-        if feature["type"] == "numeric":
+    for feature in schema.features:
+        values = [row.get(feature.name) for row in inputs]
+        if feature.numeric:
             scale = _scale(feature)
             columns.append([np.nan if v is None else float(v) / scale for v in values])
         else:
@@ -50,7 +52,9 @@ def _coordinates(schema: Mapping[str, Any], inputs: Sequence[Mapping[str, Any]])
 
 
 def near_duplicate_mask(
-    schema: Mapping[str, Any], inputs: Sequence[Mapping[str, Any]], near_distance: float
+    schema: InputSchema,
+    inputs: Sequence[Mapping[str, Any]],
+    near_distance: float,
 ) -> list[bool]:
     """For each input, whether another input lies within ``near_distance`` (range units,
     L-infinity)."""
@@ -63,7 +67,9 @@ def near_duplicate_mask(
 
 
 def near_duplicates(
-    schema: Mapping[str, Any], inputs: Sequence[Mapping[str, Any]], near_distance: float
+    schema: InputSchema,
+    inputs: Sequence[Mapping[str, Any]],
+    near_distance: float,
 ) -> int:
     """How many inputs have another input within ``near_distance`` (range units, L-infinity)."""
     return sum(near_duplicate_mask(schema, inputs, near_distance))

@@ -10,6 +10,7 @@ from core.auth.schemas import Principal
 from core.deps import SessionDep, SettingsDep, allow
 from core.pagination import Paged, PageDep, next_cursor
 from governance.audit import alerts, verification
+from governance.audit.schemas import Checkpoint, VerifyReport
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -37,12 +38,22 @@ class VerifyRequest(BaseModel):
     checkpoints: list[ExportedCheckpoint] = Field(default_factory=list, max_length=1000)
 
 
-@router.get("/verify", summary="Recompute every hash chain and check every stored checkpoint")
+@router.get(
+    "/verify",
+    response_model=VerifyReport,
+    response_model_exclude_unset=True,
+    summary="Recompute every hash chain and check every stored checkpoint",
+)
 def verify(session: SessionDep, settings: SettingsDep, _principal: Auditor) -> dict[str, Any]:
     return verification.verify_report(session, settings)
 
 
-@router.post("/verify", summary="Verify, also against checkpoints exported earlier")
+@router.post(
+    "/verify",
+    response_model=VerifyReport,
+    response_model_exclude_unset=True,
+    summary="Verify, also against checkpoints exported earlier",
+)
 def verify_with(
     body: VerifyRequest, session: SessionDep, settings: SettingsDep, _principal: Auditor
 ) -> dict[str, Any]:
@@ -53,6 +64,7 @@ def verify_with(
 
 @router.post(
     "/checkpoints",
+    response_model=Checkpoint,
     status_code=status.HTTP_201_CREATED,
     summary="Sign the chain head with the Ed25519 key kept outside the database; export the result",
 )
@@ -64,7 +76,7 @@ def create_checkpoint(
     )
 
 
-@router.get("/checkpoints", summary="Signed checkpoints")
+@router.get("/checkpoints", response_model=list[Checkpoint], summary="Signed checkpoints")
 def list_checkpoints(session: SessionDep, _principal: Auditor) -> list[dict[str, Any]]:
     return [verification.checkpoint_dict(c) for c in verification.stored_checkpoints(session)]
 

@@ -9,11 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from core.audit import signing
 from core.config import get_settings
 from core.db import make_engine, session_factory, transaction
-from core.errors import GovernanceError
-from governance.audit import verification
 
 audit_app = typer.Typer(
     help="Tamper evidence: verify hash chains, sign checkpoints.", no_args_is_help=True
@@ -31,6 +28,9 @@ def verify(
     as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
 ) -> None:
     """Recompute every chain; exit 0 only if every record and checkpoint holds."""
+    from core.errors import GovernanceError
+    from governance.audit import verification
+
     settings = get_settings()
     extra = []
     for path in checkpoint or []:
@@ -83,6 +83,8 @@ def checkpoint(
     ] = None,
 ) -> None:
     """Sign the chain head; keep the printed JSON somewhere the database's admins cannot write."""
+    from governance.audit import verification
+
     settings = get_settings()
     engine = make_engine(settings)
     try:
@@ -101,6 +103,8 @@ def checkpoint(
 @audit_app.command("keygen")
 def keygen() -> None:
     """Create the Ed25519 checkpoint signing key (GOV_SIGNING_KEY_FILE), mode 0600."""
+    from core.audit import signing
+
     settings = get_settings()
     path = settings.signing_key_path
     if path.exists():
@@ -119,6 +123,9 @@ def public_key(
     ] = None,
 ) -> None:
     """Export the signing key's public key (PEM), for GOV_SIGNING_PUBLIC_KEY_FILE on verifiers."""
+    from core.audit import signing
+    from core.errors import GovernanceError
+
     settings = get_settings()
     path = settings.signing_key_path
     if not path.exists():

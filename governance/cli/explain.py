@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,9 +13,9 @@ from rich.table import Table
 from rich.text import Text
 
 from core.config import get_settings
-from core.errors import GovernanceError
-from explain.bulk import CLI, explain_many
-from lineage.executor import make_executor
+
+if TYPE_CHECKING:
+    from lineage.input_schema import InputSchema
 
 out = Console()
 err = Console(stderr=True)
@@ -53,6 +53,10 @@ def explain(
     if (endpoint is None) == (decision is None):
         err.print("[bold red]error:[/] give --endpoint (its decisions) or --decision (one)")
         raise typer.Exit(2)
+    from core.errors import GovernanceError
+    from explain.bulk import explain_many
+    from lineage.executor import make_executor
+
     settings = get_settings()
     params: dict[str, Any] = {"seed": None}
     if method is Method.anchor:
@@ -109,9 +113,12 @@ def explain(
 def _explain_one(decision_id: str, method: str, params: dict[str, Any]) -> None:
     """One decision, explained (or read from storage) in process, and printed in words."""
     from core.db import make_engine, session_factory, transaction
+    from core.errors import GovernanceError
     from explain import service as explain_service
-    from lineage import service as lineage_service
-    from serving.service import Serving
+    from explain.bulk import CLI
+    from lineage import registry
+    from lineage.input_schema import InputSchema
+    from serving.state import Serving
 
     settings = get_settings()
     engine = make_engine(settings)
@@ -122,12 +129,12 @@ def _explain_one(decision_id: str, method: str, params: dict[str, Any]) -> None:
         with transaction(sessions) as session:
             result = explain_service.explain(session, explainers, decision_id, method, params, CLI)
             logged = explain_service.logged_decision(session, decision_id)
-            _model, version = lineage_service.get_version(
+            _model, version = registry.get_version(
                 session=session,
                 name=logged.model["name"],
                 version=int(logged.model["version"]),
             )
-            schema = version.input_schema
+            schema = InputSchema.from_document(version.input_schema)
             detector = (version.lineage or {}).get("outlier_detector") or {}
     except GovernanceError as exc:
         err.print(f"[bold red]error:[/] {exc.message}")
@@ -145,7 +152,7 @@ def _say(text: str) -> None:
 
 
 def _print_decision(
-    content: dict[str, Any], schema: dict[str, Any], outlier_threshold: float | None
+    content: dict[str, Any], schema: InputSchema, outlier_threshold: float | None
 ) -> None:
     """The decision as a person reads it: "denied (class no): score 0.38 (approved at 0.50 or
     above)", the outlier score with its threshold, and each input with its label."""
@@ -175,13 +182,12 @@ def _print_decision(
 
 
 def _print_explanation(
-    method: str, result: dict[str, Any], schema: dict[str, Any], features: dict[str, Any]
+    method: str, result: dict[str, Any], schema: InputSchema, features: dict[str, Any]
 ) -> None:
     from governance.compliance.dossier import (
         changes_in_words,
         class_in_words,
         decision_words,
-        is_favourable,
         score_in_words,
     )
     from lineage.input_schema import feature_label
@@ -190,12 +196,12 @@ def _print_explanation(
     _say(f"{method} ({stored}, seed {result.get('seed')}):")
     if method == "shap":
         words = decision_words(schema)
-        favourable_up = is_favourable(schema, schema.get("positive_class")) is not False
-        by_name = {f["name"]: f for f in schema.get("features", [])}
+        favourable_up = schema.is_favourable(schema.positive_class) is not False
+        by_name = schema.by_name
         values = result.get("values") or {}
         for name, value in sorted(values.items(), key=lambda item: -abs(item[1]))[:5]:
             towards = words["favourable"] if (value > 0) == favourable_up else words["unfavourable"]
-            shown = feature_label(by_name.get(name, {"name": name}), features.get(name))
+            shown = feature_label(by_name.get(name), features.get(name))
             _say(
                 f"  {name} = {shown}: {value:+.4f} (towards {towards})"
                 if name in features
@@ -278,6 +284,8 @@ def fairness(
 ) -> None:
     """Print the fairness report: by group, across groups, and by period with --window."""
     from core.db import make_engine, session_factory, transaction
+    from core.errors import GovernanceError
+    from explain.bulk import CLI
     from explain.fairness import service as fairness_service
 
     if window not in (None, "day", "week", "month"):

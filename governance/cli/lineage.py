@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,13 +13,11 @@ from rich.text import Text
 
 from core.config import get_settings
 from core.db import make_engine, session_factory, transaction
-from core.errors import GovernanceError
-from core.pagination import Page
-from lineage import service
-from lineage.data_sources import DataPolicy
-from lineage.models import RunStatus, Stage
-from lineage.runner import execute_run
-from lineage.spec import load_spec_text
+from lineage.models import Stage
+
+if TYPE_CHECKING:
+    from core.errors import GovernanceError
+    from lineage.input_schema import InputSchema
 
 out = Console()
 err = Console(stderr=True)
@@ -49,6 +47,14 @@ def train(
     ],
 ) -> None:
     """Train from a spec, with progress, and print the model version and its lineage."""
+    from core.errors import GovernanceError
+    from lineage import registry, service
+    from lineage.data_sources import DataPolicy
+    from lineage.input_schema import InputSchema
+    from lineage.models import RunStatus
+    from lineage.runner import execute_run
+    from lineage.spec import load_spec_text
+
     settings = get_settings()
     engine = make_engine(settings)
     factory = session_factory(engine)
@@ -83,10 +89,11 @@ def train(
                 raise typer.Exit(1)
             public = service.run_public(session, run)
             assert public.model_version is not None
-            _model, version = service.get_version(
+            _model, version = registry.get_version(
                 session=session, name=run.model_name, version=public.model_version
             )
-            _print_summary(run.model_name, version.version, version.lineage, version.input_schema)
+            schema = InputSchema.from_document(version.input_schema)
+            _print_summary(run.model_name, version.version, version.lineage, schema)
     except GovernanceError as exc:
         raise _fail(exc) from None
     finally:
@@ -94,7 +101,7 @@ def train(
 
 
 def _print_summary(
-    name: str, version: int, lineage: dict[str, Any], schema: dict[str, Any] | None = None
+    name: str, version: int, lineage: dict[str, Any], schema: InputSchema | None = None
 ) -> None:
     """The version's lineage as a person reads it: how a score becomes a decision, the metrics
     with the train/validation gap, the proxies named, the missing-value policy."""
@@ -127,16 +134,16 @@ def _print_summary(
         table.add_row("proxies", Text("\n".join(proxies["summary"])))
     if schema is not None:
         gaps = [
-            f"{f['name']}: {missing_value_policy(f)}"
-            for f in schema["features"]
-            if f.get("missing_in_training") or f.get("nullable")
+            f"{f.name}: {missing_value_policy(f)}"
+            for f in schema.features
+            if f.missing_in_training or f.nullable
         ]
         table.add_row("missing values", Text("\n".join(gaps) or "none in training"))
-        audited = [p for p in schema.get("protected", []) if p.get("feature")]
+        audited = [p for p in schema.protected if p.feature]
         for entry in audited:
             table.add_row(
                 "protected input",
-                Text(f"{entry['name']}: {entry.get('justification') or 'no justification'}"),
+                Text(f"{entry.name}: {entry.justification or 'no justification'}"),
             )
     table.add_row("artifact sha256", lineage["artifact"]["sha256"])
     table.add_row("fingerprint", lineage["artifact"]["fingerprint"])
@@ -196,6 +203,10 @@ def datasets_register(
     rev: Annotated[str, typer.Option(help="Git revision")] = "HEAD",
 ) -> None:
     """Register one version of a DVC-tracked CSV or Parquet file."""
+    from core.errors import GovernanceError
+    from lineage import service
+    from lineage.data_sources import DataPolicy
+
     settings = get_settings()
     engine = make_engine(settings)
     try:
@@ -224,6 +235,9 @@ def datasets_register(
 @datasets_app.command("list")
 def datasets_list(limit: Annotated[int, typer.Option(min=1, max=500)] = 100) -> None:
     """List registered data versions."""
+    from core.pagination import Page
+    from lineage import service
+
     engine = make_engine(get_settings())
     try:
         with transaction(session_factory(engine)) as session:
@@ -244,12 +258,15 @@ def datasets_list(limit: Annotated[int, typer.Option(min=1, max=500)] = 100) -> 
 @models_app.command("list")
 def models_list() -> None:
     """List models and their versions with stages."""
+    from core.pagination import Page
+    from lineage import registry
+
     engine = make_engine(get_settings())
     try:
         with transaction(session_factory(engine)) as session:
             models = [
-                service.model_public(session, m)
-                for m in service.list_models(session=session, page=Page(limit=500))
+                registry.model_public(session, m)
+                for m in registry.list_models(session=session, page=Page(limit=500))
             ]
     finally:
         engine.dispose()
@@ -275,10 +292,13 @@ def models_stage(
     reason: Annotated[str, typer.Option(help="Why; kept in the stage history")],
 ) -> None:
     """Move a model version to another stage."""
+    from core.errors import GovernanceError
+    from lineage import registry
+
     engine = make_engine(get_settings())
     try:
         with transaction(session_factory(engine)) as session:
-            transition = service.change_stage(
+            transition = registry.change_stage(
                 session=session, name=name, version=version, stage=stage, reason=reason, actor=ACTOR
             )
             moved = f"{name} v{version}: {transition.from_stage} -> {transition.to_stage}"

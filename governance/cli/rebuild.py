@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy.orm import sessionmaker
-from sqlmodel import Session
 
 from core.config import get_settings
 from core.db import make_engine, session_factory, transaction
-from core.errors import GovernanceError
 from governance.cli.lineage import ACTOR, _fail, err, out
-from lineage import service
-from lineage.jobs import ACTIVE
-from rebuild import service as rebuild_service
-from serving.service import get_decision
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import sessionmaker
+    from sqlmodel import Session
 
 
 def rebuild_command(
@@ -34,12 +31,17 @@ def rebuild_command(
 
     Exit status: 0 identical, 1 equivalent or diverged, 2 failed or bad arguments.
     """
+    from core.errors import GovernanceError
+    from lineage import registry
+    from rebuild import service as rebuild_service
+    from serving.lookups import get_decision
+
     settings = get_settings()
     engine = make_engine(settings)
     factory = session_factory(engine)
     try:
         with transaction(factory) as session:
-            model, found = service.get_version(session=session, name=name, version=version)
+            model, found = registry.get_version(session=session, name=name, version=version)
             if decision is not None:
                 record = get_decision(session, decision)
                 if (record.model, record.version) != (name, version):
@@ -90,6 +92,8 @@ def rebuild_command(
 
 
 def _print_report(rebuild_id: int, report: dict[str, Any]) -> None:
+    from rebuild import service as rebuild_service
+
     verdict = report.get("verdict", "failed")
     colour = {"identical": "green", "equivalent": "yellow"}.get(verdict, "red")
     out.print(f"[bold {colour}]{verdict}[/]  {rebuild_service.summarize(report)}")
@@ -166,6 +170,9 @@ def _follow(
     factory: sessionmaker[Session], rebuild_id: int, progress: Callable[[float, str], None]
 ) -> None:
     """Wait for a rebuild another process runs, showing its progress."""
+    from lineage.jobs import ACTIVE
+    from rebuild import service as rebuild_service
+
     while True:
         with transaction(factory) as session:
             job = rebuild_service.get_rebuild(session, rebuild_id)

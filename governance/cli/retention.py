@@ -11,7 +11,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 
 from core.config import get_settings
 from core.db import make_engine, session_factory
-from governance.compliance import retention
 
 retention_app = typer.Typer(help="Purge decision payloads past retention.", no_args_is_help=True)
 out = Console()
@@ -32,6 +31,8 @@ def apply(
     ] = None,
 ) -> None:
     """Purge payloads of decisions older than the retention period, keeping their hashes."""
+    from governance.compliance import retention
+
     settings = get_settings()
     keep = days or settings.retention_days
     now = (as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)) if as_of else None

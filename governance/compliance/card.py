@@ -40,9 +40,8 @@ from core.errors import GovernanceError
 from explain.fairness import service as fairness_service
 from governance.compliance.dossier import decision_words, threshold_rule
 from governance.compliance.inventory import last_rebuild
-from lineage import proxies as proxy_report
-from lineage import service as lineage_service
-from lineage.input_schema import favourable_label
+from lineage import registry
+from lineage.input_schema import FeatureEntry, InputSchema, input_schema_of
 from lineage.models import ModelVersion, RegisteredModel
 from serving.models import DecisionRecord
 
@@ -158,55 +157,60 @@ def _fill_text(value: Any) -> str:
     return f'"{value}"'
 
 
-def missing_value_policy(feature: Mapping[str, Any]) -> str | None:
+def missing_value_policy(feature: FeatureEntry | Mapping[str, Any]) -> str | None:
     """In words: how many training rows lacked the feature, whether predict accepts null, and
     what the fitted model puts in its place. None when nothing was recorded."""
-    if not any(k in feature for k in ("nullable", "missing", "missing_in_training")):
+    if not isinstance(feature, FeatureEntry):
+        # The stored keys, from a caller not yet typed (issue 18, phase 2 removes this): only
+        # the missing-value ones are read, so a name and a type are not needed.
+        feature = FeatureEntry.model_validate({"name": "", "type": "numeric", **feature})
+    if not feature.missing_recorded:
         return None
     parts = []
-    count = feature.get("missing_in_training")
-    if isinstance(count, int):
+    count = feature.missing_in_training
+    if count is not None:
         parts.append(f"{count} missing in training" if count else "none missing in training")
-    parts.append(
-        "null accepted at predict" if feature.get("nullable") else "null refused at predict"
-    )
-    policy = feature.get("missing") or {}
-    impute = policy.get("impute")
+    parts.append("null accepted at predict" if feature.nullable else "null refused at predict")
+    policy = feature.missing
+    impute = None if policy is None else policy.impute
     if impute == "none":
         parts.append("the estimator receives the gap itself")
-    elif impute:
+    elif policy is not None and impute:
         filled = f"filled with {IMPUTED_WITH.get(impute, impute)}"
-        if policy.get("fill_value") is not None:
-            filled += f" {_fill_text(policy['fill_value'])}"
+        if policy.fill_value is not None:
+            filled += f" {_fill_text(policy.fill_value)}"
         parts.append(filled)
     else:
         parts.append("imputation not recorded")
     return "; ".join(parts)
 
 
-def _features(schema: Mapping[str, Any]) -> list[dict[str, Any]]:
-    also = {p["name"]: p for p in schema.get("protected", []) if p.get("feature")}
+def _features(schema: InputSchema) -> list[dict[str, Any]]:
+    also = {p.name: p for p in schema.protected if p.feature}
     return [
         {
-            **feature,
-            "also_protected": feature["name"] in also,
-            "protected_justification": also.get(feature["name"], {}).get("justification"),
+            **feature.document(),
+            "also_protected": feature.name in also,
+            "protected_justification": also[feature.name].justification
+            if feature.name in also
+            else None,
             "missing_value_policy": missing_value_policy(feature),
         }
-        for feature in schema["features"]
+        for feature in schema.features
     ]
 
 
-def decision_rule(schema: Mapping[str, Any]) -> dict[str, Any]:
-    rule = threshold_rule(schema)
-    positive = schema.get("positive_class")
-    target = schema.get("target") or "the target"
+def decision_rule(schema: InputSchema | Mapping[str, Any]) -> dict[str, Any]:
+    typed = input_schema_of(schema)
+    rule = threshold_rule(typed)
+    positive = typed.positive_class
+    target = typed.target or "the target"
     return {
         "threshold": rule["threshold"],
         "rule": rule["rule"],
         "positive_class": positive,
-        "favourable_class": favourable_label(schema) if positive is not None else None,
-        "decision_words": decision_words(schema),
+        "favourable_class": typed.favourable,
+        "decision_words": decision_words(typed),
         "text": f"{rule['rule']}; the score is the model's probability that {target} = {positive}",
     }
 
@@ -216,7 +220,7 @@ def proxies(lineage: Mapping[str, Any], principal: Principal) -> dict[str, Any] 
     report = lineage.get("proxies")
     if not isinstance(report, Mapping):
         return None
-    shown = proxy_report.without_group_counts(report)
+    shown = cells.without_group_counts(report)
     attributes = report.get("attributes") or {}
     top = []
     score = []
@@ -301,9 +305,10 @@ def _live_fairness(
     settings: Settings,
     model: RegisteredModel,
     version: ModelVersion,
+    schema: InputSchema,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """By every protected attribute together, and by each on its own, per endpoint."""
-    protected = [p["name"] for p in version.input_schema.get("protected", [])]
+    protected = schema.protected_names
     if not protected:
         return [], []
     endpoints = session.execute(
@@ -339,8 +344,8 @@ def card(
     lineage = version.lineage
     spec = lineage.get("spec") or {}
     data = lineage.get("dataset") or {}
-    schema = version.input_schema
-    together, alone = _live_fairness(session, principal, settings, model, version)
+    schema = InputSchema.from_document(version.input_schema)
+    together, alone = _live_fairness(session, principal, settings, model, version, schema)
     by_group = cells.metrics_by_group_for(
         principal.role, lineage.get("metrics_by_group") or {}, settings.min_cell_size
     )
@@ -351,18 +356,18 @@ def card(
         "intended_use": spec.get("intended_use"),
         "owner": version.created_by,
         "owner_detail": owner_detail(session, version.created_by),
-        "stage": lineage_service.current_stage(session, version).value,
+        "stage": registry.current_stage(session, version).value,
         "created_at": version.created_at.isoformat(),
         "data": {
             k: data.get(k)
             for k in ("name", "version", "repo", "path", "commit", "md5", "sha256", "row_count")
         },
         "features": _features(schema),
-        "protected": schema.get("protected", []),
+        "protected": [p.document() for p in schema.protected],
         "proxies": proxies(lineage, principal),
         "missing_values": lineage.get("missing_values"),
-        "target": schema.get("target"),
-        "threshold": schema.get("threshold"),
+        "target": schema.target,
+        "threshold": schema.threshold,
         "decision_rule": decision_rule(schema),
         "metrics": version.metrics,
         "overfitting": overfitting(version.metrics),
@@ -382,6 +387,6 @@ def card(
         "live_fairness": together,
         "live_fairness_by_attribute": alone,
         "gate": lineage.get("gate"),
-        "lineage": lineage_service.lineage_summary(session, version),
+        "lineage": registry.lineage_summary(session, version),
         "rebuild": last_rebuild(session, version),
     }

@@ -27,6 +27,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 from core.db import transaction
+from lineage.input_schema import InputSchema
 from lineage.models import ModelVersion, RegisteredModel
 from serving.models import DecisionOutcome, DecisionRecord
 
@@ -224,7 +225,7 @@ def _classes(
         .where(sa.tuple_(models.c.name, found.c.version).in_(sorted(versions)))
     )
     return {
-        (name, version): {str(c): c for c in (schema or {}).get("classes", [])}
+        (name, version): {str(c): c for c in InputSchema.from_document(schema).classes}
         for name, version, schema in session.execute(query)
     }
 

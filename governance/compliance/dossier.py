@@ -38,11 +38,12 @@ from explain import service as explain_service
 from explain.fairness import service as fairness_service
 from explain.models import Explanation
 from governance.compliance.inventory import last_rebuild
-from lineage import service as lineage_service
-from lineage.input_schema import favourable_label, feature_label, same_class
-from serving import service as serving_service
+from lineage import registry
+from lineage.input_schema import InputSchema, feature_label, input_schema_of
+from serving import lookups
 from serving.decision_log import CHAIN
 from serving.models import DecisionOutcome, DecisionRecord
+from serving.state import Serving
 
 DECISIONS: sa.Table = DecisionRecord.__table__  # type: ignore[attr-defined]
 DECISION_WORDS = {"favourable": "approved", "unfavourable": "denied"}
@@ -112,10 +113,9 @@ FAIRNESS_FIELDS = (
 # The decision in words: pure functions of the schema and the logged values ---------------------
 
 
-def decision_words(schema: Mapping[str, Any]) -> dict[str, str]:
+def decision_words(schema: InputSchema | Mapping[str, Any]) -> dict[str, str]:
     """The words for the two classes: the favourable one and the other."""
-    declared = schema.get("decision_words")
-    named = declared if isinstance(declared, Mapping) else {}
+    named = input_schema_of(schema).decision_words or {}
     words = {k: str(named.get(k) or default) for k, default in DECISION_WORDS.items()}
     return {**words, "source": "spec" if named else "default"}
 
@@ -138,17 +138,18 @@ def rounded_pair(
     return repr(float(value)), repr(float(threshold))
 
 
-def is_favourable(schema: Mapping[str, Any], label: Any) -> bool | None:
-    if label is None or "positive_class" not in schema:
-        return None
-    return same_class(label, favourable_label(schema))
+def is_favourable(schema: InputSchema | Mapping[str, Any], label: Any) -> bool | None:
+    return input_schema_of(schema).is_favourable(label)
 
 
-def threshold_rule(schema: Mapping[str, Any], score: float | None = None) -> dict[str, Any]:
+def threshold_rule(
+    schema: InputSchema | Mapping[str, Any], score: float | None = None
+) -> dict[str, Any]:
     """How the score becomes a decision: the positive class at or above the threshold."""
-    threshold = float(schema.get("threshold") or 0.5)
-    words = decision_words(schema)
-    favourable_is_positive = is_favourable(schema, schema.get("positive_class")) is not False
+    typed = input_schema_of(schema)
+    threshold = typed.threshold
+    words = decision_words(typed)
+    favourable_is_positive = typed.is_favourable(typed.positive_class) is not False
     shown, bar = (
         rounded_pair(score, threshold, at_or_above=True, digits=SCORE_DIGITS)
         if score is not None
@@ -183,7 +184,7 @@ def outlier_in_words(
     return {"score": score, "threshold": threshold, "is_outlier": is_outlier, "text": text}
 
 
-def score_in_words(schema: Mapping[str, Any], score: float | None) -> str:
+def score_in_words(schema: InputSchema | Mapping[str, Any], score: float | None) -> str:
     """'score 0.38 (approved at 0.50 or above)'."""
     if score is None:
         return "no score"
@@ -191,65 +192,67 @@ def score_in_words(schema: Mapping[str, Any], score: float | None) -> str:
     return f"score {rule['score_shown']} ({rule['rule']})"
 
 
-def class_in_words(schema: Mapping[str, Any], label: Any) -> str:
+def class_in_words(schema: InputSchema | Mapping[str, Any], label: Any) -> str:
     """'denied (class 0)': the decision's word with the model's class beside it."""
-    favourable = is_favourable(schema, label)
+    typed = input_schema_of(schema)
+    favourable = typed.is_favourable(label)
     if favourable is None:
         return "no decision" if label is None else f"class {label}"
-    words = decision_words(schema)
+    words = decision_words(typed)
     return f"{words['favourable' if favourable else 'unfavourable']} (class {label})"
 
 
 def decision_in_words(
-    schema: Mapping[str, Any],
+    schema: InputSchema | Mapping[str, Any],
     label: Any,
     score: float | None,
     features: Mapping[str, Any] | None = None,
     outlier: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    words = decision_words(schema)
-    favourable = is_favourable(schema, label)
+    typed = input_schema_of(schema)
+    words = decision_words(typed)
+    favourable = typed.is_favourable(label)
     decision = None if favourable is None else words["favourable" if favourable else "unfavourable"]
-    rule = threshold_rule(schema, score)
-    score_text = score_in_words(schema, score)
-    protected = {p["name"] for p in schema.get("protected", []) if p.get("feature")}
+    rule = threshold_rule(typed, score)
+    score_text = score_in_words(typed, score)
+    protected = {p.name for p in typed.protected if p.feature}
     result: dict[str, Any] = {
         "decision": decision,
         "favourable": favourable,
         "class_label": label,
-        "favourable_class": favourable_label(schema) if "positive_class" in schema else None,
+        "favourable_class": typed.favourable,
         "score": score,
         "threshold": rule["threshold"],
         "rule": rule["rule"],
         "score_shown": rule["score_shown"],
         "threshold_shown": rule["threshold_shown"],
         "score_text": score_text,
-        "text": f"{decision or class_in_words(schema, label)}: {score_text}",
+        "text": f"{decision or class_in_words(typed, label)}: {score_text}",
     }
     if outlier is not None:
         result["outlier"] = dict(outlier)
     if features is not None:
         result["features"] = [
             {
-                "name": f["name"],
-                "description": f.get("description") or "",
-                "value": features.get(f["name"]),
-                "text": feature_label(f, features.get(f["name"])),
-                "also_protected": f["name"] in protected,
+                "name": f.name,
+                "description": f.description or "",
+                "value": features.get(f.name),
+                "text": f.value_label(features.get(f.name)),
+                "also_protected": f.name in protected,
             }
-            for f in schema.get("features", [])
+            for f in typed.features
         ]
     return result
 
 
 def changes_in_words(
-    schema: Mapping[str, Any], changes: Mapping[str, Any] | None
+    schema: InputSchema | Mapping[str, Any], changes: Mapping[str, Any] | None
 ) -> list[dict[str, str]]:
     """A counterfactual's or a perturbation's changes, each value with its label and code."""
-    by_name = {f["name"]: f for f in schema.get("features", [])}
+    by_name = input_schema_of(schema).by_name
     result = []
     for name, given in (changes or {}).items():
-        feature = by_name.get(name, {"name": name})
+        feature = by_name.get(name)
         change = given if isinstance(given, Mapping) else {"from": None, "to": given}
         result.append(
             {
@@ -303,7 +306,7 @@ def chain_check(session: Session, record: DecisionRecord) -> dict[str, Any]:
 
 
 def recorded_outcome(
-    session: Session, decision_id: str, schema: Mapping[str, Any]
+    session: Session, decision_id: str, schema: InputSchema
 ) -> dict[str, Any] | None:
     """The latest outcome recorded for the decision (a correction is a later row)."""
     rows = session.exec(
@@ -314,8 +317,8 @@ def recorded_outcome(
     if not rows:
         return None
     latest = rows[0]
-    target = schema.get("target") or "outcome"
-    favourable = is_favourable(schema, latest.outcome)
+    target = schema.target or "outcome"
+    favourable = schema.is_favourable(latest.outcome)
     return {
         "outcome": latest.outcome,
         "observed_at": latest.observed_at.isoformat(),
@@ -354,11 +357,11 @@ def live_fairness(
     principal: Principal,
     settings: Settings,
     record: DecisionRecord,
-    schema: Mapping[str, Any],
+    schema: InputSchema,
 ) -> dict[str, Any]:
     """The four-fifths verdict of the decision's model version on its endpoint, by each protected
     attribute on its own, with the reasons. Compliance and admin only."""
-    names = [p["name"] for p in schema.get("protected", [])]
+    names = schema.protected_names
     scope = {"endpoint": record.endpoint, "model": record.model, "version": record.version}
     if not sees_every_cell(principal.role):
         return {
@@ -368,7 +371,7 @@ def live_fairness(
             "them in the dossier",
             "attributes": [],
         }
-    attributes = []
+    attributes: list[dict[str, Any]] = []
     for name in names:
         try:
             report = fairness_service.version_report(
@@ -405,13 +408,13 @@ def live_fairness(
 
 def build(
     session: Session,
-    serving: serving_service.Serving,
+    serving: Serving,
     explainers: explain_service.Explainers,
     decision_id: str,
     principal: Principal,
 ) -> dict[str, Any]:
-    record = serving_service.get_decision(session, decision_id)
-    public = serving_service.decision_public(session, record, principal, serving)
+    record = lookups.get_decision(session, decision_id)
+    public = lookups.decision_public(session, record, principal, serving)
     reasons = explain_service.reasons_for(session, explainers, decision_id, principal)
     shap = explain_service.explain(
         session, explainers, decision_id, "shap", {"seed": None}, principal
@@ -419,11 +422,11 @@ def build(
     counterfactual = explain_service.explain(
         session, explainers, decision_id, "counterfactual", {"k": 3, "seed": None}, principal
     )
-    replay = explain_service.replay(session, serving, decision_id, {}, principal)
-    _model, version = lineage_service.get_version(
+    replay = explain_service.what_if(session, serving, decision_id, {}, principal)
+    _model, version = registry.get_version(
         session=session, name=str(record.model), version=int(record.version or 0)
     )
-    schema = version.input_schema
+    schema = InputSchema.from_document(version.input_schema)
     summary = public.lineage or {}
     detector = summary.get("outlier_detector") or {}
     best = (counterfactual.get("counterfactuals") or [None])[0]

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from core.audit.models import AccessRecord
-from lineage import service as lineage_service
+from lineage import registry
 from lineage.models import ModelVersion, Rebuild, RegisteredModel, Stage
 from serving.models import DecisionRecord, Endpoint, EndpointConfig
 
@@ -70,7 +70,7 @@ def inventory(
         ).all()
         if at is None or v.created_at <= at
     ]
-    stages = lineage_service.stages_at(session, [v.id for v in versions if v.id is not None], at)
+    stages = registry.stages_at(session, [v.id for v in versions if v.id is not None], at)
     counts = {
         (m, v): n
         for m, v, n in session.execute(
@@ -81,7 +81,7 @@ def inventory(
         )
     }
     intervals = serving_intervals(session)
-    histories = {m.id: lineage_service.stage_history(session, m) for m in models.values()}
+    histories = {m.id: registry.stage_history(session, m) for m in models.values()}
     items = []
     for version in versions:
         assert version.id is not None

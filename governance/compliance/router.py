@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime
 
 from core.audit import access
 from core.auth.models import Role
@@ -19,6 +18,7 @@ from core.deps import SessionDep, SettingsDep, allow
 from core.errors import InvalidInput
 from core.pagination import Paged, SeqPageDep
 from governance.compliance import card, decisions, dossier, html, inventory, trail
+from governance.compliance.schemas import DecisionRow, Dossier, Inventory, ModelCard
 from lineage.router import VersionDep
 
 router = APIRouter(tags=["compliance"])
@@ -26,30 +26,17 @@ router = APIRouter(tags=["compliance"])
 Officer = Annotated[Principal, Depends(allow(Role.compliance))]
 Format = Literal["json", "csv", "parquet"]
 MEDIA = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
-
-
-class DecisionRow(BaseModel):
-    decision_id: str
-    seq: int
-    kind: str
-    created_at: datetime
-    endpoint: str
-    model: str | None
-    version: int | None
-    route: str | None
-    subject_id: str | None
-    label: Any = Field(description="The model's class, as the decision record has it")
-    score: float | None
-    outlier_score: float | None
-    is_outlier: bool | None
-    key_id: str
-    parent_decision_id: str | None
-    record_hash: str
-    purged: bool
-    outcome: str | None = Field(description="The latest recorded outcome, if any")
-    outcome_observed_at: datetime | None
-    features: dict[str, Any] | None
-    context: dict[str, Any] | None
+# The other bodies a route may answer with, by media type (the JSON one is its response model).
+TEXT = {"schema": {"type": "string"}}
+HTML: dict[int | str, dict[str, Any]] = {200: {"content": {"text/html": TEXT}}}
+EXPORTS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {
+            "text/csv": TEXT,
+            "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+        }
+    }
+}
 
 
 def _format(format_: Format | None, accept: str | None) -> Format:
@@ -100,7 +87,7 @@ FilterDep = Annotated[decisions.DecisionFilter, Depends(decision_filter)]
     response_model=Paged[DecisionRow],
     summary="Find logged decisions; page with next_cursor, or export the whole query as CSV "
     "(format=csv or Accept: text/csv) or Parquet (format=parquet), streamed",
-    responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}},
+    responses=EXPORTS,
 )
 def list_decisions(
     request: Request,
@@ -190,10 +177,11 @@ DossierReader = Annotated[
 
 @router.get(
     "/decisions/{decision_id}/dossier",
+    response_model=Dossier,
     summary="One document about one decision for an appeal or an examiner: the record, the "
     "model and its lineage, reasons, SHAP, a counterfactual, replay and chain verification; "
     "HTML with Accept: text/html or format=html",
-    responses={200: {"content": {"text/html": {}}}},
+    responses=HTML,
 )
 def decision_dossier(
     decision_id: Annotated[str, Path(max_length=64)],
@@ -216,6 +204,7 @@ Inventorist = Annotated[Principal, Depends(allow(Role.compliance, Role.data_scie
 
 @router.get(
     "/inventory",
+    response_model=Inventory,
     summary="Every model version: stage and history, owner, where it serves or served and when, "
     "decision count, last rebuild and fairness report; `at` answers what was in use then",
 )
@@ -239,8 +228,9 @@ def model_inventory(
 
 @router.get(
     "/models/{name}/versions/{version}/card",
+    response_model=ModelCard,
     summary="The model card, as JSON or (Accept: text/html or format=html) as HTML",
-    responses={200: {"content": {"text/html": {}}}},
+    responses=HTML,
 )
 def model_card(
     principal: Inventorist,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlmodel import Session
 
 from core.audit.models import AccessRecord
+from core.responses import JsonValue
 
 ACCESS: sa.Table = AccessRecord.__table__  # type: ignore[attr-defined]
 
@@ -24,8 +24,8 @@ class AccessEntry(BaseModel):
     action: str
     target: str | None
     rows: int
-    params: dict[str, Any]
-    detail: dict[str, Any]
+    params: dict[str, JsonValue]
+    detail: dict[str, JsonValue]
     record_hash: str
 
 

@@ -20,7 +20,7 @@ import pytest
 from explain.anchors import training_labels
 from explain.context import ModelContext
 from explain.counterfactuals import find_counterfactuals
-from lineage.input_schema import frame_from_table
+from lineage.input_schema import FeatureEntry, InputSchema, frame_from_table
 from lineage.spec import parse_spec
 from lineage.training import binary_target, split_frame, train
 from serving.model_cache import LoadedModel
@@ -151,7 +151,7 @@ def book_context(
     train_idx, _valid = split_frame(spec, frame, y)
     rows = frame_from_table(schema, frame.iloc[train_idx][spec.feature_names])
     return ModelContext(
-        model=LoadedModel("book", 1, "0" * 64, outcome.pipeline, schema),
+        model=LoadedModel("book", 1, "0" * 64, outcome.pipeline, InputSchema.from_document(schema)),
         estimator_class=spec.estimator.class_path,
         train=rows.reset_index(drop=True),
         dataset={},
@@ -267,19 +267,28 @@ def test_a_missing_value_is_never_changed(book: ModelContext) -> None:
 def test_a_transition_from_null_must_be_declared(book: ModelContext) -> None:
     from explain.counterfactuals import categorical_targets
 
-    feature = {
+    feature: dict[str, Any] = {
         "name": "checking_status",
         "type": "categorical",
         "categories": ["A11", "A12", "A13", "A14"],
         "transitions": {**TRANSITIONS, "null": ["A11", "A12"]},
     }
-    assert categorical_targets(feature, None) == (["A11", "A12"], "transitions from null")
-    assert categorical_targets({**feature, "transitions": TRANSITIONS}, None) == (
+    assert categorical_targets(FeatureEntry(**feature), None) == (
+        ["A11", "A12"],
+        "transitions from null",
+    )
+    assert categorical_targets(FeatureEntry(**{**feature, "transitions": TRANSITIONS}), None) == (
         [],
         "kept missing",
     )
     # integer codes match whatever form the instance holds them in, and come back as declared
-    ordered = {"categories": [1, 2, 3], "order": [1, 2, 3], "direction": "decrease"}
+    ordered = FeatureEntry(
+        name="savings",
+        type="categorical",
+        categories=[1, 2, 3],
+        order=[1, 2, 3],
+        direction="decrease",
+    )
     assert categorical_targets(ordered, 3) == ([1, 2], "order (decrease)")
     assert categorical_targets(ordered, "2") == ([1], "order (decrease)")
 
@@ -335,21 +344,21 @@ def _independent_nearest(context: ModelContext, record: dict[str, Any], target: 
     labels = np.asarray(training_labels(context))
     best = np.inf
     spreads = {}
-    for f in context.schema["features"]:
-        if f["type"] == "numeric":
-            observed = train[f["name"]].dropna().to_numpy(float)
+    for f in context.input_schema.features:
+        if f.numeric:
+            observed = train[f.name].dropna().to_numpy(float)
             q1, q3 = np.quantile(observed, [0.25, 0.75])
-            spreads[f["name"]] = (q3 - q1) / 1.349 or np.std(observed) or 1.0
+            spreads[f.name] = (q3 - q1) / 1.349 or np.std(observed) or 1.0
     for i in np.flatnonzero(labels == target):
         total = 0.0
-        for f in context.schema["features"]:
-            name = f["name"]
+        for f in context.input_schema.features:
+            name = f.name
             a, b = record.get(name), train.at[i, name]
             a_missing = a is None
             b_missing = isinstance(b, float) and np.isnan(b)
             if a_missing or b_missing:
                 total += 0.0 if a_missing and b_missing else 1.0
-            elif f["type"] == "numeric":
+            elif f.numeric:
                 total += abs(float(a) - float(b)) / spreads[name]
             else:
                 total += float(str(a) != str(b))
@@ -379,7 +388,7 @@ def test_the_plausibility_quantile_places_typical_and_far_inputs(book: ModelCont
     from explain.counterfactuals import Plausibility
 
     labels = np.asarray(training_labels(book))
-    plausibility = Plausibility(book.schema, book.train, labels == "good")
+    plausibility = Plausibility(book.input_schema, book.train, labels == "good")
     row = book.train.loc[int(np.flatnonzero(labels == "good")[0])]
     typical = {n: (None if isinstance(v, float) and np.isnan(v) else v) for n, v in row.items()}
     far = {**typical, "income": 5_000_000.0, "loan_amount": 60_000.0, "checking_status": "A13"}

@@ -23,8 +23,8 @@ import pytest
 from scipy import stats
 
 from bench.false_alarms_drift import (
+    FEATURES,
     PURPOSES,
-    SCHEMA,
     TRAINING_ROWS,
     Reference,
     as_logged,
@@ -32,6 +32,7 @@ from bench.false_alarms_drift import (
     loan_book,
 )
 from explain.drift import stats as drift
+from lineage.input_schema import FeatureEntry
 
 ALPHA = 0.05
 
@@ -111,7 +112,7 @@ def test_53_heldout_decisions_with_a_rare_code_are_not_flagged() -> None:
     and the calibrated PSI threshold together flag at most 2 (1 at the time of writing)."""
     reports = []
     for train, live in _heldout_windows(12):
-        grids = drift.grids(SCHEMA, train)
+        grids = drift.grids(FEATURES, train)
         train_counts = {g.name: drift.training_counts(g, train) for g in grids}
         live_counts = {g.name: drift.training_counts(g, live) for g in grids}
         reports.append(drift.compare(grids, train_counts, live_counts, ALPHA, 0.1))
@@ -173,9 +174,9 @@ def test_the_same_window_gives_the_same_report_and_the_seed_is_recorded(
 
 
 def test_integer_codes_count_as_one_category_whatever_their_form() -> None:
-    schema = {"features": [{"name": "band", "type": "categorical", "categories": [1, 2, "3"]}]}
+    band = FeatureEntry(name="band", type="categorical", categories=[1, 2, "3"])
     train = pd.DataFrame({"band": pd.Series([1.0, 2.0, 2.0, np.nan, 3.0], dtype=float)})
-    [grid] = drift.grids(schema, train)
+    [grid] = drift.grids([band], train)
     assert grid.categories == ("1", "2", "3")
     # bins: 1, 2, 3, other, missing
     assert drift.training_counts(grid, train).tolist() == [1, 2, 1, 0, 1]

@@ -22,6 +22,7 @@ from core.db import session_factory, transaction
 from explain.models import Explanation
 from governance.app import create_app
 from governance.audit import verification as audit_service
+from lineage import registry
 from lineage import service as lineage_service
 from lineage.artifacts import ArtifactStore
 from lineage.input_schema import frame_from_table, positive_proba, to_frame
@@ -74,7 +75,7 @@ def _get(client: TestClient, headers, decision_id: str, what: str, **params: Any
 def _version(settings, name: str, version: int):
     factory = session_factory(sa.create_engine(settings.database_url))
     with transaction(factory) as session:
-        _m, found = lineage_service.get_version(session=session, name=name, version=version)
+        _m, found = registry.get_version(session=session, name=name, version=version)
         dataset = lineage_service.get_dataset(session=session, dataset_id=found.dataset_version_id)
         session.expunge_all()
     return found, dataset
@@ -461,9 +462,9 @@ def test_every_read_is_in_the_access_trail_and_the_chain_verifies(
 def test_a_linear_model_gets_seeded_model_agnostic_shap_that_repeats_exactly(
     client: TestClient, auth, settings, data_repo, engine: sa.Engine
 ) -> None:
-    from tests.support.factories import train_model
+    from tests.support.factories import cached_model
 
-    version = train_model(
+    version = cached_model(
         settings,
         data_repo,
         seed=7,

@@ -34,7 +34,7 @@ from lineage.synthetic import applicant_features, demo_spec, generate_loans
 from serving.decision_log import CHAIN, columns_of
 from serving.models import DecisionRecord
 from tests.conftest import Served
-from tests.support.factories import DataRepo, promote, train_model
+from tests.support.factories import DataRepo, cached_model, promote
 
 DEFAULT_MIN: int = Settings.model_fields["fairness_min_group_size"].default
 VERDICTS = {"holds", "violated", "not_assessable"}
@@ -413,7 +413,7 @@ def test_a_protected_attribute_that_is_a_model_feature_is_grouped_from_the_featu
 ) -> None:
     spec = demo_spec(model="aged", dataset={"name": "x", "repo": "x", "path": "x", "rev": "x"})
     assert isinstance(spec["features"], list)
-    version = train_model(
+    version = cached_model(
         settings,
         data_repo,
         model="aged",

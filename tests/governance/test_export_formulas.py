@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from core.auth.models import Role
 from core.db import utcnow
+from serving.payload import DecisionPayload
 
 DECISIONS = "/api/v1/decisions"
 HOSTILE = [
@@ -47,7 +48,7 @@ def _log(client: TestClient, subject_id: str, label: str, outlier_score: float) 
         "features": FEATURES,
         "context": {"sex": "F"},
     }
-    client.app.state.serving.log.submit([content]).result(timeout=30)
+    client.app.state.serving.log.submit([DecisionPayload.from_content(content)]).result(timeout=30)
 
 
 def _expected(value: str) -> str:

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from core import cells
 from core.auth.models import Role
 from core.config import Settings
-from tests.support.factories import DataRepo, applicant, train_model
+from tests.support.factories import DataRepo, applicant, cached_model
 
 SMALL_AGE = "[29, 30)"
 LARGE_AGE = "[35, 36)"
@@ -143,7 +143,7 @@ def test_compliance_keeps_every_cell_marked_and_other_roles_get_them_withheld() 
 @pytest.fixture
 def aged(settings: Settings, data_repo: DataRepo, client: TestClient, auth: Any) -> dict[str, Any]:
     """Model `aged`, its spec binning age by single year, served live on endpoint `aged`."""
-    version = train_model(
+    version = cached_model(
         settings,
         data_repo,
         model="aged",

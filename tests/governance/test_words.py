@@ -40,7 +40,8 @@ from governance.compliance.dossier import (
     score_in_words,
 )
 from governance.compliance.html import readable
-from lineage import service as lineage_service
+from lineage import registry
+from lineage.input_schema import InputSchema
 from rebuild import service as rebuild_service
 from serving.models import DecisionRecord
 from tests.conftest import KeyMaker, Served
@@ -208,9 +209,7 @@ def _rebuild(settings: Settings, engine: sa.Engine, version: int) -> str:
     """A real rebuild of the version, in process; its verdict."""
     factory = session_factory(engine)
     with transaction(factory) as session:
-        model, found = lineage_service.get_version(
-            session=session, name="loanbook", version=version
-        )
+        model, found = registry.get_version(session=session, name="loanbook", version=version)
         job, _created = rebuild_service.create_rebuild(
             session=session, model=model, version=found, actor="test", executor="in-process"
         )
@@ -454,12 +453,15 @@ def test_the_command_line_prints_a_decision_and_its_explanation_in_words(
     wide = Console(width=400, file=io.StringIO())
     monkeypatch.setattr(lineage_cli, "out", wide)  # one table row per line, unwrapped
     with Session(engine) as session:
-        _model, version = lineage_service.get_version(
+        _model, version = registry.get_version(
             session=session, name="loanbook", version=served_book.versions[0]
         )
         with wide.capture() as captured:
             lineage_cli._print_summary(
-                "loanbook", version.version, version.lineage, version.input_schema
+                "loanbook",
+                version.version,
+                version.lineage,
+                InputSchema.from_document(version.input_schema),
             )
     summary = " ".join(captured.get().split())
     assert "approved at 0.50 or above; the score is the model's probability that repaid = yes" in (

@@ -18,7 +18,7 @@ from core.auth.models import Role
 from core.config import Settings
 from core.db import session_factory, transaction
 from governance.cli import app as cli
-from lineage import service
+from lineage import registry
 from lineage.dvc_repo import clear_cache
 from lineage.executor import InProcessExecutor, RayExecutor
 from lineage.models import ModelVersion, RunStatus
@@ -52,7 +52,7 @@ def _copy_version(engine: sa.Engine, version: int, change: Any) -> int:
     """Register a copy of a version whose lineage was changed by ``change``: a forged record."""
     factory = session_factory(engine)
     with transaction(factory) as session:
-        model, found = service.get_version(session=session, name="credit", version=version)
+        model, found = registry.get_version(session=session, name="credit", version=version)
         lineage = copy.deepcopy(found.lineage)
         change(lineage)
         fields = {
@@ -60,7 +60,7 @@ def _copy_version(engine: sa.Engine, version: int, change: Any) -> int:
             for k in ModelVersion.model_fields
             if k not in {"id", "model_id", "version", "lineage", "created_at"}
         }
-        copied = service.add_version(
+        copied = registry.add_version(
             session=session, model=model, fields={**fields, "lineage": lineage}
         )
         return copied.version
@@ -69,7 +69,7 @@ def _copy_version(engine: sa.Engine, version: int, change: Any) -> int:
 def _rebuild_in_process(settings: Settings, engine: sa.Engine, version: int) -> dict[str, Any]:
     factory = session_factory(engine)
     with transaction(factory) as session:
-        model, found = service.get_version(session=session, name="credit", version=version)
+        model, found = registry.get_version(session=session, name="credit", version=version)
         job, _created = rebuild_service.create_rebuild(
             session=session, model=model, version=found, actor="test", executor="in-process"
         )
@@ -235,7 +235,7 @@ def test_a_restart_marks_interrupted_rebuilds_failed(
     version = train_model(settings, data_repo)
     factory = session_factory(engine)
     with transaction(factory) as session:
-        model, found = service.get_version(session=session, name="credit", version=version)
+        model, found = registry.get_version(session=session, name="credit", version=version)
         job, _created = rebuild_service.create_rebuild(
             session=session, model=model, version=found, actor="test", executor="in-process"
         )
@@ -262,7 +262,7 @@ def test_the_ray_path_gives_the_same_verdict_as_in_process(
         executor = RayExecutor("auto")
         factory = session_factory(engine)
         with transaction(factory) as session:
-            model, found = service.get_version(session=session, name="credit", version=version)
+            model, found = registry.get_version(session=session, name="credit", version=version)
             job, _created = rebuild_service.create_rebuild(
                 session=session, model=model, version=found, actor="test", executor=executor.name
             )

@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from core.auth.models import Role
 from core.config import Settings
-from lineage import service
+from lineage import registry
 from lineage.artifacts import ArtifactIntegrityError, ArtifactStore
 from lineage.models import RunStatus, TrainingRun
 from lineage.runner import fail_interrupted_runs
@@ -171,7 +171,7 @@ def test_tampered_artifact_is_refused_at_load(
 ) -> None:
     run = train_via_api(client, auth(Role.data_scientist), spec_for(data_repo))
     with Session(engine) as session:
-        _, version = service.get_version(
+        _, version = registry.get_version(
             session=session, name="credit", version=run["model_version"]
         )
     store = ArtifactStore(settings.artifacts)

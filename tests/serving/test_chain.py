@@ -18,6 +18,7 @@ from core.db import make_engine, session_factory
 from governance.cli import app as cli
 from serving.decision_log import DecisionLog
 from serving.models import DecisionRecord
+from serving.payload import DecisionPayload
 from tests.conftest import Served
 from tests.support.factories import applicant
 
@@ -49,7 +50,7 @@ def _writer(url: str, var_dir: str, worker: int, count: int) -> None:
             "features": {"i": i},
             "context": {},
         }
-        futures.append(log.submit([content]))
+        futures.append(log.submit([DecisionPayload.from_content(content)]))
         if i % 25 == 0:
             futures[-1].result()
     for future in futures:
@@ -315,25 +316,27 @@ def _decision_chain(report: dict) -> dict:
     return chain
 
 
-def _content(key: str, subject: str) -> dict:
+def _content(key: str, subject: str) -> DecisionPayload:
     import uuid
 
     from core.db import utcnow
 
-    return {
-        "decision_id": str(uuid.uuid4()),
-        "kind": "decision",
-        "created_at": utcnow().isoformat(),
-        "endpoint": "credit",
-        "key_id": key,
-        "label": 1,
-        "score": 0.7,
-        "model": {"name": "credit", "version": 1, "sha256": "0" * 64},
-        "route": "live",
-        "subject_id": subject,
-        "features": {"i": 1},
-        "context": {},
-    }
+    return DecisionPayload.from_content(
+        {
+            "decision_id": str(uuid.uuid4()),
+            "kind": "decision",
+            "created_at": utcnow().isoformat(),
+            "endpoint": "credit",
+            "key_id": key,
+            "label": 1,
+            "score": 0.7,
+            "model": {"name": "credit", "version": 1, "sha256": "0" * 64},
+            "route": "live",
+            "subject_id": subject,
+            "features": {"i": 1},
+            "context": {},
+        }
+    )
 
 
 def test_a_record_that_cannot_be_written_fails_only_its_own_caller(settings: Settings) -> None:

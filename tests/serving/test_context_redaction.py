@@ -17,7 +17,7 @@ from core.config import Settings
 from lineage.capture import TrainingCapture
 from lineage.spec import parse_spec, spec_hash
 from tests.conftest import Served
-from tests.support.factories import DataRepo, applicant, spec_for, train_model, train_via_api
+from tests.support.factories import DataRepo, applicant, cached_model, spec_for, train_via_api
 
 CONTEXT = {
     "sex": "F",
@@ -76,7 +76,7 @@ def declared(
 ) -> dict[str, Any]:
     """Model `branchy` whose spec declares `branch` public, live on endpoint `branchy`, whose
     configuration declares `channel` public, and `sex` too (a protected attribute)."""
-    version = train_model(settings, data_repo, model="branchy", public_context=["branch"])
+    version = cached_model(settings, data_repo, model="branchy", public_context=["branch"])
     admin = auth(Role.admin)
     promoted = client.post(
         f"/api/v1/models/branchy/versions/{version}/stage",

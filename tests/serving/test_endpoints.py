@@ -4,7 +4,7 @@ from fastapi.testclient import TestClient
 
 from core.auth.models import Role
 from tests.conftest import Served
-from tests.support.factories import applicant, train_model
+from tests.support.factories import applicant, cached_model
 
 
 def test_configuration_changes_are_kept_with_who_and_when(
@@ -99,7 +99,7 @@ def test_a_version_that_failed_its_gate_never_answers_traffic(
 ) -> None:
     """Issue 16: promotion of a failed version was refused, but a route to it was accepted and
     served live traffic."""
-    failed = train_model(
+    failed = cached_model(
         settings, data_repo, seed=9, gate={"metric": "roc_auc", "threshold": 0.999}
     )
     ds = auth(Role.data_scientist)

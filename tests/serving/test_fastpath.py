@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lineage.input_schema import positive_proba, to_frame
+from lineage.input_schema import InputSchema, positive_proba, to_frame
 from lineage.spec import parse_spec
 from lineage.synthetic import demo_spec, generate_loans
 from lineage.training import train
@@ -37,7 +37,7 @@ def test_compiled_path_gives_the_pipelines_numbers_to_the_bit(
     raw["estimator"] = {"class": class_path, "params": params}
     raw["transforms"] = transforms
     outcome = train(parse_spec(raw), generate_loans(1500, seed=2))
-    schema = outcome.input_schema
+    schema = InputSchema.from_document(outcome.input_schema)
     fast = compile_pipeline(outcome.pipeline, schema)
     assert fast is not None
     rows = generate_loans(300, seed=11).to_dict(orient="records") + probe_rows(schema)

@@ -92,6 +92,17 @@ def test_v2_bad_requests_are_422_and_logged(client: TestClient, auth, served: Se
     )
 
 
+def test_v2_parameters_that_are_not_lists_are_422_naming_the_field(
+    client: TestClient, auth, served: Served
+) -> None:
+    one_row = [{"name": "income", "shape": [1], "datatype": "FP64", "data": [1.0]}]
+    for name, value in (("subject_ids", 5), ("contexts", {"sex": "M"}), ("subject_ids", "s-1")):
+        body = {"inputs": one_row, "parameters": {name: value}}
+        response = client.post("/v2/models/credit/infer", headers=auth(Role.predictor), json=body)
+        assert response.status_code == 422, (name, value, response.text)
+        assert f"parameters.{name}" in response.text
+
+
 def _samples(text: str) -> dict[tuple[str, tuple], float]:
     out = {}
     for family in text_string_to_metric_families(text):

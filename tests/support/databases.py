@@ -39,12 +39,21 @@ def fresh_database(backend: str, directory: Path) -> Iterator[str]:
         admin.dispose()
 
 
-def truncate_all(engine: sa.Engine, metadata: sa.MetaData) -> None:
+def empty_all_tables(engine: sa.Engine, metadata: sa.MetaData) -> None:
+    """Delete every row, children first, and on PostgreSQL restart every sequence a test used:
+    the next test starts as on a freshly migrated database, ids from 1.
+
+    Not TRUNCATE: it gives each table, index and TOAST table a new file, which took about 0.5 s
+    per test on PostgreSQL for the rows a test leaves, where these DELETEs take 10 to 20 ms."""
     with engine.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(table.delete())
         if engine.dialect.name == "postgresql":
-            names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
-            if names:
-                conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
-            for table in reversed(metadata.sorted_tables):
-                conn.execute(table.delete())
+            quote = conn.dialect.identifier_preparer.quote
+            used = conn.execute(
+                sa.text(
+                    "SELECT schemaname, sequencename FROM pg_sequences WHERE last_value IS NOT NULL"
+                )
+            ).all()
+            for schema, name in used:
+                conn.execute(sa.text(f"ALTER SEQUENCE {quote(schema)}.{quote(name)} RESTART"))

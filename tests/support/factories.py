@@ -9,9 +9,13 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from core.db import make_engine, session_factory, transaction
+from lineage import service
 from lineage.dvc_repo import commit_data, init_data_repo
 from lineage.loanbook import generate_loan_book, loan_book_spec
+from lineage.runner import execute_run
 from lineage.synthetic import demo_spec, generate_loans
+from tests.support.fit_cache import FIT_CACHE
 
 DATA_PATH = "data/loans.csv"
 
@@ -95,6 +99,14 @@ def train_model(
     return train_spec(settings, spec_for(data, seed=seed, model=model, **overrides))
 
 
+def cached_model(
+    settings: Any, data: DataRepo, *, seed: int = 7, model: str = "credit", **overrides: Any
+) -> int:
+    """``train_model`` for a test that needs a trained model, not a training: the fit is run
+    once per test run and reused (``tests.support.fit_cache``); the rest is the real runner."""
+    return cached_spec(settings, spec_for(data, seed=seed, model=model, **overrides))
+
+
 APPLICANT = {
     "income": 52000.0,
     "debt_to_income": 0.31,
@@ -143,10 +155,6 @@ def loan_book_yaml(data: DataRepo, *, model: str = "loanbook", seed: int = 3) ->
 def train_spec(settings: Any, spec: dict[str, Any] | str) -> int:
     """Train a spec (a mapping, or YAML text) through the real service and runner, in process;
     returns the version number."""
-    from core.db import make_engine, session_factory, transaction
-    from lineage import service
-    from lineage.runner import execute_run
-
     engine = make_engine(settings)
     try:
         factory = session_factory(engine)
@@ -160,6 +168,14 @@ def train_spec(settings: Any, spec: dict[str, Any] | str) -> int:
         return public.model_version
     finally:
         engine.dispose()
+
+
+def cached_spec(settings: Any, spec: dict[str, Any] | str) -> int:
+    """``train_spec`` with the fit looked up by content address, or run once and stored
+    (``tests.support.fit_cache``): the run, its data checks, the artifact, the lineage and the
+    version are registered by the real service and runner in this test's database."""
+    with FIT_CACHE.reuse():
+        return train_spec(settings, spec)
 
 
 def serve_live(

@@ -1,0 +1,92 @@
+"""Scoring a request: route each instance, check it against its model's input schema, score.
+
+Runs in a worker thread (it loads models and computes). Every instance is checked before any
+is scored, so a batch is either refused whole, naming every field at fault, or scored whole.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from core.errors import InvalidInput, field_list
+from serving import metrics
+from serving.model_cache import LoadedModel
+from serving.payload import Outlier
+from serving.routing import choose_route
+from serving.schemas import Instance, PredictRequest
+from serving.state import Serving
+from serving.validation import (
+    canonical_context,
+    canonical_features,
+    check_context,
+    check_features,
+)
+
+
+class RequestRejected(InvalidInput):
+    """A predict request refused with 422; it is logged as a rejected attempt, never a decision."""
+
+
+@dataclass
+class Planned:
+    """One instance, the route and model chosen for it, and once scored, the model's answer."""
+
+    instance: Instance
+    route: dict[str, Any]
+    model: LoadedModel
+    score: float = 0.0
+    label: Any = None
+    outlier: Outlier | None = None
+
+
+def plan(serving: Serving, endpoint: str, request: PredictRequest) -> list[Planned]:
+    """Every instance routed, checked, put in canonical form and scored; RequestRejected (with
+    every problem found) if any instance does not fit its model."""
+    planned = _routed(serving, endpoint, request)
+    for item in planned:
+        schema = item.model.input_schema
+        item.instance.features = canonical_features(schema, item.instance.features)
+        if item.instance.context is not None:
+            item.instance.context = canonical_context(item.instance.context, schema.protected)
+    _score(serving, planned)
+    return planned
+
+
+def _routed(serving: Serving, endpoint: str, request: PredictRequest) -> list[Planned]:
+    config = serving.config_for(endpoint)
+    planned = []
+    problems: list[dict[str, str]] = []
+    many = request.instances is not None
+    for i, instance in enumerate(request.as_instances()):
+        route = choose_route(endpoint, config, instance.subject_id, serving.rng)
+        model = serving.model(route["model"], route["version"])
+        prefix = f"instances.{i}." if many else ""
+        protected = model.input_schema.protected
+        problems += check_features(model.input_schema, instance.features, f"{prefix}features")
+        problems += check_context(instance.context, f"{prefix}context", protected)
+        planned.append(Planned(instance=instance, route=route, model=model))
+    if problems:
+        fields = field_list([p["field"] for p in problems])
+        raise RequestRejected(f"invalid input: {fields}", details=problems)
+    return planned
+
+
+def _score(serving: Serving, planned: list[Planned]) -> None:
+    """Score in one call per model and route, not one per instance."""
+    by_model: dict[str, list[Planned]] = {}
+    for item in planned:
+        by_model.setdefault(item.model.sha256 + item.route["name"], []).append(item)
+    for items in by_model.values():
+        model = items[0].model
+        rows = [it.instance.features for it in items]
+        scores = model.scores(rows)
+        for item, score in zip(items, scores, strict=True):
+            item.score = score
+            item.label = model.label_for(score)
+        if serving.settings.ood_scoring:
+            started = time.perf_counter()
+            for item, outlier in zip(items, model.outlier_fields(rows), strict=True):
+                item.outlier = Outlier.of(outlier)
+            metrics.OOD_SCORING.observe(time.perf_counter() - started)
