@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.errors import error_body
@@ -69,6 +70,9 @@ class LimitedRequest:
         reader = _BodyReader(self.max_bytes, self.timeout_s, receive, send)
         try:
             await app(scope, reader.receive, reader.send)
+        except ClientDisconnect:
+            if reader.refusal is None:
+                return  # the client went away before its body was in: no one to answer
         except Exception:
             if reader.refusal is None:
                 raise

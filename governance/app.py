@@ -18,6 +18,7 @@ from core.config import Settings, get_settings
 from core.db import make_engine, session_factory
 from core.deps import authenticate_token
 from core.errors import document_errors, is_connection_error, register_error_handlers
+from core.heap import settle_after
 from core.limits import KeyLimiter
 from core.middleware import BodySizeLimit, RefuseNul
 from core.migrate import ensure_at_head
@@ -81,8 +82,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.executor = make_executor(settings)
         app.state.serving.start()
         if settings.environment != "test":
-            preload_libraries()
+            preloading = preload_libraries()
             app.state.serving.warm()
+            settle_after(preloading)
             app.state.scanner.start()
         try:
             yield

@@ -14,9 +14,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from core.auth.schemas import Principal
-from core.errors import GovernanceError
+from core.errors import GovernanceError, is_connection_error
 from serving import metrics
 from serving.decoding import Decoded, Refused
 from serving.payload import DecisionPayload, ScoredBy
@@ -44,6 +45,12 @@ async def measured(serving: Serving, endpoint: str) -> AsyncIterator[float]:
         yield started
     except GovernanceError as exc:
         status_code = exc.status_code
+        raise
+    except ClientDisconnect:
+        status_code = 499  # the caller went away before its body was in; nothing was decided
+        raise
+    except Exception as exc:
+        status_code = 503 if is_connection_error(exc) else 500
         raise
     finally:
         label = serving.endpoint_label(endpoint)

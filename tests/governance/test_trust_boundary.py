@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
 from core.auth.models import Role
 from core.config import Settings
@@ -43,9 +44,11 @@ async def call(
     chunks: list[bytes] | None = None,
     hang_after: int | None = None,
     declared_length: int | None = None,
+    disconnect_after: int | None = None,
 ) -> Exchange:
     """One request through the whole middleware stack; ``hang_after`` chunks, the client stops
-    sending (a trickled body) and the next read waits forever."""
+    sending (a trickled body) and the next read waits forever; ``disconnect_after`` chunks, the
+    client goes away."""
     chunks = list(chunks or [])
     sent = Exchange()
     length = declared_length if declared_length is not None else sum(len(c) for c in chunks)
@@ -71,6 +74,8 @@ async def call(
     async def receive() -> dict[str, Any]:
         nonlocal position
         sent.reads += 1
+        if disconnect_after is not None and position >= disconnect_after:
+            return {"type": "http.disconnect"}
         if hang_after is not None and position >= hang_after:
             await asyncio.Event().wait()
         if position < len(chunks):
@@ -78,7 +83,9 @@ async def call(
             return {
                 "type": "http.request",
                 "body": chunks[position - 1],
-                "more_body": position < len(chunks) or hang_after is not None,
+                "more_body": position < len(chunks)
+                or hang_after is not None
+                or disconnect_after is not None,
             }
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
@@ -198,6 +205,42 @@ def test_a_trickled_body_times_out_with_408(strict_app: FastAPI, make_key: KeyMa
     assert slow.status == 408
     assert slow.headers.get("connection") == "close"
     assert b"did not arrive within 0.3 s" in slow.body
+
+
+def test_a_client_gone_before_its_body_is_in_is_no_server_error(
+    strict_app: FastAPI, make_key: KeyMaker, served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by the attack drill: each trickler that hung up logged "unhandled error" with a
+    traceback twice, and the predict metric counted the call as answered 200."""
+    headers = {"Authorization": f"Bearer {make_key(Role.predictor)}"}
+    before = {status: _predict_count(status) for status in ("200", "499")}
+    with TestClient(strict_app) as client:
+        gone = client.portal.call(
+            lambda: call(
+                strict_app,
+                "POST",
+                "/api/v1/endpoints/credit/predict",
+                headers=headers,
+                chunks=[b'{"features": {'],
+                disconnect_after=1,
+                declared_length=4000,
+            )
+        )
+    assert gone.status == 0  # nothing sent: there is no one to send it to
+    assert _predict_count("499") == before["499"] + 1
+    assert _predict_count("200") == before["200"]
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+def _predict_count(status: str) -> float:
+    """Predict calls counted with ``status``, over every endpoint label."""
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "govern_predict_requests"
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels.get("status") == status
+    )
 
 
 def test_one_key_cannot_hold_every_predict_slot(
