@@ -28,8 +28,10 @@ run: migrate ## Install, migrate, set up the demo once, and serve on $GOV_HOST:$
 	$(RUN) govern demo
 	$(RUN) govern serve
 
+# The suite runs in one process per CPU (pytest-xdist); PYTEST_WORKERS=0 runs it in this one.
+PYTEST_WORKERS ?= auto
 test: install ## Run the whole suite (PostgreSQL too when GOV_TEST_DATABASE_URL is set)
-	$(RUN) pytest $(PYTEST_ARGS)
+	$(RUN) pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 RELIABILITY_PROFILE ?= full
 RELIABILITY_OUT ?= RELIABILITY.md

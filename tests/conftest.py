@@ -8,6 +8,9 @@ every table is emptied after each test.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +42,47 @@ from tests.support.fit_cache import FIT_CACHE
 
 BACKENDS = ["sqlite", "postgresql"]
 
+# The fixture models' store on disk, which the suite's processes (pytest-xdist) share.
+FIT_DIR = "GOV_TEST_FIT_DIR"
+_OWNED_FIT_DIR = pytest.StashKey[Path]()
+_FITS = pytest.StashKey[Counter[str]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The controller (or a run in one process) makes the store; workers inherit its variable.
+    if not hasattr(config, "workerinput") and FIT_DIR not in os.environ:
+        config.stash[_OWNED_FIT_DIR] = Path(tempfile.mkdtemp(prefix="govern-fits-"))
+        os.environ[FIT_DIR] = str(config.stash[_OWNED_FIT_DIR])
+    config.stash[_FITS] = Counter()
+    FIT_CACHE.share(Path(os.environ[FIT_DIR]))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    owned = config.stash.get(_OWNED_FIT_DIR, None)
+    if owned is not None:
+        shutil.rmtree(owned, ignore_errors=True)
+        os.environ.pop(FIT_DIR, None)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: its counts go to the controller
+        workeroutput["fits"] = {"fitted": FIT_CACHE.fitted, "reused": FIT_CACHE.reused}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    fits = getattr(node, "workeroutput", {}).get("fits") or {}
+    node.config.stash[_FITS].update(fits)
+
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if FIT_CACHE.fitted or FIT_CACHE.reused:
+    fits = terminalreporter.config.stash[_FITS]
+    fitted, reused = FIT_CACHE.fitted + fits["fitted"], FIT_CACHE.reused + fits["reused"]
+    if fitted or reused:
         terminalreporter.write_line(
-            f"fixture models (tests/support/fit_cache.py): {FIT_CACHE.fitted} fitted for real, "
-            f"{FIT_CACHE.reused} registrations reused one of them"
+            f"fixture models (tests/support/fit_cache.py): {fitted} fitted for real, "
+            f"{reused} registrations reused one of them"
         )
 
 
@@ -55,6 +93,22 @@ def backend(request: pytest.FixtureRequest) -> str:
             "PostgreSQL not configured: set GOV_TEST_DATABASE_URL, e.g. postgresql://postgres@127.0.0.1:5432/test"
         )
     return str(request.param)
+
+
+@pytest.fixture
+def sqlite_only(backend: str) -> None:
+    """For a test whose subject does not depend on the database: one backend suffices. Ask for
+    it first, before the fixtures that build a database."""
+    if backend != "sqlite":
+        pytest.skip("what this tests does not depend on the database; one backend suffices")
+
+
+@pytest.fixture
+def server_database(backend: str) -> None:
+    """For work spread over processes, which a deployment runs on a database server: it runs on
+    PostgreSQL when one is configured, else on SQLite. Ask for it first."""
+    if backend == "sqlite" and PG_ADMIN_URL:
+        pytest.skip("runs on PostgreSQL, as a deployment spread over processes would")
 
 
 @pytest.fixture(scope="session")

@@ -101,7 +101,7 @@ METHODS = [
 
 
 def test_sampling_explainers_run_in_a_worker_process_with_the_same_result(
-    pooled: FastAPI, app: FastAPI, served: Served, make_key: KeyMaker
+    sqlite_only: None, pooled: FastAPI, app: FastAPI, served: Served, make_key: KeyMaker
 ) -> None:
     headers = {"Authorization": f"Bearer {make_key(Role.compliance)}"}
     answers = {}

@@ -10,8 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from core.config import Settings
 from tests.support.factories import DataRepo, train_model
 
@@ -54,13 +52,6 @@ def test_help_imports_no_heavy_library() -> None:
     assert code == 0
     assert "models" in output and "serve" in output
     assert loaded == []
-
-
-@pytest.fixture
-def sqlite_only(backend: str) -> None:
-    """Before the database fixtures: what the CLI imports does not depend on the database."""
-    if backend != "sqlite":
-        pytest.skip("imports do not depend on the database; one backend suffices")
 
 
 def test_models_list_imports_no_heavy_library(

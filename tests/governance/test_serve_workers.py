@@ -113,13 +113,6 @@ def _serving(workers: int, log: Path) -> Iterator[str]:
     assert proc.returncode == 0, log.read_text()[-4000:]
 
 
-@pytest.fixture
-def sqlite_only(backend: str) -> None:
-    """Before the database fixtures: the metrics do not depend on the database."""
-    if backend != "sqlite":
-        pytest.skip("metrics do not depend on the database; one backend suffices")
-
-
 def test_metrics_add_up_every_worker_and_their_directory_goes_with_the_server(
     sqlite_only: None, env_settings: Settings, served: Served, make_key: KeyMaker, tmp_path: Path
 ) -> None:

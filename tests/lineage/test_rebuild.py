@@ -251,7 +251,7 @@ def test_a_restart_marks_interrupted_rebuilds_failed(
 
 
 def test_the_ray_path_gives_the_same_verdict_as_in_process(
-    settings: Settings, engine: sa.Engine, data_repo: DataRepo
+    server_database: None, settings: Settings, engine: sa.Engine, data_repo: DataRepo
 ) -> None:
     import ray
 

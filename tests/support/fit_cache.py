@@ -14,17 +14,24 @@ the fit is looked up. The first test to need a model fits it for real, in the
 zygote, and stores what the child returned. Calls from other threads (the app's job executor)
 and rebuilds always run for real. ``tests/lineage/test_fit_cache.py`` trains the fixtures' specs
 for real and compares them with the cached ones; rebuilds of fixture models compare their bytes.
+
+When the suite runs in several processes (pytest-xdist), they share one store on disk
+(``share``): the first process to need a fit takes its file's lock, fits and writes it, and the
+others wait for that lock and read what it wrote, so each distinct model is fitted once per run.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import pickle
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from lineage.environment import capture_environment
@@ -69,11 +76,17 @@ class FitCache:
         self._fits: dict[str, bytes] = {}
         self._lock = threading.Lock()
         self._reusing: Counter[int] = Counter()  # thread -> blocks it is inside
+        self._shared: Path | None = None  # the store the suite's processes share, if any
         self.fitted = 0  # fits run for real and stored
         self.reused = 0  # fits answered from the store
 
     def __len__(self) -> int:
         return len(self._fits)
+
+    def share(self, directory: Path) -> None:
+        """Keep fits in ``directory`` too, for the suite's other processes."""
+        directory.mkdir(parents=True, exist_ok=True)
+        self._shared = directory
 
     @contextmanager
     def reuse(self) -> Iterator[FitCache]:
@@ -103,17 +116,36 @@ class FitCache:
         key = fit_key(recorded_env, resolved, content, fmt)
         stored = self._fits.get(key)
         if stored is None:
-            trained = self._real(task, recorded_env, args, **kw)
-            assert isinstance(trained, Trained)
-            stored = pickle.dumps(trained, protocol=5)
+            stored = self._fit(key, lambda: self._real(task, recorded_env, args, **kw))
             self._fits[key] = stored
-            self.fitted += 1
         else:
             self.reused += 1
         # A copy for each caller: nothing a test does to its outcome reaches the next test.
-        # Pickled a moment ago, in this process, from what the zygote's child returned.
+        # Pickled in this test run, by this process or another of the suite's, from what the
+        # zygote's child returned.
         copy: Trained = pickle.loads(stored)
         return copy
+
+    def _fit(self, key: str, fit: Callable[[], Any]) -> bytes:
+        """Fit for real, or read the fit another of the suite's processes made."""
+        if self._shared is None:
+            return self._pickled(fit())
+        path = self._shared / f"{key}.pickle"
+        with open(self._shared / f"{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # held while fitting: the others wait, then read
+            if path.exists():
+                self.reused += 1
+                return path.read_bytes()
+            stored = self._pickled(fit())
+            partial = path.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_bytes(stored)
+            partial.replace(path)
+            return stored
+
+    def _pickled(self, trained: Any) -> bytes:
+        assert isinstance(trained, Trained)
+        self.fitted += 1
+        return pickle.dumps(trained, protocol=5)
 
 
 FIT_CACHE = FitCache(ZYGOTE)
