@@ -69,7 +69,7 @@ def govern_body(row: dict[str, Any], i: int) -> bytes:
 
 
 def mlserver_body(row: dict[str, Any]) -> bytes:
-    inputs = []
+    inputs: list[dict[str, Any]] = []
     for name in FEATURES:
         value = row[name]
         if name in NUMERIC:

@@ -10,7 +10,13 @@ from core.errors import Conflict, InvalidInput, NotFound
 from lineage import registry
 from lineage.models import Stage
 from serving.models import Endpoint, EndpointConfig
-from serving.schemas import ConfigChange, EndpointConfigIn, EndpointPublic
+from serving.schemas import (
+    ConfigChange,
+    EndpointConfigDocument,
+    EndpointConfigIn,
+    EndpointPublic,
+    Target,
+)
 
 
 def endpoint_row(session: Session, name: str) -> Endpoint:
@@ -20,7 +26,7 @@ def endpoint_row(session: Session, name: str) -> Endpoint:
     return found
 
 
-def current_config(session: Session, name: str) -> dict[str, Any]:
+def current_config(session: Session, name: str) -> EndpointConfigDocument:
     endpoint = endpoint_row(session, name)
     latest = session.exec(
         select(EndpointConfig)
@@ -29,7 +35,7 @@ def current_config(session: Session, name: str) -> dict[str, Any]:
         .limit(1)
     ).first()
     assert latest is not None
-    return latest.config
+    return EndpointConfigDocument.of(latest.config)
 
 
 def list_endpoints(session: Session) -> list[str]:
@@ -47,7 +53,7 @@ def put_endpoint(
         session.add(endpoint)
         session.flush()
     assert endpoint.id is not None
-    session.add(EndpointConfig(endpoint_id=endpoint.id, config=config, created_by=actor))
+    session.add(EndpointConfig(endpoint_id=endpoint.id, config=config.stored(), created_by=actor))
     session.flush()
     return endpoint
 
@@ -76,7 +82,7 @@ def endpoint_public(session: Session, name: str) -> EndpointPublic:
     )
 
 
-def _check_targets(session: Session, config: dict[str, Any]) -> None:
+def _check_targets(session: Session, config: EndpointConfigDocument) -> None:
     """Every route and shadow names a registered version (else 422), and may serve (else 409):
 
     - every route, the canary and A/B arms included, points at a version whose promotion gate
@@ -85,13 +91,15 @@ def _check_targets(session: Session, config: dict[str, Any]) -> None:
       version in production;
     - a shadow (scored, never answered) may point at any version that is not archived.
     """
-    missing, refused = [], []
-    for group in ("routes", "shadows"):
-        for i, target in enumerate(config[group]):
-            where, named = f"{group}.{i}", f"{target['model']} v{target['version']}"
+    missing: list[dict[str, str]] = []
+    refused: list[dict[str, Any]] = []
+    groups: dict[str, list[Target]] = {"routes": [*config.routes], "shadows": [*config.shadows]}
+    for group, targets in groups.items():
+        for i, target in enumerate(targets):
+            where, named = f"{group}.{i}", f"{target.model} v{target.version}"
             try:
                 _model, version = registry.get_version(
-                    session=session, name=target["model"], version=target["version"]
+                    session=session, name=target.model, version=target.version
                 )
             except NotFound as exc:
                 missing.append({"field": where, "message": exc.message})
@@ -102,8 +110,8 @@ def _check_targets(session: Session, config: dict[str, Any]) -> None:
                 refused.append(
                     {
                         "field": where,
-                        "model": target["model"],
-                        "version": target["version"],
+                        "model": target.model,
+                        "version": target.version,
                         "stage": stage.value,
                         "rule": rule,
                         "message": f"{named}: {rule}",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -20,7 +19,7 @@ from core.errors import Conflict, InvalidInput, NotFound
 from lineage import registry
 from serving.models import DecisionRecord, Endpoint, EndpointConfig
 from serving.payload import DecisionPayload
-from serving.schemas import DecisionRecordPublic, ModelRef
+from serving.schemas import DecisionRecordPublic, EndpointConfigDocument, ModelRef
 from serving.state import Serving
 
 PRIVILEGED = {Role.admin, Role.compliance}
@@ -66,18 +65,17 @@ def endpoint_public_context(
     per-process cache when ``serving`` is given, else in one query."""
     if serving is not None:
         try:
-            config: Mapping[str, Any] | None = serving.config_for(endpoint)
+            return frozenset(serving.config_for(endpoint).public_context)
         except NotFound:
-            config = None
-    else:
-        config = session.exec(
-            select(EndpointConfig.config)
-            .join(Endpoint, col(Endpoint.id) == EndpointConfig.endpoint_id)
-            .where(Endpoint.name == endpoint)
-            .order_by(col(EndpointConfig.id).desc())
-            .limit(1)
-        ).first()
-    return frozenset((config or {}).get("public_context") or [])
+            return frozenset()
+    stored = session.exec(
+        select(EndpointConfig.config)
+        .join(Endpoint, col(Endpoint.id) == EndpointConfig.endpoint_id)
+        .where(Endpoint.name == endpoint)
+        .order_by(col(EndpointConfig.id).desc())
+        .limit(1)
+    ).first()
+    return frozenset(EndpointConfigDocument.of(stored).public_context if stored else ())
 
 
 def visible_context(

@@ -80,11 +80,11 @@ async def _decide(
     await serving.commit(payloads)
     for item in planned:
         metrics.DECISIONS.labels(
-            endpoint, item.model.name, str(item.model.version), item.route["name"]
+            endpoint, item.model.name, str(item.model.version), item.route.name
         ).inc()
         if item.outlier is not None and item.outlier.is_outlier:
             metrics.OUTLIERS.labels(endpoint, item.model.name, str(item.model.version)).inc()
-    shadows = serving.config_for(endpoint).get("shadows") or []
+    shadows = serving.config_for(endpoint).shadows
     if shadows:
         serving.shadow_pool.submit(run_shadows, serving, shadows, planned, payloads)
     answers = [_answer(item, payload) for item, payload in zip(planned, payloads, strict=True)]
@@ -99,7 +99,7 @@ def _payload(
         endpoint=endpoint,
         key_id=principal.key_id,
         model=ScoredBy(name=model.name, version=model.version, sha256=model.sha256),
-        route=item.route["name"],
+        route=item.route.name,
         subject_id=item.instance.subject_id,
         features=item.instance.features,
         context=item.instance.context,
@@ -116,7 +116,7 @@ def _answer(item: Planned, payload: DecisionPayload) -> DecisionOut:
         decision_id=payload.decision_id,
         endpoint=payload.endpoint,
         model=ModelRef(name=model.name, version=model.version, sha256=model.sha256),
-        route=item.route["name"],
+        route=item.route.name,
         label=item.label,
         score=item.score,
         created_at=payload.created_at,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Sequence
-from typing import Any
+
+from serving.schemas import EndpointConfigDocument, RouteConfig
 
 
 def subject_point(endpoint: str, subject_id: str) -> float:
@@ -14,12 +15,12 @@ def subject_point(endpoint: str, subject_id: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def pick(routes: Sequence[dict[str, Any]], point: float) -> dict[str, Any]:
-    total = sum(float(r["weight"]) for r in routes)
+def pick(routes: Sequence[RouteConfig], point: float) -> RouteConfig:
+    total = sum(float(r.weight) for r in routes)
     threshold = point * total
     running = 0.0
     for route in routes:
-        running += float(route["weight"])
+        running += float(route.weight)
         if threshold < running:
             return route
     return routes[-1]
@@ -27,13 +28,13 @@ def pick(routes: Sequence[dict[str, Any]], point: float) -> dict[str, Any]:
 
 def choose_route(
     endpoint: str,
-    config: dict[str, Any],
+    config: EndpointConfigDocument,
     subject_id: str | None,
     rng: random.Random,
-) -> dict[str, Any]:
-    routes = config["routes"]
+) -> RouteConfig:
+    routes = config.routes
     if len(routes) == 1:
-        return dict(routes[0])
-    if config.get("sticky") and subject_id:
-        return dict(pick(routes, subject_point(endpoint, subject_id)))
-    return dict(pick(routes, rng.random()))
+        return routes[0]
+    if config.sticky and subject_id:
+        return pick(routes, subject_point(endpoint, subject_id))
+    return pick(routes, rng.random())

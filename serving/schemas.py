@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self
 
@@ -53,41 +54,70 @@ class EndpointConfigIn(BaseModel):
         # The models' protected attributes are filtered out when a decision is read.
         return check_public_context(value, [])
 
-    def resolved(self) -> dict[str, Any]:
+    def resolved(self) -> EndpointConfigDocument:
+        """The configuration as stored and served: every route named."""
         routes = []
         for i, route in enumerate(self.routes):
             default = "live" if i == 0 else ("canary" if len(self.routes) == 2 else f"canary-{i}")
-            routes.append({**route.model_dump(), "name": route.name or default})
-        return {
-            "routes": routes,
-            "shadows": [s.model_dump() for s in self.shadows],
-            "sticky": self.sticky,
-            "public_context": list(self.public_context),
-        }
+            routes.append(RouteConfig(**{**route.model_dump(), "name": route.name or default}))
+        return EndpointConfigDocument(
+            routes=routes,
+            shadows=[ShadowConfig(**s.model_dump()) for s in self.shadows],
+            sticky=self.sticky,
+            public_context=list(self.public_context),
+        )
 
 
-class RouteConfig(Body):
-    """A route as stored: its name resolved (``EndpointConfigIn.resolved``)."""
+class Target(Body):
+    """A model version an endpoint sends traffic to."""
+
+    model_config = ConfigDict(frozen=True)
 
     model: str
     version: int
+
+
+class RouteConfig(Target):
+    """A route as stored and served: its name resolved (``EndpointConfigIn.resolved``)."""
+
     weight: Number
     name: str
 
 
-class ShadowConfig(Body):
-    model: str
-    version: int
+class ShadowConfig(Target):
+    """A shadow: scored on the endpoint's traffic, logged, never answered."""
 
 
 class EndpointConfigDocument(Body):
-    """An endpoint's configuration as stored. A key a configuration written before it existed
-    lacks has a default and is shown only when stored."""
+    """An endpoint's configuration as stored, and as the serving path reads it: validated once
+    when loaded (``of``), never read as a dict. A key a configuration written before it existed
+    lacks has a default, and is shown only when stored."""
+
+    model_config = ConfigDict(frozen=True)
 
     routes: list[RouteConfig]
     shadows: list[ShadowConfig] = []
     sticky: bool = False
     public_context: list[str] = []
+
+    @classmethod
+    def of(cls, stored: Mapping[str, Any]) -> EndpointConfigDocument:
+        """A stored configuration (the JSON column), typed."""
+        return cls.model_validate(stored)
+
+    @property
+    def live(self) -> RouteConfig:
+        """The first route: the one that takes the traffic no other route does."""
+        return self.routes[0]
+
+    def targets(self) -> list[tuple[str, int]]:
+        """Every (model, version) the endpoint routes or shadows to, in that order."""
+        targets: list[Target] = [*self.routes, *self.shadows]
+        return [(t.model, t.version) for t in targets]
+
+    def stored(self) -> dict[str, Any]:
+        """The document for the JSON column."""
+        return self.model_dump(mode="json")
 
 
 class ConfigChange(BaseModel):

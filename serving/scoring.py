@@ -15,7 +15,7 @@ from serving import metrics
 from serving.model_cache import LoadedModel
 from serving.payload import Outlier
 from serving.routing import choose_route
-from serving.schemas import Instance, PredictRequest
+from serving.schemas import Instance, PredictRequest, RouteConfig
 from serving.state import Serving
 from serving.validation import (
     canonical_context,
@@ -34,7 +34,7 @@ class Planned:
     """One instance, the route and model chosen for it, and once scored, the model's answer."""
 
     instance: Instance
-    route: dict[str, Any]
+    route: RouteConfig
     model: LoadedModel
     score: float = 0.0
     label: Any = None
@@ -61,7 +61,7 @@ def _routed(serving: Serving, endpoint: str, request: PredictRequest) -> list[Pl
     many = request.instances is not None
     for i, instance in enumerate(request.as_instances()):
         route = choose_route(endpoint, config, instance.subject_id, serving.rng)
-        model = serving.model(route["model"], route["version"])
+        model = serving.model(route.model, route.version)
         prefix = f"instances.{i}." if many else ""
         protected = model.input_schema.protected
         problems += check_features(model.input_schema, instance.features, f"{prefix}features")
@@ -77,7 +77,7 @@ def _score(serving: Serving, planned: list[Planned]) -> None:
     """Score in one call per model and route, not one per instance."""
     by_model: dict[str, list[Planned]] = {}
     for item in planned:
-        by_model.setdefault(item.model.sha256 + item.route["name"], []).append(item)
+        by_model.setdefault(item.model.sha256 + item.route.name, []).append(item)
     for items in by_model.values():
         model = items[0].model
         rows = [it.instance.features for it in items]

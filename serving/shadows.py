@@ -7,10 +7,10 @@ Each shadow decision is linked to the live decision it shadows, so the two can b
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from serving import metrics
 from serving.payload import DecisionPayload, Outlier, ScoredBy
+from serving.schemas import ShadowConfig
 from serving.scoring import Planned
 from serving.state import Serving
 from serving.validation import check_features
@@ -20,7 +20,7 @@ log = logging.getLogger("govern.serving")
 
 def run_shadows(
     serving: Serving,
-    shadows: list[dict[str, Any]],
+    shadows: list[ShadowConfig],
     planned: list[Planned],
     live: list[DecisionPayload],
 ) -> None:
@@ -38,11 +38,11 @@ def run_shadows(
 
 def _shadow_decisions(
     serving: Serving,
-    shadow: dict[str, Any],
+    shadow: ShadowConfig,
     planned: list[Planned],
     live: list[DecisionPayload],
 ) -> list[DecisionPayload]:
-    model = serving.model(shadow["model"], shadow["version"])
+    model = serving.model(shadow.model, shadow.version)
     usable = [
         (item, parent)
         for item, parent in zip(planned, live, strict=True)

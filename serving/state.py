@@ -11,7 +11,6 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
@@ -26,6 +25,7 @@ from serving.decision_log import DecisionLog
 from serving.endpoints import current_config, list_endpoints
 from serving.model_cache import LoadedModel, ModelCache
 from serving.payload import DecisionPayload
+from serving.schemas import EndpointConfigDocument
 
 log = logging.getLogger("govern.serving")
 
@@ -49,7 +49,7 @@ class Serving:
         )
     )
     rng: random.Random = field(default_factory=random.SystemRandom)
-    _configs: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    _configs: dict[str, tuple[float, EndpointConfigDocument]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -78,14 +78,9 @@ class Serving:
         except Exception as exc:
             log.warning("models not preloaded: %s", exc)
             return 0
-        targets = sorted(
-            {
-                (target["model"], int(target["version"]))
-                for config in configs
-                for group in ("routes", "shadows")
-                for target in config.get(group) or []
-            }
-        )[: self.settings.model_cache_size]
+        targets = sorted({target for config in configs for target in config.targets()})[
+            : self.settings.model_cache_size
+        ]
         loaded = 0
         for name, version in targets:
             try:
@@ -103,7 +98,7 @@ class Serving:
         with self._lock:
             self._configs.pop(endpoint, None)
 
-    def config_for(self, endpoint: str) -> dict[str, Any]:
+    def config_for(self, endpoint: str) -> EndpointConfigDocument:
         now = time.monotonic()
         with self._lock:
             cached = self._configs.get(endpoint)

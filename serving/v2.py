@@ -175,12 +175,11 @@ def ready() -> Ready:
 def metadata(name: Name, request: Request, _principal: Predictor) -> ModelMetadata:
     serving: Serving = request.app.state.serving
     config = serving.config_for(name)
-    route = config["routes"][0]
-    model = serving.model(route["model"], route["version"])
+    model = serving.model(config.live.model, config.live.version)
     label_type = "INT64" if all(isinstance(c, int) for c in model.input_schema.classes) else "BYTES"
     return ModelMetadata(
         name=name,
-        versions=[f"{r['model']}:{r['version']}" for r in config["routes"]],
+        versions=[f"{r.model}:{r.version}" for r in config.routes],
         platform="govern-sklearn",
         inputs=[
             MetadataTensor(name=f.name, datatype=_datatype(f), shape=[-1])
@@ -202,8 +201,8 @@ def metadata(name: Name, request: Request, _principal: Predictor) -> ModelMetada
 def model_ready(name: Name, request: Request, _principal: Predictor) -> ModelReady:
     serving: Serving = request.app.state.serving
     config = serving.config_for(name)
-    for route in config["routes"]:
-        serving.model(route["model"], route["version"])
+    for route in config.routes:
+        serving.model(route.model, route.version)
     return ModelReady(name=name, ready=True)
 
 

@@ -28,6 +28,7 @@ from lineage.input_schema import InputSchema, ProtectedEntry
 from lineage.models import ModelVersion
 from serving.endpoints import endpoint_row
 from serving.models import Endpoint, EndpointConfig
+from serving.schemas import EndpointConfigDocument
 
 MAX_ATTRIBUTES = 3
 DEFAULT_REPORTING_THRESHOLD: int = Settings.model_fields["min_cell_size"].default
@@ -75,9 +76,7 @@ def versions_in_scope(
     configs = session.exec(
         select(EndpointConfig.config).where(EndpointConfig.endpoint_id == endpoint.id)
     ).all()
-    targets = sorted(
-        {(t["model"], int(t["version"])) for c in configs for t in c["routes"] + c["shadows"]}
-    )
+    targets = sorted({t for c in configs for t in EndpointConfigDocument.of(c).targets()})
     scoped = []
     for name, number in targets:
         _m, found = registry.get_version(session=session, name=name, version=number)

@@ -19,6 +19,7 @@ from core.audit.models import AccessRecord
 from lineage import registry
 from lineage.models import ModelVersion, Rebuild, RegisteredModel, Stage
 from serving.models import DecisionRecord, Endpoint, EndpointConfig
+from serving.schemas import EndpointConfigDocument
 
 DECISIONS: sa.Table = DecisionRecord.__table__  # type: ignore[attr-defined]
 STATUSES = ("in_use", "in_development", "retired")
@@ -37,11 +38,12 @@ def serving_intervals(session: Session) -> dict[tuple[str, int], list[dict[str, 
     for endpoint_id, configs in by_endpoint.items():
         for i, config in enumerate(configs):
             until = configs[i + 1].created_at if i + 1 < len(configs) else None
-            targets = [
-                (t, t.get("name") or "live", t.get("weight")) for t in config.config["routes"]
-            ] + [(t, "shadow", None) for t in config.config.get("shadows") or []]
-            for target, route, weight in targets:
-                intervals[(target["model"], int(target["version"]))].append(
+            document = EndpointConfigDocument.of(config.config)
+            targets = [(t.model, t.version, t.name, t.weight) for t in document.routes] + [
+                (t.model, t.version, "shadow", None) for t in document.shadows
+            ]
+            for model, version, route, weight in targets:
+                intervals[(model, version)].append(
                     {
                         "endpoint": names[endpoint_id],
                         "route": route,
