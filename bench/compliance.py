@@ -29,8 +29,8 @@ from fastapi.testclient import TestClient
 
 from bench.backends import add_backend_options, each_backend, print_results
 from bench.drift import inputs
-from bench.explain import _pct
 from bench.fairness import START, seed
+from bench.serving import _pct
 from core.auth import service as auth_service
 from core.auth.models import Role
 from core.config import Settings

@@ -37,7 +37,7 @@ from governance.app import create_app
 from governance.demo import run_demo
 from lineage import registry
 from lineage.artifacts import ArtifactStore
-from lineage.input_schema import to_frame
+from lineage.input_schema import InputSchema, to_frame
 from serving.models import DecisionRecord
 
 
@@ -71,7 +71,7 @@ def direct_shap(settings: Settings, model: dict[str, Any]) -> Any:
         _m, version = registry.get_version(
             session=session, name=model["name"], version=model["version"]
         )
-        schema = version.input_schema
+        schema = InputSchema.from_document(version.input_schema)
     engine.dispose()
     import shap
 

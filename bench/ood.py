@@ -42,7 +42,7 @@ from core.config import Settings
 from core.db import make_engine, session_factory, transaction
 from lineage import registry
 from lineage.artifacts import ArtifactStore
-from lineage.input_schema import positive_proba, to_frame
+from lineage.input_schema import InputSchema, positive_proba, to_frame
 from lineage.outliers import detector_of
 
 
@@ -119,7 +119,8 @@ def in_process(settings: Settings, rows: list[dict[str, Any]], repeats: int) -> 
     engine = make_engine(settings)
     with transaction(session_factory(engine)) as session:
         _m, version = registry.get_version(session=session, name="credit", version=1)
-        schema, lineage = version.input_schema, version.lineage
+        schema = InputSchema.from_document(version.input_schema)
+        lineage = version.lineage
         pipeline = ArtifactStore(settings.artifacts).load_model(version.artifact_sha256)
     engine.dispose()
     detector = detector_of(lineage)

@@ -44,7 +44,7 @@ from core.db import make_engine, session_factory, transaction
 from governance.demo import run_demo
 from lineage import registry
 from lineage.artifacts import ArtifactStore
-from lineage.input_schema import positive_proba, to_frame
+from lineage.input_schema import InputSchema, positive_proba, to_frame
 from lineage.synthetic import FEATURES, NUMERIC, applicant_features, generate_loans
 
 MLSERVER = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1"]
@@ -320,7 +320,7 @@ def bare_sklearn(settings: Settings, rows: list[dict[str, Any]], seconds: float)
     engine = make_engine(settings)
     with transaction(session_factory(engine)) as session:
         _m, version = registry.get_version(session=session, name="credit", version=1)
-        schema = version.input_schema
+        schema = InputSchema.from_document(version.input_schema)
         pipeline = ArtifactStore(settings.artifacts).load_model(version.artifact_sha256)
     engine.dispose()
     for row in rows[:50]:

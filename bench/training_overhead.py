@@ -21,7 +21,7 @@ from core.config import Settings
 from core.db import make_engine, session_factory, transaction
 from lineage import service
 from lineage.dvc_repo import commit_data, init_data_repo
-from lineage.input_schema import build_input_schema, frame_from_table
+from lineage.input_schema import InputSchema, build_input_schema, frame_from_table
 from lineage.pipeline import build_pipeline
 from lineage.runner import execute_run
 from lineage.spec import parse_spec
@@ -53,7 +53,8 @@ def main() -> None:
             started = time.perf_counter()
             y, classes = binary_target(spec, frame)
             train_idx, _ = split_frame(spec, frame, y)
-            schema = build_input_schema(spec, frame.iloc[train_idx], classes)
+            document = build_input_schema(spec, frame.iloc[train_idx], classes)
+            schema = InputSchema.from_document(document)
             x = frame_from_table(schema, frame.iloc[train_idx][spec.feature_names])
             build_pipeline(spec).fit(x, y[train_idx])
             return time.perf_counter() - started

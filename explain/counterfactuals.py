@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,7 +61,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from explain.context import ModelContext
-from lineage.input_schema import FeatureEntry, InputSchema, input_schema_of, to_frame
+from lineage.input_schema import FeatureEntry, InputSchema, to_frame
 from lineage.spec import category_text
 
 SAMPLES = 1000
@@ -194,14 +193,13 @@ class Linear:
 
 
 def linear_constraints(
-    schema: InputSchema | Mapping[str, Any], features: dict[str, Any]
+    schema: InputSchema, features: dict[str, Any]
 ) -> tuple[list[Linear], list[dict[str, str]]]:
     """The schema's linear constraints this search enforces, and those it does not, with why."""
-    typed = input_schema_of(schema)
-    numeric = {f.name for f in typed.features if f.numeric}
+    numeric = {f.name for f in schema.features if f.numeric}
     enforced: list[Linear] = []
     skipped: list[dict[str, str]] = []
-    for entry in typed.constraints or []:
+    for entry in schema.constraints or []:
         left, op, right = entry.left, entry.op, entry.right
         text = f"{left} {op} {right}"
         if left not in numeric or right not in numeric:

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from lineage.input_schema import FeatureEntry, InputSchema, category_key, input_schema_of
+from lineage.input_schema import FeatureEntry, InputSchema, category_key
 
 MAX_REASONS = 4
 
@@ -40,7 +40,7 @@ def reason_text(feature: FeatureEntry, value: Any) -> str:
 
 
 def adverse_action_reasons(
-    schema: InputSchema | Mapping[str, Any],
+    schema: InputSchema,
     attributions: dict[str, Any],
     label: Any,
     favourable: Any,
@@ -55,9 +55,8 @@ def adverse_action_reasons(
         }
     # A positive attribution pushes towards the positive class. When the favourable class is the
     # negative one, the signs turn.
-    typed = input_schema_of(schema)
-    sign = -1.0 if str(favourable) == str(typed.positive_class) else 1.0
-    described = typed.by_name
+    sign = -1.0 if str(favourable) == str(schema.positive_class) else 1.0
+    described = schema.by_name
     against = sorted(
         (
             (sign * float(value), name)

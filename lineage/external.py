@@ -21,7 +21,7 @@ from lineage import service
 from lineage.artifacts import ArtifactStore
 from lineage.data_sources import DataPolicy
 from lineage.datasets import check_columns
-from lineage.input_schema import build_input_schema, frame_from_table
+from lineage.input_schema import InputSchema, build_input_schema, frame_from_table
 from lineage.models import DatasetVersion, ModelVersion, RegisteredModel
 from lineage.outliers import fit_detector
 from lineage.registration import (
@@ -200,7 +200,7 @@ def _positive_index(pipeline: Any, classes: list[Any]) -> int:
 
 
 def _evaluate(
-    spec: TrainingSpec, pipeline: Any, frame: Any, y: Any, schema: dict[str, Any]
+    spec: TrainingSpec, pipeline: Any, frame: Any, y: Any, schema: InputSchema
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The model's metrics on every row of the data version, overall and by group; a model that
     cannot score the declared features, or some row, is refused."""
@@ -290,8 +290,9 @@ def register_external(
 
     spec = service.spec_like(reg, name).model_copy(update={"public_context": reg.public_context})
     y, classes = binary_target(spec, frame)
-    schema = build_input_schema(spec, frame, classes)
-    schema["positive_index"] = _positive_index(pipeline, classes)
+    document = build_input_schema(spec, frame, classes)
+    document["positive_index"] = _positive_index(pipeline, classes)
+    schema = InputSchema.from_document(document)
     all_rows, by_group = _evaluate(spec, pipeline, frame, y, schema)
     metrics = {"all_rows": all_rows, "note": "scored by govern on every row of the data version"}
     gate = _gate(reg, spec, all_rows)
@@ -310,7 +311,7 @@ def register_external(
         version=NewVersion(
             artifact=stored,
             estimator_class=estimator_class,
-            input_schema=schema,
+            input_schema=document,
             metrics=metrics,
             lineage=_lineage(reg, spec, dataset, estimator_class, metrics, evaluated),
             timing=Timing(reg.started_at, reg.finished_at),

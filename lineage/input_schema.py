@@ -260,14 +260,6 @@ def _validated(cls: type[_T], document: Any, where: str) -> _T:
         ) from None
 
 
-def input_schema_of(schema: InputSchema | Mapping[str, Any]) -> InputSchema:
-    """The one coercion, for the pure functions a test or a benchmark still calls with a stored
-    document (a mapping): the application passes ``InputSchema`` everywhere."""
-    if isinstance(schema, InputSchema):
-        return schema
-    return InputSchema.from_document(schema)
-
-
 def _categories(feature: DeclaredFeature, column: pd.Series) -> list[Any]:
     if feature.categories:
         return sorted(feature.categories, key=category_order)
@@ -377,16 +369,14 @@ def feature_label(feature: FeatureEntry | None, value: Any) -> str:
     return _value_text(None, value) if feature is None else feature.value_label(value)
 
 
-def to_frame(
-    schema: InputSchema | Mapping[str, Any], records: Iterable[Mapping[str, Any]]
-) -> pd.DataFrame:
+def to_frame(schema: InputSchema, records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """Rows -> the DataFrame the Pipeline was fitted on: numeric as float, categories as their
     text (``category_key``), a missing value (None, or absent) as NaN."""
     import pandas as pd  # here, not at import: the CLI lists models without pandas
 
     rows = list(records)
     data: dict[str, Any] = {}
-    for feature in input_schema_of(schema).features:
+    for feature in schema.features:
         name = feature.name
         values = [row.get(name) for row in rows]
         if feature.numeric:
@@ -406,19 +396,17 @@ def to_frame(
     return pd.DataFrame(data)
 
 
-def positive_proba(
-    pipeline: Any, frame: pd.DataFrame, schema: InputSchema | Mapping[str, Any]
-) -> Any:
+def positive_proba(pipeline: Any, frame: pd.DataFrame, schema: InputSchema) -> Any:
     """P(positive class) for each row, whatever order the estimator keeps its classes in."""
-    return pipeline.predict_proba(frame)[:, input_schema_of(schema).positive_index]
+    return pipeline.predict_proba(frame)[:, schema.positive_index]
 
 
-def frame_from_table(schema: InputSchema | Mapping[str, Any], table: pd.DataFrame) -> pd.DataFrame:
+def frame_from_table(schema: InputSchema, table: pd.DataFrame) -> pd.DataFrame:
     """The column-wise equivalent of ``to_frame`` for a whole table (training, evaluation)."""
     import pandas as pd  # here, not at import: the CLI lists models without pandas
 
     data: dict[str, Any] = {}
-    for feature in input_schema_of(schema).features:
+    for feature in schema.features:
         column = table[feature.name]
         if feature.numeric:
             data[feature.name] = pd.to_numeric(column, errors="raise").astype("float64").to_numpy()

@@ -20,7 +20,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from sklearn.covariance import LedoitWolf
 
-from lineage.input_schema import InputSchema, category_key, input_schema_of
+from lineage.input_schema import InputSchema, category_key
 
 METHOD = "mahalanobis-ledoit-wolf"
 DEFAULT_QUANTILE = 0.995
@@ -135,13 +135,13 @@ class Detector:
 
 
 def fit_detector(
-    schema: InputSchema | Mapping[str, Any],
+    schema: InputSchema,
     train: pd.DataFrame,
     validation: pd.DataFrame | None = None,
     quantile: float = DEFAULT_QUANTILE,
 ) -> dict[str, Any]:
     """Fit on the training rows; report how often training and validation rows are flagged."""
-    encoding = _encoding(input_schema_of(schema), train)
+    encoding = _encoding(schema, train)
     names = [f["name"] for f in encoding]
     matrix = encode(encoding, frame_columns(train, names))
     covariance = LedoitWolf().fit(matrix)

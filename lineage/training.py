@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,6 @@ from lineage.input_schema import (
     build_input_schema,
     category_key,
     frame_from_table,
-    input_schema_of,
     positive_proba,
     same_class,
 )
@@ -168,14 +167,13 @@ def evaluate(
     pipeline: Pipeline,
     frame: pd.DataFrame,
     y: NDArray[Any],
-    schema: InputSchema | Mapping[str, Any],
+    schema: InputSchema,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    typed = input_schema_of(schema)
-    X = frame_from_table(typed, frame[spec.feature_names])
-    proba = positive_proba(pipeline, X, typed)
-    predicted = typed.positive(proba).astype(int)
+    X = frame_from_table(schema, frame[spec.feature_names])
+    proba = positive_proba(pipeline, X, schema)
+    predicted = schema.positive(proba).astype(int)
     metrics = _scores(y, proba, predicted)
-    favourable_is_positive = same_class(typed.positive_class, spec.favourable_class)
+    favourable_is_positive = same_class(schema.positive_class, spec.favourable_class)
     fav_pred = predicted if favourable_is_positive else 1 - predicted
     fav_true = y if favourable_is_positive else 1 - y
     metrics.update(_fairness_rates(y, fav_pred, fav_true))
@@ -195,7 +193,7 @@ def proxies_for(
     spec: TrainingSpec,
     pipeline: Any,
     frame: pd.DataFrame,
-    schema: InputSchema | Mapping[str, Any],
+    schema: InputSchema,
     seed: int,
 ) -> dict[str, Any] | None:
     """How well each feature, and the model's score, predicts each protected attribute on
@@ -262,7 +260,10 @@ def train(spec: TrainingSpec, frame: pd.DataFrame, progress: Progress = _quiet) 
             details=[{"field": "validation", "message": str(exc)}],
         ) from None
     document = build_input_schema(spec, frame.iloc[train_idx], classes)
-    X_train = frame_from_table(document, frame.iloc[train_idx][spec.feature_names])
+    # Typed for the columns the fit sees; typed again below, with the fit's missing-value policy.
+    X_train = frame_from_table(
+        InputSchema.from_document(document), frame.iloc[train_idx][spec.feature_names]
+    )
 
     progress(0.40, "fitting")
     pipeline = build_pipeline(spec)

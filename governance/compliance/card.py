@@ -41,7 +41,7 @@ from explain.fairness import service as fairness_service
 from governance.compliance.dossier import decision_words, threshold_rule
 from governance.compliance.inventory import last_rebuild
 from lineage import registry
-from lineage.input_schema import FeatureEntry, InputSchema, input_schema_of
+from lineage.input_schema import FeatureEntry, InputSchema
 from lineage.models import ModelVersion, RegisteredModel
 from serving.models import DecisionRecord
 
@@ -157,13 +157,9 @@ def _fill_text(value: Any) -> str:
     return f'"{value}"'
 
 
-def missing_value_policy(feature: FeatureEntry | Mapping[str, Any]) -> str | None:
+def missing_value_policy(feature: FeatureEntry) -> str | None:
     """In words: how many training rows lacked the feature, whether predict accepts null, and
     what the fitted model puts in its place. None when nothing was recorded."""
-    if not isinstance(feature, FeatureEntry):
-        # The stored keys, from a caller not yet typed (issue 18, phase 2 removes this): only
-        # the missing-value ones are read, so a name and a type are not needed.
-        feature = FeatureEntry.model_validate({"name": "", "type": "numeric", **feature})
     if not feature.missing_recorded:
         return None
     parts = []
@@ -200,17 +196,16 @@ def _features(schema: InputSchema) -> list[dict[str, Any]]:
     ]
 
 
-def decision_rule(schema: InputSchema | Mapping[str, Any]) -> dict[str, Any]:
-    typed = input_schema_of(schema)
-    rule = threshold_rule(typed)
-    positive = typed.positive_class
-    target = typed.target or "the target"
+def decision_rule(schema: InputSchema) -> dict[str, Any]:
+    rule = threshold_rule(schema)
+    positive = schema.positive_class
+    target = schema.target or "the target"
     return {
         "threshold": rule["threshold"],
         "rule": rule["rule"],
         "positive_class": positive,
-        "favourable_class": typed.favourable,
-        "decision_words": decision_words(typed),
+        "favourable_class": schema.favourable,
+        "decision_words": decision_words(schema),
         "text": f"{rule['rule']}; the score is the model's probability that {target} = {positive}",
     }
 

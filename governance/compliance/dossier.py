@@ -39,7 +39,7 @@ from explain.fairness import service as fairness_service
 from explain.models import Explanation
 from governance.compliance.inventory import last_rebuild
 from lineage import registry
-from lineage.input_schema import InputSchema, feature_label, input_schema_of
+from lineage.input_schema import InputSchema, feature_label
 from serving import lookups
 from serving.decision_log import CHAIN
 from serving.models import DecisionOutcome, DecisionRecord
@@ -113,9 +113,9 @@ FAIRNESS_FIELDS = (
 # The decision in words: pure functions of the schema and the logged values ---------------------
 
 
-def decision_words(schema: InputSchema | Mapping[str, Any]) -> dict[str, str]:
+def decision_words(schema: InputSchema) -> dict[str, str]:
     """The words for the two classes: the favourable one and the other."""
-    named = input_schema_of(schema).decision_words or {}
+    named = schema.decision_words or {}
     words = {k: str(named.get(k) or default) for k, default in DECISION_WORDS.items()}
     return {**words, "source": "spec" if named else "default"}
 
@@ -138,18 +138,15 @@ def rounded_pair(
     return repr(float(value)), repr(float(threshold))
 
 
-def is_favourable(schema: InputSchema | Mapping[str, Any], label: Any) -> bool | None:
-    return input_schema_of(schema).is_favourable(label)
+def is_favourable(schema: InputSchema, label: Any) -> bool | None:
+    return schema.is_favourable(label)
 
 
-def threshold_rule(
-    schema: InputSchema | Mapping[str, Any], score: float | None = None
-) -> dict[str, Any]:
+def threshold_rule(schema: InputSchema, score: float | None = None) -> dict[str, Any]:
     """How the score becomes a decision: the positive class at or above the threshold."""
-    typed = input_schema_of(schema)
-    threshold = typed.threshold
-    words = decision_words(typed)
-    favourable_is_positive = typed.is_favourable(typed.positive_class) is not False
+    threshold = schema.threshold
+    words = decision_words(schema)
+    favourable_is_positive = schema.is_favourable(schema.positive_class) is not False
     shown, bar = (
         rounded_pair(score, threshold, at_or_above=True, digits=SCORE_DIGITS)
         if score is not None
@@ -184,7 +181,7 @@ def outlier_in_words(
     return {"score": score, "threshold": threshold, "is_outlier": is_outlier, "text": text}
 
 
-def score_in_words(schema: InputSchema | Mapping[str, Any], score: float | None) -> str:
+def score_in_words(schema: InputSchema, score: float | None) -> str:
     """'score 0.38 (approved at 0.50 or above)'."""
     if score is None:
         return "no score"
@@ -192,42 +189,40 @@ def score_in_words(schema: InputSchema | Mapping[str, Any], score: float | None)
     return f"score {rule['score_shown']} ({rule['rule']})"
 
 
-def class_in_words(schema: InputSchema | Mapping[str, Any], label: Any) -> str:
+def class_in_words(schema: InputSchema, label: Any) -> str:
     """'denied (class 0)': the decision's word with the model's class beside it."""
-    typed = input_schema_of(schema)
-    favourable = typed.is_favourable(label)
+    favourable = schema.is_favourable(label)
     if favourable is None:
         return "no decision" if label is None else f"class {label}"
-    words = decision_words(typed)
+    words = decision_words(schema)
     return f"{words['favourable' if favourable else 'unfavourable']} (class {label})"
 
 
 def decision_in_words(
-    schema: InputSchema | Mapping[str, Any],
+    schema: InputSchema,
     label: Any,
     score: float | None,
     features: Mapping[str, Any] | None = None,
     outlier: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    typed = input_schema_of(schema)
-    words = decision_words(typed)
-    favourable = typed.is_favourable(label)
+    words = decision_words(schema)
+    favourable = schema.is_favourable(label)
     decision = None if favourable is None else words["favourable" if favourable else "unfavourable"]
-    rule = threshold_rule(typed, score)
-    score_text = score_in_words(typed, score)
-    protected = {p.name for p in typed.protected if p.feature}
+    rule = threshold_rule(schema, score)
+    score_text = score_in_words(schema, score)
+    protected = {p.name for p in schema.protected if p.feature}
     result: dict[str, Any] = {
         "decision": decision,
         "favourable": favourable,
         "class_label": label,
-        "favourable_class": typed.favourable,
+        "favourable_class": schema.favourable,
         "score": score,
         "threshold": rule["threshold"],
         "rule": rule["rule"],
         "score_shown": rule["score_shown"],
         "threshold_shown": rule["threshold_shown"],
         "score_text": score_text,
-        "text": f"{decision or class_in_words(typed, label)}: {score_text}",
+        "text": f"{decision or class_in_words(schema, label)}: {score_text}",
     }
     if outlier is not None:
         result["outlier"] = dict(outlier)
@@ -240,16 +235,16 @@ def decision_in_words(
                 "text": f.value_label(features.get(f.name)),
                 "also_protected": f.name in protected,
             }
-            for f in typed.features
+            for f in schema.features
         ]
     return result
 
 
 def changes_in_words(
-    schema: InputSchema | Mapping[str, Any], changes: Mapping[str, Any] | None
+    schema: InputSchema, changes: Mapping[str, Any] | None
 ) -> list[dict[str, str]]:
     """A counterfactual's or a perturbation's changes, each value with its label and code."""
-    by_name = input_schema_of(schema).by_name
+    by_name = schema.by_name
     result = []
     for name, given in (changes or {}).items():
         feature = by_name.get(name)

@@ -149,9 +149,10 @@ def book_context(
         schema = change(schema)
     y, _classes = binary_target(spec, frame)
     train_idx, _valid = split_frame(spec, frame, y)
-    rows = frame_from_table(schema, frame.iloc[train_idx][spec.feature_names])
+    typed = InputSchema.from_document(schema)
+    rows = frame_from_table(typed, frame.iloc[train_idx][spec.feature_names])
     return ModelContext(
-        model=LoadedModel("book", 1, "0" * 64, outcome.pipeline, InputSchema.from_document(schema)),
+        model=LoadedModel("book", 1, "0" * 64, outcome.pipeline, typed),
         estimator_class=spec.estimator.class_path,
         train=rows.reset_index(drop=True),
         dataset={},

@@ -25,7 +25,7 @@ from governance.audit import verification as audit_service
 from lineage import registry
 from lineage import service as lineage_service
 from lineage.artifacts import ArtifactStore
-from lineage.input_schema import frame_from_table, positive_proba, to_frame
+from lineage.input_schema import InputSchema, frame_from_table, positive_proba, to_frame
 from lineage.pipeline import output_features
 from serving.models import DecisionRecord
 from tests.conftest import Served
@@ -106,7 +106,8 @@ def test_shap_agrees_with_shap_called_directly_and_is_additive(
 
     pipeline = _pipeline(settings, denied["model"]["sha256"])
     version, _dataset = _version(settings, "credit", denied["model"]["version"])
-    xt = pipeline.named_steps["preprocess"].transform(to_frame(version.input_schema, [DENIED]))
+    schema = InputSchema.from_document(version.input_schema)
+    xt = pipeline.named_steps["preprocess"].transform(to_frame(schema, [DENIED]))
     direct = shap.TreeExplainer(pipeline.named_steps["model"]).shap_values(xt)[0]
     expected: dict[str, float] = {}
     for owner, value in zip(output_features(pipeline), direct, strict=True):
@@ -182,11 +183,9 @@ def test_anchor_precision_is_measured_on_the_training_rows_and_met_only_with_sup
     version, _ = _version(settings, "credit", denied["model"]["version"])
     train = _training_rows(settings, data_repo, version)
     pipeline = _pipeline(settings, denied["model"]["sha256"])
-    schema = version.input_schema
-    scores = positive_proba(
-        pipeline, frame_from_table(schema, train[[f["name"] for f in schema["features"]]]), schema
-    )
-    labels = (scores >= schema["threshold"]).astype(int)
+    schema = InputSchema.from_document(version.input_schema)
+    scores = positive_proba(pipeline, frame_from_table(schema, train[schema.feature_names]), schema)
+    labels = (scores >= schema.threshold).astype(int)
     met = 0
     for decision in [denied, *others]:
         response = _get(

@@ -41,7 +41,7 @@ from governance.compliance.dossier import (
 )
 from governance.compliance.html import readable
 from lineage import registry
-from lineage.input_schema import InputSchema
+from lineage.input_schema import FeatureEntry, InputSchema, MissingPolicy
 from rebuild import service as rebuild_service
 from serving.models import DecisionRecord
 from tests.conftest import KeyMaker, Served
@@ -56,7 +56,7 @@ from tests.support.factories import (
 )
 
 VERDICTS = {"holds", "violated", "not_assessable"}
-BOOK = {
+BOOK_DOCUMENT = {
     "classes": ["no", "yes"],
     "positive_class": "yes",
     "favourable_class": "yes",
@@ -73,6 +73,7 @@ BOOK = {
     ],
     "protected": [],
 }
+BOOK = InputSchema.from_document(BOOK_DOCUMENT)
 
 
 def _text(page: str) -> str:
@@ -118,11 +119,15 @@ def test_a_score_is_rounded_for_reading_but_never_across_the_threshold() -> None
 
     # A model of default risk: the positive class (1 = default) is the unfavourable one, so an
     # applicant is approved below the threshold.
-    risk = {**BOOK, "classes": [0, 1], "positive_class": 1, "favourable_class": 0}
+    risk = InputSchema.from_document(
+        {**BOOK_DOCUMENT, "classes": [0, 1], "positive_class": 1, "favourable_class": 0}
+    )
     assert score_in_words(risk, 0.31) == "score 0.31 (approved below 0.50)"
     assert decision_in_words(risk, 1, 0.61)["decision"] == "denied"
     assert class_in_words(risk, "0") == "approved (class 0)", "the logged text form too"
-    named = {**BOOK, "decision_words": {"favourable": "accepted", "unfavourable": "declined"}}
+    named = InputSchema.from_document(
+        {**BOOK_DOCUMENT, "decision_words": {"favourable": "accepted", "unfavourable": "declined"}}
+    )
     assert decision_in_words(named, "no", 0.2)["decision"] == "declined"
     assert decision_words(named)["source"] == "spec"
 
@@ -174,16 +179,26 @@ def test_overfitting_is_flagged_beyond_the_documented_gap() -> None:
     external = card_module.overfitting({"all_rows": {"roc_auc": 0.8}, "note": "all rows"})
     assert external["flagged"] is None and "not assessed" in external["text"]
     assert card_module.missing_value_policy(
-        {
-            "nullable": True,
-            "missing_in_training": 49,
-            "missing": {"impute": "median", "fill_value": 2516.0},
-        }
+        FeatureEntry(
+            name="income",
+            type="numeric",
+            nullable=True,
+            missing_in_training=49,
+            missing=MissingPolicy(impute="median", fill_value=2516.0),
+        )
     ) == ("49 missing in training; null accepted at predict; filled with the training median 2516")
     assert card_module.missing_value_policy(
-        {"nullable": False, "missing_in_training": 0, "missing": {"impute": "constant"}}
+        FeatureEntry(
+            name="income",
+            type="numeric",
+            nullable=False,
+            missing_in_training=0,
+            missing=MissingPolicy(impute="constant"),
+        )
     ) == ("none missing in training; null refused at predict; filled with the constant")
-    assert card_module.missing_value_policy({"name": "x"}) is None, "nothing recorded: said so"
+    assert card_module.missing_value_policy(FeatureEntry(name="x", type="numeric")) is None, (
+        "nothing recorded: said so"
+    )
 
 
 # The dossier ------------------------------------------------------------------------------------

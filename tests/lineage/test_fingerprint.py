@@ -6,7 +6,7 @@ import pytest
 import skops.io as sio
 
 from lineage.fingerprint import fingerprint
-from lineage.input_schema import build_input_schema, frame_from_table
+from lineage.input_schema import InputSchema, build_input_schema, frame_from_table
 from lineage.pipeline import build_pipeline
 from lineage.spec import parse_spec
 from lineage.synthetic import demo_spec, generate_loans
@@ -26,7 +26,7 @@ def _fit(class_path: str, params: dict, seed: int):
     spec = parse_spec(raw)
     frame = generate_loans(600, seed=4)
     y, classes = binary_target(spec, frame)
-    schema = build_input_schema(spec, frame, classes)
+    schema = InputSchema.from_document(build_input_schema(spec, frame, classes))
     return build_pipeline(spec).fit(frame_from_table(schema, frame[spec.feature_names]), y)
 
 
@@ -55,7 +55,7 @@ def test_table_and_record_conversions_agree() -> None:
     frame.loc[3, "purpose"] = None
     frame.loc[4, "income"] = None
     _, classes = binary_target(spec, frame)
-    schema = build_input_schema(spec, frame, classes)
+    schema = InputSchema.from_document(build_input_schema(spec, frame, classes))
     by_table = frame_from_table(schema, frame[spec.feature_names])
     by_records = to_frame(schema, frame[spec.feature_names].to_dict(orient="records"))
     import pandas as pd

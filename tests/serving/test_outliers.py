@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from core.auth.models import Role
 from core.config import Settings
-from lineage.input_schema import build_input_schema
+from lineage.input_schema import InputSchema, build_input_schema
 from lineage.outliers import Detector, fit_detector
 from lineage.spec import parse_spec
 from lineage.synthetic import applicant_features, demo_spec, generate_loans
@@ -32,7 +32,7 @@ FAR_AWAY: list[dict[str, Any]] = [
 def _detector(seed: int) -> tuple[Detector, dict[str, Any]]:
     spec = parse_spec(demo_spec(model="m", dataset={"id": 1}, seed=seed))
     train = generate_loans(4000, seed=seed)
-    schema = build_input_schema(spec, train, ["deny", "approve"])
+    schema = InputSchema.from_document(build_input_schema(spec, train, ["deny", "approve"]))
     document = fit_detector(schema, train, generate_loans(1000, seed=seed + 100))
     return Detector(json.loads(json.dumps(document))), document
 
