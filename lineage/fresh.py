@@ -130,6 +130,7 @@ class Zygote:
             progress_file = Path(tmp) / "progress.jsonl"
             request.write_bytes(pickle.dumps(args, protocol=5))
             assert proc.stdin is not None
+            pid: int | None = None
             try:
                 proc.stdin.write(f"{task}\t{request}\t{result}\t{progress_file}\n".encode())
                 proc.stdin.flush()
@@ -138,6 +139,15 @@ class Zygote:
             except (BrokenPipeError, OSError, ValueError) as exc:
                 self._stop()
                 raise FreshProcessError(f"the zygote process is gone: {exc}") from None
+            except BaseException:
+                # A callback raised (``progress``, or ``should_stop`` reading a database that
+                # went away) with the child still running: kill it, and start the zygote afresh,
+                # or the next task would read this child's exit line as its own answer.
+                if pid is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                self._stop()
+                raise
             if stopped is not None:
                 raise stopped
             if not result.exists():

@@ -17,10 +17,13 @@ from fastapi.testclient import TestClient
 
 from core.auth.models import Role
 from core.config import Settings
+from core.db import make_engine, session_factory, transaction
 from governance.app import create_app
+from lineage import service
 from lineage.fresh import ZYGOTE
+from lineage.runner import execute_run
 from tests.conftest import Served
-from tests.support.factories import DataRepo, applicant, spec_for, train_via_api
+from tests.support.factories import DataRepo, applicant, spec_for, train_spec, train_via_api
 
 SLOW_ESTIMATOR = {
     "class": "sklearn.ensemble.RandomForestClassifier",
@@ -221,3 +224,33 @@ def test_rebuild_reads_are_in_the_access_trail_and_hide_server_paths(
     reads = [e for e in trail if e["target"] == decision["decision_id"]]
     assert len(reads) >= 3  # appeals' polls, compliance's and the data scientist's reads
     assert {e["role"] for e in reads} >= {"appeals", "compliance", "data-scientist"}
+
+
+def test_a_progress_callback_that_fails_mid_fit_leaves_the_next_run_unharmed(
+    settings: Settings, data_repo: DataRepo
+) -> None:
+    """Found in review: a callback raising while the child ran (a progress write, or the cancel
+    check reading a database that went away) left the child running and its exit line unread,
+    and every later run failed with "expected 'started', got 'exit 1'"."""
+
+    def failing(_fraction: float, message: str) -> None:
+        if message == "fitting":
+            raise RuntimeError("the progress store went away")
+
+    engine = make_engine(settings)
+    try:
+        factory = session_factory(engine)
+        with transaction(factory) as session:
+            run_id = service.create_run(
+                session=session, spec_data=_slow_spec(data_repo), actor="test"
+            ).id
+        assert run_id is not None
+        execute_run(settings, run_id, progress=failing)
+        with transaction(factory) as session:
+            failed = service.run_public(session, service.get_run(session=session, run_id=run_id))
+    finally:
+        engine.dispose()
+    assert failed.status == "failed" and failed.error is not None, failed
+    assert "progress store went away" in failed.error.message
+    assert _fit_children() == []  # the slow fit was killed, not left to run for minutes
+    assert train_spec(settings, spec_for(data_repo, model="after")) == 1
