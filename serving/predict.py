@@ -71,16 +71,8 @@ async def _decide(
 ) -> Decided:
     if isinstance(decoded, Refused):
         raise await reject(serving, endpoint, principal, decoded.body, decoded.error)
-    request = decoded.request
-    one_row = request.instances is None or len(request.instances) == 1
-    resident = serving.resident(endpoint) if one_row else None
     try:
-        if resident is not None:
-            # Memory only, one row: about a millisecond on the loop, where a worker thread
-            # cost two hand-offs and the GIL passed back and forth (bench/predict_load.py).
-            planned = plan(serving, endpoint, request, resident)
-        else:
-            planned = await run_in_threadpool(plan, serving, endpoint, request)
+        planned = await run_in_threadpool(plan, serving, endpoint, decoded.request)
     except RequestRejected as exc:
         raise await reject(serving, endpoint, principal, decoded.body, exc) from None
     latency_ms = (time.perf_counter() - started) * 1000
