@@ -81,7 +81,7 @@ bench-false-alarms: install ## How often the drift and fairness verdicts fire on
 bench-predict: install ## Predict under wrk, server and load on their own cores: CPU per decision vs scoring, fixed rates, MLServer, 2 workers
 	@command -v wrk >/dev/null 2>&1 || { echo "wrk not found: installing it with apt-get"; \
 		apt-get install -y -q wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }; }
-	$(RUN) python -m bench.predict_load --seconds 10 --rates 50,100,150,200 --workers 1,2 --profile var/bench-profile
+	$(RUN) python -m bench.predict_load --seconds 10 --rates 50,60,100,150,200 --workers 1,2 --profile var/bench-profile
 
 bench-cli: install ## govern --help and govern models list start-up vs python -c pass
 	$(RUN) python -m bench.cli_startup --runs 10
