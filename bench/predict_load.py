@@ -460,16 +460,20 @@ def _targets(
     if 1 in workers:
         targets.append(("sqlite-1", lambda: start_govern(sqlite, key, govern_bodies, 1), client))
     drop = None
+    backends = [("sqlite", sqlite, key)]
     if not args.no_postgres:
         url, drop = pg_database(args.pg_url)
         pg = Settings(var_dir=base / "pg", database_url=url, environment="test")
-        pg_key = prepare(pg)
+        backends.append(("pg", pg, prepare(pg)))
         if 1 in workers:
-            targets.append(("pg-1", lambda: start_govern(pg, pg_key, govern_bodies, 1), client))
+            targets.append(
+                ("pg-1", partial(start_govern, pg, backends[1][2], govern_bodies, 1), client)
+            )
     for n in (w for w in workers if w > 1):
-        # Both cores serve; the generator runs beside them at the lowest priority.
-        start = partial(start_govern, sqlite, key, govern_bodies, n)
-        targets.append((f"sqlite-{n}", start, pinned(None, 19)))
+        for label, settings, secret in backends:
+            # Both cores serve; the generator runs beside them at the lowest priority.
+            start = partial(start_govern, settings, secret, govern_bodies, n)
+            targets.append((f"{label}-{n}", start, pinned(None, 19)))
     return targets, sqlite, drop
 
 
@@ -491,8 +495,10 @@ def _summary(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     if ml and one:
         summary["throughput_sqlite_1_worker_over_mlserver"] = round(one / ml, 2)
     for name in runs:
-        if name.startswith("sqlite-") and name != "sqlite-1" and one:
-            summary[f"throughput_{name}_workers_over_1"] = round((closed(name) or 0) / one, 2)
+        label, _, n = name.partition("-")
+        single = closed(f"{label}-1")
+        if label in ("sqlite", "pg") and n != "1" and single:
+            summary[f"throughput_{name}_workers_over_1"] = round((closed(name) or 0) / single, 2)
     for rate in (60, 50):
         sqlite_p99, pg_p99 = p99_at("sqlite-1", rate), p99_at("pg-1", rate)
         if sqlite_p99 and pg_p99:
