@@ -46,14 +46,15 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
+from bench import serving as serving_bench
 from bench.profile_breakdown import table
 from bench.serving import (
     applicants,
     count_decisions,
     ensure_mlserver,
-    free_port,
     govern_body,
     mlserver_body,
+    mlserver_repository,
     pg_database,
     prepare,
     stop,
@@ -103,20 +104,24 @@ class Server:
     decisions: Callable[[], int] | None = None  # the log's count, for govern
 
     def cpu_seconds(self) -> tuple[float, float]:
-        """User and system time of the server and every worker it started."""
+        return cpu_times(self.proc)
+
+
+def cpu_times(proc: subprocess.Popen[bytes]) -> tuple[float, float]:
+    """User and system time of a server and every worker it started."""
+    try:
+        root = psutil.Process(proc.pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0, 0.0
+    user = system = 0.0
+    for p in procs:
         try:
-            root = psutil.Process(self.proc.pid)
-            procs = [root, *root.children(recursive=True)]
+            t = p.cpu_times()
         except psutil.NoSuchProcess:
-            return 0.0, 0.0
-        user = system = 0.0
-        for p in procs:
-            try:
-                t = p.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            user, system = user + t.user, system + t.system
-        return user, system
+            continue
+        user, system = user + t.user, system + t.system
+    return user, system
 
 
 def check_tools() -> None:
@@ -152,38 +157,15 @@ def pinned(cpu: str | None, nice: int = 0) -> list[str]:
 
 
 def start_govern(settings: Settings, key: str, bodies: Path, workers: int) -> Server:
-    port = free_port()
-    env = {
-        **os.environ,
-        "GOV_DATABASE_URL": settings.database_url,
-        "GOV_VAR_DIR": str(settings.var_dir),
-        "GOV_LOG_LEVEL": "warning",
-    }
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "governance.app:create_app",
-        "--factory",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-        "--workers",
-        str(workers),
-    ]
-    cpu = SERVER_CPU if workers == 1 else None
-    proc = subprocess.Popen(
-        pinned(cpu) + command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    """One worker pinned to the server's core; more, on every core."""
+    proc, port = serving_bench.start_govern(
+        settings,
+        # Each worker writes its bytecode once, instead of compiling every module on each start.
+        {"PYTHONDONTWRITEBYTECODE": ""},
+        workers=workers,
+        prefix=pinned(SERVER_CPU if workers == 1 else None),
     )
-    try:
-        wait_ready(f"http://127.0.0.1:{port}/readyz")
-        _wait_idle(proc)
-    except BaseException:
-        stop(proc)
-        raise
+    _wait_idle(proc)
     return Server(
         name=f"govern ({settings.database_url.split(':')[0]}, {workers} worker"
         + ("s" if workers > 1 else "")
@@ -197,36 +179,9 @@ def start_govern(settings: Settings, key: str, bodies: Path, workers: int) -> Se
 
 
 def start_mlserver(base: Path, settings: Settings, bodies: Path) -> Server:
+    """MLServer with inference in its one process, pinned to the server's core."""
     mlserver = ensure_mlserver(Path(os.environ.get("GOV_BENCH_CACHE", base)))
-    engine = make_engine(settings)
-    with transaction(session_factory(engine)) as session:
-        _m, version = registry.get_version(session=session, name="credit", version=1)
-        artifact = ArtifactStore(settings.artifacts).get(version.artifact_sha256)
-    engine.dispose()
-    root = base / "mlserver"
-    (root / "credit").mkdir(parents=True, exist_ok=True)
-    (root / "credit" / "model.joblib").write_bytes(artifact)
-    (root / "credit" / "model-settings.json").write_text(
-        json.dumps(
-            {
-                "name": "credit",
-                "implementation": "mlserver_sklearn.SKLearnModel",
-                "parameters": {"uri": "./model.joblib", "version": "v1"},
-            }
-        )
-    )
-    port = free_port()
-    (root / "settings.json").write_text(
-        json.dumps(
-            {
-                "http_port": port,
-                "grpc_port": free_port(),
-                "metrics_port": free_port(),
-                "debug": False,
-                "parallel_workers": 0,
-            }
-        )
-    )
+    root, port = mlserver_repository(base, settings, parallel_workers=0)
     proc = subprocess.Popen(
         [*pinned(SERVER_CPU), str(mlserver), "start", str(root)],
         stdout=subprocess.DEVNULL,
@@ -234,10 +189,10 @@ def start_mlserver(base: Path, settings: Settings, bodies: Path) -> Server:
     )
     try:
         wait_ready(f"http://127.0.0.1:{port}/v2/models/credit/ready")
-        _wait_idle(proc)
     except BaseException:
         stop(proc)
         raise
+    _wait_idle(proc)
     return Server(
         name="MLServer 1.7.1 (1 worker)",
         proc=proc,
@@ -249,23 +204,11 @@ def start_mlserver(base: Path, settings: Settings, bodies: Path) -> Server:
 
 def _wait_idle(proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
     """Until the server's processes use under 5% of a core for 2 s (background imports done)."""
-    root = psutil.Process(proc.pid)
-
-    def cpu() -> float:
-        total = 0.0
-        for p in [root, *root.children(recursive=True)]:
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.NoSuchProcess:
-                pass
-        return total
-
     deadline = time.monotonic() + timeout
-    quiet, before = 0, cpu()
+    quiet, before = 0, sum(cpu_times(proc))
     while time.monotonic() < deadline and quiet < 4:
         time.sleep(0.5)
-        now = cpu()
+        now = sum(cpu_times(proc))
         quiet = quiet + 1 if now - before < 0.025 else 0
         before = now
 

@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -352,16 +352,18 @@ def ensure_mlserver(base: Path) -> Path:
     return venv / "bin" / "mlserver"
 
 
-def run_mlserver(
-    base: Path, settings: Settings, bodies: list[bytes], seconds: float
-) -> dict[str, Any]:
-    mlserver = ensure_mlserver(Path(os.environ.get("GOV_BENCH_CACHE", base)))
+def mlserver_repository(
+    base: Path, settings: Settings, parallel_workers: int | None = None
+) -> tuple[Path, int]:
+    """A model repository for MLServer serving credit v1's verified artifact; (root, HTTP port).
+    ``parallel_workers=0`` keeps inference in the server process (MLServer's default is 1)."""
     engine = make_engine(settings)
     with transaction(session_factory(engine)) as session:
         _m, version = registry.get_version(session=session, name="credit", version=1)
         artifact = ArtifactStore(settings.artifacts).get(version.artifact_sha256)  # verified bytes
     engine.dispose()
-    model_dir = base / "mlserver" / "credit"
+    root = base / "mlserver"
+    model_dir = root / "credit"
     model_dir.mkdir(parents=True)
     (model_dir / "model.joblib").write_bytes(artifact)
     (model_dir / "model-settings.json").write_text(
@@ -374,18 +376,25 @@ def run_mlserver(
         )
     )
     port = free_port()
-    (base / "mlserver" / "settings.json").write_text(
-        json.dumps(
-            {
-                "http_port": port,
-                "grpc_port": free_port(),
-                "metrics_port": free_port(),
-                "debug": False,
-            }
-        )
-    )
+    server_settings: dict[str, Any] = {
+        "http_port": port,
+        "grpc_port": free_port(),
+        "metrics_port": free_port(),
+        "debug": False,
+    }
+    if parallel_workers is not None:
+        server_settings["parallel_workers"] = parallel_workers
+    (root / "settings.json").write_text(json.dumps(server_settings))
+    return root, port
+
+
+def run_mlserver(
+    base: Path, settings: Settings, bodies: list[bytes], seconds: float
+) -> dict[str, Any]:
+    mlserver = ensure_mlserver(Path(os.environ.get("GOV_BENCH_CACHE", base)))
+    root, port = mlserver_repository(base, settings)
     proc = subprocess.Popen(
-        [str(mlserver), "start", str(base / "mlserver")],
+        [str(mlserver), "start", str(root)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -400,9 +409,14 @@ def run_mlserver(
 
 
 def start_govern(
-    settings: Settings, extra_env: dict[str, str] | None = None
+    settings: Settings,
+    extra_env: dict[str, str] | None = None,
+    *,
+    workers: int = 1,
+    prefix: Sequence[str] = (),
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """govern under uvicorn (one worker) on a free port, ready to serve."""
+    """govern under uvicorn (``workers`` processes) on a free port, ready to serve; ``prefix``
+    runs it under another command (``taskset``, ``nice``)."""
     port = free_port()
     env = {
         **os.environ,
@@ -413,6 +427,7 @@ def start_govern(
     }
     proc = subprocess.Popen(
         [
+            *prefix,
             sys.executable,
             "-m",
             "uvicorn",
@@ -423,6 +438,8 @@ def start_govern(
             "--log-level",
             "warning",
             "--no-access-log",
+            "--workers",
+            str(workers),
         ],
         env=env,
         stdout=subprocess.DEVNULL,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -93,7 +94,7 @@ def _check_targets(session: Session, config: EndpointConfigDocument) -> None:
     """
     missing: list[dict[str, str]] = []
     refused: list[dict[str, Any]] = []
-    groups: dict[str, list[Target]] = {"routes": [*config.routes], "shadows": [*config.shadows]}
+    groups: dict[str, Sequence[Target]] = {"routes": config.routes, "shadows": config.shadows}
     for group, targets in groups.items():
         for i, target in enumerate(targets):
             where, named = f"{group}.{i}", f"{target.model} v{target.version}"
