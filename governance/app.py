@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 
 from core import health
 from core.auth.cache import KeyCache
@@ -124,20 +124,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     register_error_handlers(app)
     _add_middleware(app, settings)
 
+    # Routes are matched in order, and each level of router nesting matches again: predict
+    # comes first, and every API router is included in the app itself, under the prefix.
+    app.include_router(serving_router.predict_router, prefix=API_PREFIX)
     app.include_router(health.router)
     app.include_router(serving_router.metrics_router)
     app.include_router(v2_router)
     app.include_router(v2_health)
-    api = APIRouter(prefix=API_PREFIX)
-    api.include_router(keys_router)
-    api.include_router(lineage_router)
-    api.include_router(rebuild_router)
-    api.include_router(serving_router.router)
-    api.include_router(explain_router)
-    api.include_router(fairness_router)
-    api.include_router(audit_router)
-    api.include_router(compliance_router)
-    app.include_router(api)
+    for api_router in (
+        keys_router,
+        lineage_router,
+        rebuild_router,
+        serving_router.router,
+        explain_router,
+        fairness_router,
+        audit_router,
+        compliance_router,
+    ):
+        app.include_router(api_router, prefix=API_PREFIX)
     _document_errors(app)
     return app
 

@@ -62,8 +62,12 @@ async def predict(
     serving: Serving, endpoint: str, decoded: Decoded, principal: Principal, started: float
 ) -> Decided:
     """Calls are admitted a few at a time, in order of arrival (``Serving.admission``)."""
-    async with serving.admission:
-        return await _decide(serving, endpoint, decoded, principal, started)
+    serving.deciding += 1  # one event loop per process: no lock needed
+    try:
+        async with serving.admission:
+            return await _decide(serving, endpoint, decoded, principal, started)
+    finally:
+        serving.deciding -= 1
 
 
 async def _decide(
@@ -71,8 +75,19 @@ async def _decide(
 ) -> Decided:
     if isinstance(decoded, Refused):
         raise await reject(serving, endpoint, principal, decoded.body, decoded.error)
+    request = decoded.request
+    one_row = request.instances is None or len(request.instances) == 1
+    # Alone, one row, everything in memory: about a millisecond on the loop, where a worker
+    # thread costs two wake-ups of 0.2-0.4 ms each after idle (BENCHMARKS.md, issue 19). With
+    # other calls in flight the worker thread is better: the loop keeps reading their bodies,
+    # and their records reach the log together and share a commit.
+    alone = serving.deciding == 1
+    resident = serving.resident(endpoint) if one_row and alone else None
     try:
-        planned = await run_in_threadpool(plan, serving, endpoint, decoded.request)
+        if resident is not None:
+            planned = plan(serving, endpoint, request, resident)
+        else:
+            planned = await run_in_threadpool(plan, serving, endpoint, request)
     except RequestRejected as exc:
         raise await reject(serving, endpoint, principal, decoded.body, exc) from None
     latency_ms = (time.perf_counter() - started) * 1000

@@ -16,7 +16,7 @@ from serving.model_cache import LoadedModel
 from serving.payload import Outlier
 from serving.routing import choose_route
 from serving.schemas import Instance, PredictRequest, RouteConfig
-from serving.state import Serving
+from serving.state import Resident, Serving
 from serving.validation import (
     canonical_context,
     canonical_features,
@@ -41,10 +41,13 @@ class Planned:
     outlier: Outlier | None = None
 
 
-def plan(serving: Serving, endpoint: str, request: PredictRequest) -> list[Planned]:
+def plan(
+    serving: Serving, endpoint: str, request: PredictRequest, resident: Resident | None = None
+) -> list[Planned]:
     """Every instance routed, checked, put in canonical form and scored; RequestRejected (with
-    every problem found) if any instance does not fit its model."""
-    planned = _routed(serving, endpoint, request)
+    every problem found) if any instance does not fit its model. With ``resident`` (what
+    ``Serving.resident`` found in memory) it reads nothing else."""
+    planned = _routed(serving, endpoint, request, resident)
     for item in planned:
         schema = item.model.input_schema
         item.instance.features = canonical_features(schema, item.instance.features)
@@ -54,14 +57,20 @@ def plan(serving: Serving, endpoint: str, request: PredictRequest) -> list[Plann
     return planned
 
 
-def _routed(serving: Serving, endpoint: str, request: PredictRequest) -> list[Planned]:
-    config = serving.config_for(endpoint)
+def _routed(
+    serving: Serving, endpoint: str, request: PredictRequest, resident: Resident | None
+) -> list[Planned]:
+    config = resident.config if resident is not None else serving.config_for(endpoint)
     planned = []
     problems: list[dict[str, str]] = []
     many = request.instances is not None
     for i, instance in enumerate(request.as_instances()):
         route = choose_route(endpoint, config, instance.subject_id, serving.rng)
-        model = serving.model(route.model, route.version)
+        model = (
+            resident.models[(route.model, route.version)]
+            if resident is not None
+            else serving.model(route.model, route.version)
+        )
         prefix = f"instances.{i}." if many else ""
         protected = model.input_schema.protected
         problems += check_features(model.input_schema, instance.features, f"{prefix}features")

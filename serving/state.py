@@ -30,6 +30,14 @@ from serving.schemas import EndpointConfigDocument
 log = logging.getLogger("govern.serving")
 
 
+@dataclass(frozen=True)
+class Resident:
+    """An endpoint's configuration and its routes' models, as they are in memory."""
+
+    config: EndpointConfigDocument
+    models: dict[tuple[str, int], LoadedModel]
+
+
 @dataclass
 class Serving:
     """What one process keeps for serving.
@@ -49,6 +57,8 @@ class Serving:
         )
     )
     rng: random.Random = field(default_factory=random.SystemRandom)
+    # Predict calls past their body and not yet answered (``serving.predict``).
+    deciding: int = 0
     _configs: dict[str, tuple[float, EndpointConfigDocument]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -109,6 +119,24 @@ class Serving:
         with self._lock:
             self._configs[endpoint] = (now + self.settings.endpoint_cache_ttl_s, config)
         return config
+
+    def resident(self, endpoint: str) -> Resident | None:
+        """The endpoint's configuration and every model it routes to, if all are in memory now
+        (the configuration fresh, each model loaded); else None. Planning with them reads no
+        database and no file, so a one-row request is planned on the event loop: cheaper than
+        handing it to a worker thread and back."""
+        with self._lock:
+            cached = self._configs.get(endpoint)
+        if cached is None or cached[0] <= time.monotonic():
+            return None
+        config = cached[1]
+        models = {}
+        for route in config.routes:
+            model = self.models.by_version(route.model, route.version)
+            if model is None:
+                return None
+            models[(route.model, route.version)] = model
+        return Resident(config, models)
 
     def endpoint_label(self, name: str) -> str:
         """``name`` as a metric label once it is known to exist, else one fixed label: names

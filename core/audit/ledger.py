@@ -22,27 +22,35 @@ from core.db import utcnow
 ColumnsOf = Callable[[dict[str, Any]], dict[str, Any]]
 
 
+_HEAD = ChainHead.__table__  # type: ignore[attr-defined]
+# Built once: constructing a statement costs more than running it on a group of a few records.
+_LOCK = (
+    _HEAD.update()
+    .where(_HEAD.c.chain == sa.bindparam("head_chain"))
+    .values(updated_at=sa.bindparam("now", type_=_HEAD.c.updated_at.type))
+    .returning(_HEAD.c.seq, _HEAD.c.record_hash)
+)
+_MOVE = (
+    _HEAD.update()
+    .where(_HEAD.c.chain == sa.bindparam("head_chain"))
+    .values(seq=sa.bindparam("head_seq"), record_hash=sa.bindparam("head_hash"))
+)
+
+
 def _lock_head(session: Session, chain: str) -> tuple[int, str]:
     """Lock the chain's head row and read it, in one statement (UPDATE ... RETURNING)."""
-    table = ChainHead.__table__  # type: ignore[attr-defined]
-    lock = (
-        table.update()
-        .where(table.c.chain == chain)
-        .values(updated_at=sa.bindparam("now", type_=table.c.updated_at.type))
-        .returning(table.c.seq, table.c.record_hash)
-    )
-    row = session.execute(lock, {"now": utcnow()}).first()
+    row = session.execute(_LOCK, {"head_chain": chain, "now": utcnow()}).first()
     if row is None:  # the chain's first append
         try:
             with session.begin_nested():
                 session.execute(
-                    table.insert().values(
+                    _HEAD.insert().values(
                         chain=chain, seq=0, record_hash=GENESIS, updated_at=utcnow()
                     )
                 )
         except IntegrityError:
             pass  # another writer created it first; lock it like any other
-        row = session.execute(lock, {"now": utcnow()}).one()
+        row = session.execute(_LOCK, {"head_chain": chain, "now": utcnow()}).one()
     return int(row.seq), str(row.record_hash)
 
 
@@ -77,8 +85,5 @@ def append(
         prev = link
     if rows:
         session.execute(table.insert(), rows)
-        head = ChainHead.__table__  # type: ignore[attr-defined]
-        session.execute(
-            head.update().where(head.c.chain == chain).values(seq=seq, record_hash=prev)
-        )
+        session.execute(_MOVE, {"head_chain": chain, "head_seq": seq, "head_hash": prev})
     return placed
