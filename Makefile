@@ -9,7 +9,7 @@ RUN = $(UV) run --locked --no-sync
 export GOV_HOST ?= 127.0.0.1
 export GOV_PORT ?= 8000
 
-.PHONY: help bootstrap install run serve migrate test lint format clean bench bench-training bench-serving bench-ood bench-explain bench-robustness bench-fairness bench-drift bench-rebuild bench-compliance bench-false-alarms bench-cli bench-predict reliability
+.PHONY: help bootstrap install run serve migrate test browser lint format clean bench bench-training bench-serving bench-ood bench-explain bench-robustness bench-fairness bench-drift bench-rebuild bench-compliance bench-false-alarms bench-cli bench-predict reliability
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -30,8 +30,16 @@ run: migrate ## Install, migrate, set up the demo once, and serve on $GOV_HOST:$
 
 # The suite runs in one process per CPU (pytest-xdist); PYTEST_WORKERS=0 runs it in this one.
 PYTEST_WORKERS ?= auto
-test: install ## Run the whole suite (PostgreSQL too when GOV_TEST_DATABASE_URL is set)
+test: install browser ## Run the whole suite (PostgreSQL too when GOV_TEST_DATABASE_URL is set)
 	$(RUN) pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+# The console's browser tests drive Debian's Chromium; installed here when missing (as root).
+browser:
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
+		echo "chromium or chromedriver not found: installing them with apt-get"; \
+		apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || { apt-get update -q >/dev/null && \
+		apt-get install -y -q chromium chromium-driver >/dev/null; } || \
+		echo "could not install chromium: the browser tests will be skipped"; }
 
 RELIABILITY_PROFILE ?= full
 RELIABILITY_OUT ?= RELIABILITY.md

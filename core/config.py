@@ -74,6 +74,18 @@ class Settings(BaseSettings):
         description="Predict calls in progress per process, waiting included, before new ones "
         "are refused at once with 503 and Retry-After (load shedding).",
     )
+    console_idle_timeout_s: int = Field(
+        default=1800,
+        ge=60,
+        le=86_400,
+        description="A console session unused this long is over; the person signs in again.",
+    )
+    console_session_max_s: int = Field(
+        default=8 * 3600,
+        ge=300,
+        le=7 * 86_400,
+        description="A console session ends this long after sign-in, however active.",
+    )
     auth_cache_ttl_s: float = Field(
         default=1.0,
         ge=0,

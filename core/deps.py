@@ -120,6 +120,18 @@ def allow(*roles: Role) -> RoleGuard:
     return RoleGuard(*roles)
 
 
+class SessionGuard(RoleGuard):
+    """A role guard for pages a person reads in a browser: the auth gate admits the caller by
+    their console session cookie instead of a bearer key (``core.auth.gate``)."""
+
+    def __repr__(self) -> str:
+        return f"SessionGuard({', '.join(sorted(r.value for r in self.roles))})"
+
+
+def allow_signed_in(*roles: Role) -> SessionGuard:
+    return SessionGuard(*roles)
+
+
 class PublicRoute:
     """Marks a route as open to everyone, on purpose."""
 

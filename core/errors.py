@@ -1,17 +1,19 @@
 """Error types and the handlers that give every error the same body.
 
 Services raise ``GovernanceError`` subclasses and never ``HTTPException``. Every error body is
-``{"error": {"code": str, "message": str, "details": ...}}``.
+``{"error": {"code": str, "message": str, "details": ...}}``; under a prefix registered in
+``app.state.error_pages`` (the web console) the same error is a page, in words.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -214,12 +216,32 @@ def validation_details(errors: Any) -> list[dict[str, Any]]:
     return details
 
 
-async def _governance_error(_request: Request, exc: Exception) -> JSONResponse:
+ErrorPage = Callable[[Request, int, str, Any, "dict[str, str] | None"], Response]
+
+
+def _answer(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """The error as JSON, or as a page where the app renders errors for people
+    (``app.state.error_pages``: path prefix -> renderer, as the web console sets it)."""
+    pages: dict[str, ErrorPage] = getattr(request.app.state, "error_pages", {})
+    for prefix, render in pages.items():
+        if request.url.path.startswith(prefix):
+            return render(request, status, message, details, headers)
+    return error_response(status, code, message, details, headers)
+
+
+async def _governance_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GovernanceError)
-    return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+    return _answer(request, exc.status_code, exc.code, exc.message, exc.details, exc.headers)
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     details = validation_details(exc.errors())
     if any(d["type"] == "json_invalid" for d in details):
@@ -227,23 +249,24 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     else:
         fields = field_list(sorted({d["field"] for d in details}))
         message = f"invalid request: {fields}"
-    return error_response(422, "invalid_input", message, details)
+    return _answer(request, 422, "invalid_input", message, details)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = _STATUS_CODES.get(exc.status_code, "error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     if exc.status_code == 404 and message == "Not Found":
         message = "no such route"
-    return error_response(
-        exc.status_code, code, message, None, dict(exc.headers) if exc.headers else None
+    return _answer(
+        request, exc.status_code, code, message, None, dict(exc.headers) if exc.headers else None
     )
 
 
-async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _database_error(request: Request, exc: Exception) -> Response:
     log.warning("database unavailable: %s", exc)
-    return error_response(
+    return _answer(
+        request,
         503,
         "database_unavailable",
         "the database is unavailable; retry later",
@@ -252,9 +275,9 @@ async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
-    return error_response(500, "internal_error", "internal error; it has been logged")
+    return _answer(request, 500, "internal_error", "internal error; it has been logged")
 
 
 def is_connection_error(exc: BaseException) -> bool:

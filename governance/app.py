@@ -9,6 +9,7 @@ from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from core import health
 from core.auth.cache import KeyCache
@@ -29,6 +30,10 @@ from governance import __version__
 from governance.audit.alerts import Scanner
 from governance.audit.router import router as audit_router
 from governance.compliance.router import router as compliance_router
+from governance.console.auth import ConsoleSessions, error_page
+from governance.console.render import HERE as CONSOLE_DIR
+from governance.console.render import PREFIX, STATIC
+from governance.console.router import router as console_router
 from lineage.executor import make_executor
 from lineage.router import router as lineage_router
 from lineage.runner import fail_interrupted_runs
@@ -131,6 +136,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(serving_router.metrics_router)
     app.include_router(v2_router)
     app.include_router(v2_health)
+    app.include_router(console_router)
+    app.mount(STATIC, StaticFiles(directory=CONSOLE_DIR / "static"), name="console-static")
+    app.state.error_pages = {PREFIX: error_page}
     for api_router in (
         keys_router,
         lineage_router,
@@ -164,6 +172,7 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
         AuthGate,
         routes=lambda: app.router.routes,
         keys=app.state.keys,
+        sessions=ConsoleSessions(app.state.sessions, settings),
     )
     app.add_middleware(RefuseNul)
 

@@ -46,3 +46,23 @@ class ApiKey(SQLModel, table=True):
             name="role_known",
         ),
     )
+
+
+class ConsoleSession(SQLModel, table=True):
+    """A person signed in to the web console with their API key. The cookie holds a random token;
+    only its hash is stored. A session lasts while its key is active, until sign-out, until it
+    has been idle ``GOV_CONSOLE_IDLE_TIMEOUT_S`` and at most ``GOV_CONSOLE_SESSION_MAX_S``."""
+
+    __tablename__ = "console_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False, unique=True))
+    key_id: str = Field(sa_column=sa.Column(sa.String(32), nullable=False, index=True))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False)
+    )
+    last_seen_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    expires_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    ended_at: datetime | None = Field(
+        default=None, sa_column=sa.Column(UTCDateTime(), nullable=True)
+    )

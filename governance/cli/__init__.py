@@ -113,6 +113,7 @@ def serve(
         print(f"  (saved to {settings.admin_key_file}, mode 0600)")
     else:
         print(f"admin key: see {settings.admin_key_file}, or: govern keys create --role admin")
+    print(f"console:    {base}/console/  (sign in with your API key)")
     print(f"API docs:   {base}/docs")
     print(f"health:     {base}/healthz")
     print(f"readiness:  {base}/readyz", flush=True)

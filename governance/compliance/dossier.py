@@ -485,3 +485,25 @@ def build(
     }
     access.record(session, principal, "dossier.read", target=decision_id)
     return document
+
+
+def replay_in_words(
+    session: Session,
+    serving: Serving,
+    decision_id: str,
+    overrides: dict[str, Any],
+    principal: Principal,
+) -> dict[str, Any]:
+    """A what-if replay (``explain.service.what_if``: recorded in the access trail as a replay,
+    never logged as a decision) with both decisions in words, for an appeals handler."""
+    replay = explain_service.what_if(session, serving, decision_id, overrides, principal)
+    record = lookups.get_decision(session, decision_id)
+    _model, version = registry.get_version(
+        session=session, name=str(record.model), version=int(record.version or 0)
+    )
+    schema = InputSchema.from_document(version.input_schema)
+    return {
+        **replay,
+        "logged_decision": class_in_words(schema, replay["logged"]["label"]),
+        "replayed_decision": class_in_words(schema, replay["replay"]["label"]),
+    }

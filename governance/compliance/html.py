@@ -27,7 +27,7 @@ vertical-align: top; border-bottom: 1px solid #eee; } code { font-size: .85em; }
 VERDICT_CLASS = {"holds": "ok", "violated": "bad", "not_assessable": "muted", None: "muted"}
 
 
-def _group_name(group: Any) -> str:
+def group_name(group: Any) -> str:
     """A fairness group ({"sex": "F", "age": "[18, 25)"}) as people read it: sex=F, age=[18, 25)."""
     if isinstance(group, dict):
         return ", ".join(f"{k}={v}" for k, v in group.items())
@@ -56,22 +56,22 @@ def readable(value: Any, missing: str = "not recorded") -> str:
     return str(value)
 
 
-def _number(value: Any, digits: int = 4, missing: str = "") -> str:
+def number(value: Any, digits: int = 4, missing: str = "") -> str:
     if value is None or isinstance(value, bool) or not isinstance(value, int | float):
         return missing if value is None else readable(value)
     return f"{value:.{digits}f}"
 
 
-def _interval(pair: Any, digits: int = 3) -> str:
+def interval(pair: Any, digits: int = 3) -> str:
     if not isinstance(pair, list | tuple) or len(pair) != 2 or None in pair:
         return ""
     return f"{pair[0]:.{digits}f} to {pair[1]:.{digits}f}"
 
 
-_ENV.filters["group_name"] = _group_name
+_ENV.filters["group_name"] = group_name
 _ENV.filters["readable"] = readable
-_ENV.filters["number"] = _number
-_ENV.filters["interval"] = _interval
+_ENV.filters["number"] = number
+_ENV.filters["interval"] = interval
 _ENV.filters["yesno"] = lambda value: readable(value, "not known")
 
 _DOSSIER = _ENV.from_string(

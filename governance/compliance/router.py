@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import AwareDatetime
+from sqlmodel import Session
 
 from core.audit import access
 from core.auth.models import Role
@@ -113,6 +114,18 @@ def list_decisions(
             data=[DecisionRow(**r) for r in rows], count=len(rows), next_cursor=cursor
         )
         return Response(body.model_dump_json(), media_type="application/json")
+    return export_response(request, session, principal, filters, chosen)
+
+
+def export_response(
+    request: Request,
+    session: Session,
+    principal: Principal,
+    filters: decisions.DecisionFilter,
+    chosen: Literal["csv", "parquet"],
+) -> StreamingResponse:
+    """The whole query as CSV or Parquet, streamed; its access-trail entry (with the row count)
+    is written when the stream ends. Shared by the API and the console."""
     sessions = request.app.state.sessions
     counter = [0]
     stream: Iterator[bytes]
@@ -131,7 +144,7 @@ def list_decisions(
                 trail_session,
                 principal,
                 "decisions.export",
-                params={**params, "format": chosen},
+                params={**filters.params(), "format": chosen},
                 rows=counter[0],
             )
 

@@ -18,8 +18,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
+from core.auth import sessions
 from core.auth.models import Role
 from core.config import Settings
+from core.db import transaction
 from core.deps import PUBLIC, declared_roles
 from governance.app import create_app
 from tests.conftest import KeyMaker, Served
@@ -110,7 +112,12 @@ def test_no_route_reads_a_body_before_the_key_and_role_are_checked(
 ) -> None:
     """A 200 MB upload, a YAML spec, any body: without a key (or with a role the route refuses)
     the answer comes from the headers alone, the body is never read, and the connection closes."""
-    predictor = {"Authorization": f"Bearer {make_key(Role.predictor)}"}
+    key = make_key(Role.predictor)
+    with transaction(app.state.sessions) as session:
+        token, _ = sessions.sign_in(session, key, max_age_s=3600)
+    bearer = {"Authorization": f"Bearer {key}"}
+    # A console page is admitted by its session cookie, and refused by role the same way.
+    cookie = {"Cookie": f"govern_session={token}"}
     checked = 0
     for line, roles in declared_roles(app).items():
         method, template = line.split(" ", 1)
@@ -125,6 +132,7 @@ def test_no_route_reads_a_body_before_the_key_and_role_are_checked(
         assert anonymous.headers.get("connection") == "close"
         assert isinstance(roles, set)
         if Role.predictor.value not in roles:
+            predictor = cookie if path.startswith("/console") else bearer
             refused = client.portal.call(
                 partial(call, app, method, path, headers=predictor, chunks=[b"{}"])
             )

@@ -1,0 +1,33 @@
+"""Which pages each role may use. The roles are exactly those of the API routes a page reads; a
+page a role may not use is not shown, and the auth gate refuses it anyway. Admin sees all."""
+
+from __future__ import annotations
+
+from core.auth.models import Role
+from core.auth.schemas import Principal
+
+PREFIX = "/console"
+
+DECISION_SEARCH = (Role.compliance,)
+DECISION_READERS = (Role.compliance, Role.appeals, Role.data_scientist)
+ANYONE = tuple(Role)
+
+# (label, path, roles), in the order of the navigation bar.
+PAGES: list[tuple[str, str, tuple[Role, ...]]] = [
+    ("Decisions", f"{PREFIX}/decisions", DECISION_SEARCH),
+]
+
+
+def may(principal: Principal, roles: tuple[Role, ...]) -> bool:
+    return principal.role == Role.admin or principal.role in roles
+
+
+def nav_for(principal: Principal | None, current: str = "") -> list[dict[str, str | bool]]:
+    """The pages this person may use, each marked current when the path is under it."""
+    if principal is None:
+        return []
+    return [
+        {"label": label, "href": path, "current": current.startswith(path)}
+        for label, path, roles in PAGES
+        if may(principal, roles)
+    ]

@@ -1,0 +1,195 @@
+"""The web console's pages. Thin: each page reads through the same services as the API route it
+mirrors, with the same roles and the same access-trail entries, and renders a template."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Form, Path, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from core.audit import access
+from core.auth import sessions
+from core.config import Settings
+from core.db import transaction
+from core.deps import SessionDep, public
+from core.errors import GovernanceError, InvalidInput
+from governance.compliance import decisions, dossier
+from governance.compliance.router import export_response
+from governance.console import auth, forms, nav
+from governance.console.auth import DecisionReader, Searcher, SignedIn
+from governance.console.render import HEADERS, PREFIX, fragment, page
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+SIGN_IN_COOKIE = "govern_sign_in"
+DecisionId = Annotated[str, Path(max_length=64)]
+PAGE_ROWS = 50
+
+
+def _see_other(location: str) -> RedirectResponse:
+    return RedirectResponse(location, status_code=303, headers=HEADERS)
+
+
+@router.get("", dependencies=[Depends(public)])
+def console_root() -> RedirectResponse:
+    return _see_other(f"{PREFIX}/")
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request, principal: SignedIn) -> HTMLResponse:
+    return page(request, "home.html", {"pages": nav.nav_for(principal)})
+
+
+@router.get("/sign-in", response_class=HTMLResponse, dependencies=[Depends(public)])
+def sign_in_form(
+    request: Request,
+    why: Annotated[str | None, Query(max_length=32)] = None,
+    next: Annotated[str | None, Query(max_length=2000)] = None,
+) -> HTMLResponse:
+    return _sign_in_page(request, auth.WHY.get(why or ""), next, 200)
+
+
+def _sign_in_page(
+    request: Request, message: str | None, next_: str | None, status_code: int
+) -> HTMLResponse:
+    # A sign-in form carries a token matched by a cookie of its own: a page elsewhere cannot
+    # sign a browser in with the attacker's key.
+    form_token = secrets.token_urlsafe(24)
+    response = page(
+        request,
+        "sign_in.html",
+        {
+            "message": message,
+            "next": auth.next_path(next_),
+            "form_token": form_token,
+            "failed": status_code != 200,
+        },
+        status_code=status_code,
+    )
+    response.set_cookie(
+        SIGN_IN_COOKIE,
+        form_token,
+        max_age=3600,
+        path=f"{PREFIX}/sign-in",
+        httponly=True,
+        secure=auth.secure(request),
+        samesite="strict",
+    )
+    return response
+
+
+@router.post("/sign-in", response_class=HTMLResponse, dependencies=[Depends(public)])
+def sign_in(
+    request: Request,
+    api_key: Annotated[str, Form(max_length=200)] = "",
+    form_token: Annotated[str, Form(max_length=64)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    settings: Settings = request.app.state.settings
+    expected = request.cookies.get(SIGN_IN_COOKIE)
+    if not expected or not secrets.compare_digest(expected, form_token):
+        return _sign_in_page(request, "This sign-in form has expired. Please try again.", next, 403)
+    if not api_key.strip():
+        return _sign_in_page(request, "Enter your API key.", next, 422)
+    try:
+        with transaction(request.app.state.sessions) as session:
+            token, _principal = sessions.sign_in(
+                session, api_key.strip(), max_age_s=settings.console_session_max_s
+            )
+    except GovernanceError as exc:
+        return _sign_in_page(request, f"That key was not accepted: {exc.message}.", next, 401)
+    response = _see_other(auth.next_path(next))
+    auth.set_cookie(response, request, token, settings.console_session_max_s)
+    response.delete_cookie(SIGN_IN_COOKIE, path=f"{PREFIX}/sign-in")
+    return response
+
+
+@router.post("/sign-out", dependencies=[auth.CsrfChecked])
+def sign_out(request: Request, _principal: SignedIn) -> RedirectResponse:
+    with transaction(request.app.state.sessions) as session:
+        sessions.sign_out(session, auth.session_token(request))
+    response = _see_other(f"{auth.SIGN_IN}?why=signed_out")
+    auth.clear_cookie(response, request)
+    return response
+
+
+@router.get("/decisions", response_class=HTMLResponse)
+def decision_search(
+    request: Request,
+    session: SessionDep,
+    principal: Searcher,
+    cursor: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+) -> HTMLResponse:
+    form = forms.DecisionSearch.of(request.query_params)
+    rows: list[dict[str, Any]] = []
+    next_cursor = None
+    if form.problems:
+        return page(request, "decisions.html", {"form": form, "rows": rows, "next": None}, 422)
+    filters = form.filters()
+    rows, next_cursor = decisions.page(session, filters, PAGE_ROWS, cursor)
+    access.record(
+        session,
+        principal,
+        "decisions.query",
+        params={**filters.params(), "limit": PAGE_ROWS, "cursor": cursor},
+        rows=len(rows),
+    )
+    return page(
+        request,
+        "decisions.html",
+        {"form": form, "rows": rows, "next": next_cursor, "cursor": cursor},
+    )
+
+
+@router.get("/decisions/export")
+def decision_export(
+    request: Request,
+    session: SessionDep,
+    principal: Searcher,
+    format: Annotated[Literal["csv", "parquet"], Query()] = "csv",
+) -> Response:
+    form = forms.DecisionSearch.of(request.query_params)
+    if form.problems:
+        raise InvalidInput("the search has problems", details=form.problems)
+    return export_response(request, session, principal, form.filters(), format)
+
+
+@router.get("/open", response_class=HTMLResponse)
+def open_decision(
+    _principal: DecisionReader,
+    decision_id: Annotated[str, Query(min_length=1, max_length=64)],
+) -> RedirectResponse:
+    return _see_other(f"{PREFIX}/decisions/{auth.quoted(decision_id.strip())}")
+
+
+@router.get("/decisions/{decision_id}", response_class=HTMLResponse)
+def decision_page(
+    decision_id: DecisionId, request: Request, session: SessionDep, principal: DecisionReader
+) -> HTMLResponse:
+    document = dossier.build(
+        session, request.app.state.serving, request.app.state.explainers, decision_id, principal
+    )
+    return page(request, "decision.html", {"d": document, "chart": forms.shap_chart(document)})
+
+
+@router.post(
+    "/decisions/{decision_id}/replay",
+    response_class=HTMLResponse,
+    dependencies=[auth.CsrfChecked],
+)
+async def replay(
+    decision_id: DecisionId, request: Request, principal: DecisionReader
+) -> HTMLResponse:
+    submitted = await request.form(max_fields=200)
+    overrides, problems = forms.overrides_of(submitted)
+    if problems:
+        return fragment("replay.html", {"problems": problems, "r": None})
+    try:
+        with transaction(request.app.state.sessions) as session:
+            result = dossier.replay_in_words(
+                session, request.app.state.serving, decision_id, overrides, principal
+            )
+    except InvalidInput as exc:
+        return fragment("replay.html", {"problems": forms.problems_of(exc), "r": None})
+    return fragment("replay.html", {"problems": [], "r": result})

@@ -1,0 +1,3 @@
+from tests.console.browser import browser, chromium_paths, live
+
+__all__ = ["browser", "chromium_paths", "live"]

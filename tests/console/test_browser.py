@@ -1,0 +1,153 @@
+"""The console in a real browser (headless Chromium): what an appeals handler and a compliance
+officer do, at desktop and phone sizes, with axe-core checking every page.
+
+Screenshots of each page at both sizes go to ``var/screenshots/`` (git-ignored)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+from core.auth.models import Role
+from tests.conftest import KeyMaker, Served
+from tests.console.browser import SIZES, LiveServer, axe_violations, screenshot
+from tests.support.factories import applicant
+
+pytestmark = pytest.mark.usefixtures("sqlite_only")  # one backend: the pages are the same
+DENIED = applicant(income=12000.0, debt_to_income=0.45, late_payments=3)
+
+
+def _predict(live: LiveServer, key: str, subject: str, features: dict[str, Any]) -> str:
+    response = httpx.post(
+        f"{live.url}/api/v1/endpoints/credit/predict",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"subject_id": subject, "features": features},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["decision_id"])
+
+
+def _wait(driver: Any, condition: Callable[[Any], Any], seconds: float = 30) -> Any:
+    return WebDriverWait(driver, seconds).until(condition)
+
+
+def _sign_in(driver: Any, live: LiveServer, key: str, path: str = "/console/") -> None:
+    driver.get(live.url + path)
+    _wait(driver, ec.presence_of_element_located((By.ID, "api_key")))
+    driver.find_element(By.ID, "api_key").send_keys(key)
+    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    _wait(driver, ec.presence_of_element_located((By.CSS_SELECTOR, "form.sign-out")))
+
+
+def _check_page(driver: Any, name: str, violations: dict[str, Any]) -> None:
+    """axe-core on the page at both sizes, and a screenshot of each."""
+    for size, (width, height) in SIZES.items():
+        driver.set_window_size(width, height)
+        found = axe_violations(driver)
+        if found:
+            violations[f"{name}@{size}"] = found
+        screenshot(driver, f"{name}-{size}")
+    driver.set_window_size(*SIZES["desktop"])
+
+
+def test_an_officer_finds_a_denied_decision_opens_it_and_replays_it_with_a_corrected_income(
+    live: LiveServer, browser: Any, served: Served, make_key: KeyMaker
+) -> None:
+    predictor = make_key(Role.predictor)
+    decision_id = _predict(live, predictor, "A-1001", DENIED)
+    _predict(live, predictor, "B-2002", applicant())
+    violations: dict[str, Any] = {}
+    browser.set_window_size(*SIZES["desktop"])
+
+    browser.get(f"{live.url}/console/decisions")
+    _wait(browser, ec.presence_of_element_located((By.ID, "api_key")))
+    assert "Sign in to continue." in browser.page_source
+    _check_page(browser, "sign-in", violations)
+    browser.find_element(By.ID, "api_key").send_keys(make_key(Role.compliance, name="Officer"))
+    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    _wait(browser, ec.presence_of_element_located((By.ID, "f-subject_id")))
+    assert browser.current_url.endswith("/console/decisions"), "back where they were going"
+
+    browser.find_element(By.ID, "f-subject_id").send_keys("A-1001")
+    before = browser.find_element(By.ID, "decisions")
+    browser.find_element(By.CSS_SELECTOR, "form.search button[type=submit]").click()
+    _wait(browser, ec.staleness_of(before))
+    _wait(browser, ec.presence_of_element_located((By.ID, "decisions")))
+    rows = browser.find_elements(By.CSS_SELECTOR, "#decisions tbody tr")
+    assert len(rows) == 1 and "A-1001" in rows[0].text
+    _check_page(browser, "decisions", violations)
+
+    rows[0].find_element(By.TAG_NAME, "a").click()
+    _wait(browser, ec.presence_of_element_located((By.ID, "decision-words")))
+    assert decision_id in browser.current_url
+    assert "denied" in browser.find_element(By.ID, "label").text
+    reasons = browser.find_elements(By.CSS_SELECTOR, "#reasons li")
+    assert reasons and "No adverse reasons" not in reasons[0].text
+    drawn = _wait(
+        browser,
+        lambda d: d.find_element(By.ID, "shap-chart").get_attribute("data-bars"),
+    )
+    assert int(drawn) >= 1, "the SHAP waterfall was drawn"
+    _check_page(browser, "decision", violations)
+
+    income = browser.find_element(By.CSS_SELECTOR, "input[data-feature=income]")
+    income.clear()
+    income.send_keys("250000")
+    browser.find_element(By.CSS_SELECTOR, "#replay-form button[type=submit]").click()
+    replayed = _wait(browser, ec.presence_of_element_located((By.ID, "replayed-decision")))
+    assert "approved" in replayed.text
+    assert "changed" in (replayed.get_attribute("class") or "")
+    assert "The decision changes." in browser.find_element(By.ID, "replay-outcome").text
+    _check_page(browser, "decision-replayed", violations)
+
+    browser.find_element(By.CSS_SELECTOR, "form.sign-out button").click()
+    _wait(browser, ec.presence_of_element_located((By.ID, "sign-in-message")))
+    assert "You have signed out." in browser.page_source
+    browser.get(f"{live.url}/console/decisions/{decision_id}")
+    _wait(browser, ec.presence_of_element_located((By.ID, "api_key")))
+    assert "/console/sign-in" in browser.current_url, "signed out: refused"
+
+    assert violations == {}, violations
+
+
+def test_an_appeals_handler_sees_only_their_pages(
+    live: LiveServer, browser: Any, served: Served, make_key: KeyMaker
+) -> None:
+    decision_id = _predict(live, make_key(Role.predictor), "C-3003", DENIED)
+    _sign_in(browser, live, make_key(Role.appeals, name="Appeals"))
+    nav = browser.find_element(By.CSS_SELECTOR, "header nav").text
+    assert "Decisions" not in nav
+    violations: dict[str, Any] = {}
+    _check_page(browser, "home-appeals", violations)
+    browser.get(f"{live.url}/console/decisions")
+    _wait(browser, ec.presence_of_element_located((By.ID, "error-message")))
+    assert "Not allowed" in browser.find_element(By.TAG_NAME, "h1").text
+    _check_page(browser, "refused", violations)
+    browser.get(f"{live.url}/console/")
+    browser.find_element(By.ID, "open-id").send_keys(decision_id)
+    browser.find_element(By.CSS_SELECTOR, "form.inline button").click()
+    _wait(browser, ec.presence_of_element_located((By.ID, "decision-words")))
+    assert "C-3003" in browser.find_element(By.ID, "subject").text
+    assert violations == {}, violations
+
+
+def test_markup_in_a_subject_id_is_shown_as_text_and_never_run(
+    live: LiveServer, browser: Any, served: Served, make_key: KeyMaker
+) -> None:
+    hostile = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
+    decision_id = _predict(live, make_key(Role.predictor), hostile, applicant())
+    _sign_in(browser, live, make_key(Role.compliance), "/console/decisions")
+    browser.get(f"{live.url}/console/decisions/{decision_id}")
+    subject = _wait(browser, ec.presence_of_element_located((By.ID, "subject")))
+    assert subject.text == hostile
+    browser.get(f"{live.url}/console/decisions")
+    _wait(browser, ec.presence_of_element_located((By.ID, "decisions")))
+    assert hostile in browser.find_element(By.ID, "decisions").text
+    assert browser.execute_script("return window.pwned === undefined")
