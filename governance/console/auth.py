@@ -167,4 +167,8 @@ def quoted(value: str) -> str:
 
 Searcher = Annotated[Principal, Depends(allow_signed_in(*nav.DECISION_SEARCH))]
 DecisionReader = Annotated[Principal, Depends(allow_signed_in(*nav.DECISION_READERS))]
+Auditor = Annotated[Principal, Depends(allow_signed_in(*nav.AUDITORS))]
+FairnessReader = Annotated[Principal, Depends(allow_signed_in(*nav.FAIRNESS))]
+ModelReader = Annotated[Principal, Depends(allow_signed_in(*nav.MODELS))]
+Monitor = Annotated[Principal, Depends(allow_signed_in(*nav.MONITORS))]
 SignedIn = Annotated[Principal, Depends(allow_signed_in(*nav.ANYONE))]

@@ -14,6 +14,7 @@ from typing import Any
 
 from core.errors import GovernanceError
 from governance.compliance.decisions import DecisionFilter
+from serving.state import Serving
 
 TEXT_FIELDS = {"endpoint": 100, "model": 100, "route": 40, "subject_id": 200, "label": 200}
 CHOICES = {"": None, "yes": True, "no": False}
@@ -162,3 +163,164 @@ def shap_chart(document: Mapping[str, Any], most: int = 12) -> dict[str, Any]:
         "space": shap.get("space"),
         "bars": bars,
     }
+
+
+WINDOWS = ("", "day", "week", "month")
+
+
+@dataclass
+class FairnessForm:
+    """The fairness form: an endpoint, one or more protected attributes (several intersect),
+    optional numeric bins, dates, a model version and a window for the trend."""
+
+    values: dict[str, str]
+    problems: list[dict[str, str]] = field(default_factory=list)
+    parsed: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, query: Mapping[str, str], endpoints: list[str]) -> FairnessForm:
+        names = ["endpoint", "attributes", "bins", "since", "until", "version", "window"]
+        values = {name: (query.get(name) or "").strip() for name in names}
+        values["min_group_size"] = (query.get("min_group_size") or "").strip()
+        if not values["endpoint"] and len(endpoints) == 1:
+            values["endpoint"] = endpoints[0]
+        if "window" not in query:
+            values["window"] = "month"
+        form = cls(values=values)
+        form._parse(endpoints)
+        return form
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.values["endpoint"] and self.values["attributes"])
+
+    def _parse(self, endpoints: list[str]) -> None:
+        v = self.values
+        if v["endpoint"] and v["endpoint"] not in endpoints:
+            self.problems.append({"field": "endpoint", "message": "no such endpoint"})
+        attributes = [a.strip() for a in v["attributes"].split(",") if a.strip()]
+        if len(attributes) > 3 or any(len(a) > 100 for a in attributes):
+            self.problems.append({"field": "attributes", "message": "at most 3 names"})
+        self.parsed["attributes"] = attributes
+        self.parsed["bins"] = [b.strip() for b in v["bins"].split(";") if b.strip()][:3]
+        dates = DecisionSearch.of(
+            {"since": v["since"], "until": v["until"], "version": v["version"]}
+        )
+        self.problems += dates.problems
+        for name in ("since", "until", "version"):
+            self.parsed[name] = dates.parsed.get(name)
+        if v["window"] not in WINDOWS:
+            self.problems.append({"field": "window", "message": "day, week, month or none"})
+        size = v["min_group_size"]
+        if size and not (size.isdigit() and 1 <= int(size) <= 1_000_000):
+            self.problems.append({"field": "min_group_size", "message": "a whole number from 1"})
+        elif size:
+            self.parsed["min_group_size"] = int(size)
+
+    def arguments(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.values["endpoint"],
+            "attributes": self.parsed["attributes"],
+            "bins": self.parsed["bins"],
+            "since": self.parsed["since"],
+            "until": self.parsed["until"],
+            "model": None,
+            "version": self.parsed["version"],
+            "route": None,
+            "window": self.values["window"] or None,
+        }
+
+
+def protected_of(serving: Serving, endpoint: str) -> list[str]:
+    """The protected attributes the endpoint's models record, for the form's hint."""
+    if not endpoint:
+        return []
+    try:
+        config = serving.config_for(endpoint)
+        names: list[str] = []
+        for model, version in config.targets():
+            schema = serving.model(model, version).input_schema
+            names += [n for n in schema.protected_names if n not in names]
+        return names
+    except GovernanceError:
+        return []
+
+
+def _group(group: Any) -> str:
+    if isinstance(group, Mapping):
+        return ", ".join(f"{k}={v}" for k, v in group.items())
+    return str(group)
+
+
+def fairness_chart(report: Mapping[str, Any]) -> dict[str, Any]:
+    """Selection rate and its 95% interval by group, the disparate impact ratio against the
+    four-fifths line (violations marked), and the selection rate of each group by period."""
+    groups = report.get("groups") or []
+    rule = report.get("verdict_rule") or {}
+    rows = []
+    for g in groups:
+        interval = g.get("selection_rate_ci95") or [None, None]
+        rows.append(
+            {
+                "label": _group(g.get("group")),
+                "rate": g.get("selection_rate"),
+                "low": interval[0],
+                "high": interval[1],
+                "ratio": g.get("disparate_impact_ratio"),
+                "violated": g.get("four_fifths_verdict") == "violated",
+                "small": bool(g.get("below_minimum_size")),
+            }
+        )
+    trend: dict[str, list[Any]] = {}
+    periods = [p.get("period") for p in report.get("trend") or []]
+    for index, period in enumerate(report.get("trend") or []):
+        for g in period.get("groups") or []:
+            series = trend.setdefault(_group(g.get("group")), [None] * len(periods))
+            series[index] = g.get("selection_rate")
+    return {
+        "groups": rows,
+        "threshold": rule.get("ratio_threshold", 0.8),
+        "periods": periods,
+        "trend": [{"label": k, "rates": v} for k, v in trend.items()],
+    }
+
+
+@dataclass
+class DriftForm:
+    """The drift form: an endpoint, dates and a model version."""
+
+    values: dict[str, str]
+    problems: list[dict[str, str]] = field(default_factory=list)
+    parsed: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, query: Mapping[str, str], endpoints: list[str]) -> DriftForm:
+        values = {
+            n: (query.get(n) or "").strip() for n in ("endpoint", "since", "until", "version")
+        }
+        if not values["endpoint"] and len(endpoints) == 1:
+            values["endpoint"] = endpoints[0]
+        form = cls(values=values)
+        if values["endpoint"] and values["endpoint"] not in endpoints:
+            form.problems.append({"field": "endpoint", "message": "no such endpoint"})
+        dates = DecisionSearch.of(values)
+        form.problems += dates.problems
+        form.parsed = {k: dates.parsed.get(k) for k in ("since", "until", "version")}
+        return form
+
+
+def drift_chart(report: Mapping[str, Any]) -> dict[str, Any]:
+    """Each feature's PSI against the threshold it was judged by, for each model version."""
+    versions = []
+    for v in report.get("versions") or []:
+        features = v.get("features") or {}
+        versions.append(
+            {
+                "label": f"{v.get('model')} v{v.get('version')}",
+                "features": list(features),
+                "psi": [f.get("psi") for f in features.values()],
+                "threshold": [f.get("psi_threshold_used") for f in features.values()],
+                "drifted": [bool(f.get("drifted")) for f in features.values()],
+            }
+        )
+    return {"versions": versions}

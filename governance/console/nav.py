@@ -10,11 +10,19 @@ PREFIX = "/console"
 
 DECISION_SEARCH = (Role.compliance,)
 DECISION_READERS = (Role.compliance, Role.appeals, Role.data_scientist)
+AUDITORS = (Role.compliance,)
+FAIRNESS = (Role.compliance,)  # it reads protected attributes
+MODELS = (Role.compliance, Role.data_scientist)
+MONITORS = (Role.compliance, Role.data_scientist)
 ANYONE = tuple(Role)
 
 # (label, path, roles), in the order of the navigation bar.
 PAGES: list[tuple[str, str, tuple[Role, ...]]] = [
     ("Decisions", f"{PREFIX}/decisions", DECISION_SEARCH),
+    ("Models", f"{PREFIX}/models", MODELS),
+    ("Fairness", f"{PREFIX}/fairness", FAIRNESS),
+    ("Drift and alerts", f"{PREFIX}/drift", MONITORS),
+    ("Audit", f"{PREFIX}/audit", AUDITORS),
 ]
 
 

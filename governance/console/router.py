@@ -8,18 +8,33 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlmodel import Session
 
 from core.audit import access
 from core.auth import sessions
+from core.auth.schemas import Principal
 from core.config import Settings
 from core.db import transaction
 from core.deps import SessionDep, public
 from core.errors import GovernanceError, InvalidInput
-from governance.compliance import decisions, dossier
+from core.pagination import Page
+from explain.drift import service as drift_service
+from explain.fairness import service as fairness_service
+from governance.audit import alerts, verification
+from governance.compliance import decisions, dossier, inventory, retention, trail
 from governance.compliance.router import export_response
 from governance.console import auth, forms, nav
-from governance.console.auth import DecisionReader, Searcher, SignedIn
+from governance.console.auth import (
+    Auditor,
+    DecisionReader,
+    FairnessReader,
+    ModelReader,
+    Monitor,
+    Searcher,
+    SignedIn,
+)
 from governance.console.render import HEADERS, PREFIX, fragment, page
+from serving import endpoints as endpoint_service
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 SIGN_IN_COOKIE = "govern_sign_in"
@@ -193,3 +208,149 @@ async def replay(
     except InvalidInput as exc:
         return fragment("replay.html", {"problems": forms.problems_of(exc), "r": None})
     return fragment("replay.html", {"problems": [], "r": result})
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit(
+    request: Request,
+    session: SessionDep,
+    _principal: Auditor,
+    cursor: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    action: Annotated[str | None, Query(max_length=64)] = None,
+    key_id: Annotated[str | None, Query(max_length=32)] = None,
+    target: Annotated[str | None, Query(max_length=200)] = None,
+    verify: Annotated[bool, Query()] = False,
+) -> HTMLResponse:
+    """Chain verification (on request: it reads every record), signed checkpoints, retention,
+    and the access trail, newest first."""
+    settings: Settings = request.app.state.settings
+    report = verification.verify_report(session, settings) if verify else None
+    filters = {"action": action or None, "key_id": key_id or None, "target": target or None}
+    entries, next_cursor = trail.entries(
+        session,
+        limit=PAGE_ROWS,
+        cursor=cursor,
+        action=filters["action"],
+        key_id=filters["key_id"],
+        target=filters["target"],
+    )
+    return page(
+        request,
+        "audit.html",
+        {
+            "report": report,
+            "checkpoints": [
+                verification.checkpoint_dict(c) for c in verification.stored_checkpoints(session)
+            ],
+            "retention": retention.plan(session, settings.retention_days),
+            "entries": entries,
+            "next": next_cursor,
+            "filters": {k: v or "" for k, v in filters.items()},
+        },
+    )
+
+
+@router.get("/fairness", response_class=HTMLResponse)
+def fairness(request: Request, session: SessionDep, principal: FairnessReader) -> HTMLResponse:
+    """Selection rates by group with their intervals, disparate impact against the four-fifths
+    line, error rates from outcomes, and the trend by period: ``GET /api/v1/fairness`` as a page."""
+    settings: Settings = request.app.state.settings
+    names = endpoint_service.list_endpoints(session)
+    form = forms.FairnessForm.of(request.query_params, names)
+    protected = forms.protected_of(request.app.state.serving, form.values["endpoint"])
+    report = None
+    if form.ready and not form.problems:
+        try:
+            report = fairness_service.report(
+                session,
+                principal,
+                **form.arguments(),
+                min_group_size=form.parsed.get("min_group_size")
+                or settings.fairness_min_group_size,
+                min_cell_size=settings.min_cell_size,
+                seed=None,
+            )
+        except InvalidInput as exc:  # an attribute the models do not record, say
+            form.problems += forms.problems_of(exc)
+    return page(
+        request,
+        "fairness.html",
+        {
+            "form": form,
+            "endpoints": names,
+            "protected": protected,
+            "report": report,
+            "chart": forms.fairness_chart(report) if report else None,
+        },
+        status_code=422 if form.problems else 200,
+    )
+
+
+@router.get("/models", response_class=HTMLResponse)
+def models(
+    request: Request,
+    session: SessionDep,
+    _principal: ModelReader,
+    status: Annotated[str, Query(max_length=20)] = "",
+) -> HTMLResponse:
+    """The inventory: each version's stage history as a timeline, where it served and when, its
+    decisions, its gate and its latest rebuild (``GET /api/v1/inventory`` as a page)."""
+    chosen = status if status in ("in_use", "in_development", "retired") else None
+    items = inventory.inventory(session, status=chosen)
+    return page(request, "models.html", {"items": items, "status": chosen or ""})
+
+
+@router.get("/drift", response_class=HTMLResponse)
+def drift(request: Request, session: SessionDep, principal: Monitor) -> HTMLResponse:
+    """Each feature's live inputs against its model version's training rows, with the test used
+    and its verdict (``GET /api/v1/drift``), and the probing alerts with their episodes."""
+    names = endpoint_service.list_endpoints(session)
+    form = forms.DriftForm.of(request.query_params, names)
+    report = None
+    if form.values["endpoint"] and not form.problems:
+        report = _drift_report(request, session, principal, form)
+    found = alerts.list_alerts(
+        session,
+        Page(limit=PAGE_ROWS, cursor=None),
+        kind=None,
+        key_id=None,
+        endpoint=form.values["endpoint"] or None,
+        since=None,
+        until=None,
+    )
+    return page(
+        request,
+        "drift.html",
+        {
+            "form": form,
+            "endpoints": names,
+            "report": report,
+            "chart": forms.drift_chart(report) if report else None,
+            "alerts": [alerts.alert_public(a) for a in found],
+        },
+        status_code=422 if form.problems else 200,
+    )
+
+
+def _drift_report(
+    request: Request, session: Session, principal: Principal, form: forms.DriftForm
+) -> dict[str, Any] | None:
+    settings: Settings = request.app.state.settings
+    try:
+        return drift_service.report(
+            session,
+            principal,
+            request.app.state.explainers,
+            endpoint=form.values["endpoint"],
+            since=form.parsed.get("since"),
+            until=form.parsed.get("until"),
+            model=None,
+            version=form.parsed.get("version"),
+            alpha=settings.drift_alpha,
+            psi_threshold=settings.drift_psi_threshold,
+            min_samples=settings.drift_min_samples,
+            resamples=settings.drift_resamples,
+        )
+    except InvalidInput as exc:
+        form.problems += forms.problems_of(exc)
+        return None

@@ -107,6 +107,13 @@ def test_an_officer_finds_a_denied_decision_opens_it_and_replays_it_with_a_corre
     assert "The decision changes." in browser.find_element(By.ID, "replay-outcome").text
     _check_page(browser, "decision-replayed", violations)
 
+    browser.find_element(By.LINK_TEXT, "Audit").click()
+    _wait(browser, ec.presence_of_element_located((By.ID, "verify-button"))).click()
+    result = _wait(browser, ec.presence_of_element_located((By.ID, "verify-result")))
+    assert "Every chain verifies." in result.text
+    assert "dossier.read" in browser.find_element(By.ID, "trail").text, "the page read is there"
+    _check_page(browser, "audit", violations)
+
     browser.find_element(By.CSS_SELECTOR, "form.sign-out button").click()
     _wait(browser, ec.presence_of_element_located((By.ID, "sign-in-message")))
     assert "You have signed out." in browser.page_source
@@ -151,3 +158,32 @@ def test_markup_in_a_subject_id_is_shown_as_text_and_never_run(
     _wait(browser, ec.presence_of_element_located((By.ID, "decisions")))
     assert hostile in browser.find_element(By.ID, "decisions").text
     assert browser.execute_script("return window.pwned === undefined")
+
+
+def test_fairness_shows_the_violated_four_fifths_line_highlighted(
+    live: LiveServer, browser: Any, served: Served, make_key: KeyMaker
+) -> None:
+    predictor = make_key(Role.predictor)
+    for i in range(35):
+        for sex, features in (("F", DENIED), ("M", applicant(income=250000.0))):
+            response = httpx.post(
+                f"{live.url}/api/v1/endpoints/credit/predict",
+                headers={"Authorization": f"Bearer {predictor}"},
+                json={"subject_id": f"{sex}{i}", "features": features, "context": {"sex": sex}},
+                timeout=30,
+            )
+            assert response.status_code == 200, response.text
+    _sign_in(browser, live, make_key(Role.compliance))
+    browser.find_element(By.LINK_TEXT, "Fairness").click()
+    _wait(browser, ec.presence_of_element_located((By.ID, "fa-attributes"))).send_keys("sex")
+    browser.find_element(By.CSS_SELECTOR, "form.search button[type=submit]").click()
+    verdict = _wait(browser, ec.presence_of_element_located((By.ID, "four-fifths")))
+    assert verdict.text == "violated" and "bad" in (verdict.get_attribute("class") or "")
+    marked = _wait(
+        browser, lambda d: d.find_element(By.ID, "ratio-chart").get_attribute("data-violations")
+    )
+    assert marked == "1", "the group below the line is drawn in the violation colour"
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#groups tr.violated")) == 1
+    violations: dict[str, Any] = {}
+    _check_page(browser, "fairness", violations)
+    assert violations == {}, violations

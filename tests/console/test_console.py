@@ -278,3 +278,114 @@ def test_the_decision_page_shows_the_dossier_and_a_replay_changes_the_score(
         f"{CONSOLE}/decisions/{decision_id}/replay", data={"feature.income": "1"}
     )
     assert no_token.status_code == 403
+
+
+def _biased(client: TestClient, make_key: KeyMaker, n: int = 40) -> None:
+    """``n`` applicants of each sex: every woman denied, every man approved."""
+    headers = {"Authorization": f"Bearer {make_key(Role.predictor)}"}
+    denied = applicant(income=12000.0, debt_to_income=0.45, late_payments=3)
+    approved = applicant(income=250000.0)
+    for i in range(n):
+        for sex, features in (("F", denied), ("M", approved)):
+            body = {"subject_id": f"{sex}-{i}", "features": features, "context": {"sex": sex}}
+            response = client.post(PREDICT, headers=headers, json=body)
+            assert response.status_code == 200, response.text
+
+
+def test_the_fairness_page_marks_a_violated_four_fifths_rule_and_not_assessable_as_such(
+    client: TestClient, served: Served, make_key: KeyMaker
+) -> None:
+    sign_in(client, make_key(Role.compliance))
+    empty = client.get(f"{CONSOLE}/fairness")
+    assert empty.status_code == 200
+    assert "Choose an endpoint and one or more protected attributes" in empty.text
+    assert "sex" in empty.text, "the form names the protected attributes the models record"
+
+    _biased(client, make_key, n=4)  # 4 per group: below the minimum group size of 30
+    small = client.get(f"{CONSOLE}/fairness", params={"endpoint": "credit", "attributes": "sex"})
+    assert small.status_code == 200, small.text
+    assert 'id="four-fifths" class="muted">not assessable' in small.text
+    assert "Not assessable is not a pass" in small.text
+
+    _biased(client, make_key, n=40)
+    page = client.get(
+        f"{CONSOLE}/fairness", params={"endpoint": "credit", "attributes": "sex", "window": ""}
+    )
+    assert 'id="four-fifths" class="bad">violated' in page.text
+    assert '<tr class="violated">' in page.text and 'id="trend"' not in page.text
+    assert '"violated": true' in page.text, "the chart data marks the violated group"
+
+    bad = client.get(
+        f"{CONSOLE}/fairness",
+        params={"endpoint": "nope", "attributes": "a,b,c,d", "window": "year"},
+    )
+    assert bad.status_code == 422
+    for text in ("no such endpoint", "at most 3 names", "day, week, month or none"):
+        assert text in bad.text
+    refused = TestClient(client.app)
+    sign_in(refused, make_key(Role.data_scientist))
+    assert refused.get(f"{CONSOLE}/fairness").status_code == 403, "protected attributes"
+
+
+def test_the_audit_page_verifies_the_chains_and_shows_who_looked(
+    client: TestClient, served: Served, make_key: KeyMaker
+) -> None:
+    decision_id = _predict(client, served, make_key, subject_id="audited")
+    reader = TestClient(client.app)
+    sign_in(reader, make_key(Role.appeals, name="Reader"))
+    assert reader.get(f"{CONSOLE}/decisions/{decision_id}").status_code == 200
+    sign_in(client, make_key(Role.compliance))
+    client.get(f"{CONSOLE}/decisions", params={"subject_id": "audited"})
+    page = client.get(f"{CONSOLE}/audit")
+    assert page.status_code == 200
+    assert 'id="verify-result"' not in page.text, "verification runs only when asked"
+    assert "No signed checkpoints yet" in page.text
+    trail = page.text.split('id="trail"')[1]
+    assert f"<code>{decision_id}</code>" in trail and "dossier.read" in trail
+    assert "decisions.query" in trail
+    verified = client.get(f"{CONSOLE}/audit", params={"verify": "true"})
+    assert 'id="verify-result"' in verified.text
+    assert "Every chain verifies." in verified.text
+    only = client.get(f"{CONSOLE}/audit", params={"action": "decisions.query"})
+    trail = only.text.split('id="trail"')[1]
+    assert "decisions.query" in trail and "dossier.read" not in trail
+    assert reader.get(f"{CONSOLE}/audit").status_code == 403
+
+
+def test_the_models_page_shows_each_version_with_its_stage_history(
+    client: TestClient, served: Served, make_key: KeyMaker
+) -> None:
+    sign_in(client, make_key(Role.data_scientist))
+    page = client.get(f"{CONSOLE}/models")
+    assert page.status_code == 200, page.text
+    assert f"<strong>credit</strong> v{served.versions[0]}" in page.text
+    assert f"<strong>credit</strong> v{served.versions[1]}" in page.text
+    assert "→ <strong>production</strong>" in page.text, "the promotion is on the timeline"
+    assert "served on credit (live)" in page.text
+    in_use = client.get(f"{CONSOLE}/models", params={"status": "in_use"})
+    assert f"v{served.versions[1]}</td>" not in in_use.text
+    refused = TestClient(client.app)
+    sign_in(refused, make_key(Role.appeals))
+    assert refused.get(f"{CONSOLE}/models").status_code == 403
+
+
+def test_the_drift_page_says_insufficient_data_for_a_small_window_and_compares_a_large_one(
+    client: TestClient, served: Served, make_key: KeyMaker
+) -> None:
+    for _ in range(5):
+        _predict(client, served, make_key)
+    sign_in(client, make_key(Role.data_scientist))
+    small = client.get(f"{CONSOLE}/drift", params={"endpoint": "credit"})
+    assert small.status_code == 200, small.text
+    assert 'id="drift-verdict" class="muted">insufficient data' in small.text
+    assert "Insufficient data is not a pass" in small.text
+    assert "No probing alert on credit" in small.text
+    _biased(client, make_key, n=30)
+    large = client.get(f"{CONSOLE}/drift", params={"endpoint": "credit"})
+    assert 'id="drift-verdict" class="bad">drifted' in large.text, "two extreme applicants"
+    assert "income" in large.text and '"psi":' in large.text
+    bad = client.get(f"{CONSOLE}/drift", params={"endpoint": "credit", "since": "yesterday"})
+    assert bad.status_code == 422 and "YYYY-MM-DD" in bad.text
+    refused = TestClient(client.app)
+    sign_in(refused, make_key(Role.appeals))
+    assert refused.get(f"{CONSOLE}/drift").status_code == 403

@@ -67,9 +67,87 @@ function shapWaterfall() {
   });
 }
 
+const VIOLATED = "#b3261e";
+const RATE = "#0b5cad";
+const SERIES = ["#0b5cad", "#b3261e", "#1b7f3b", "#7a4fb0", "#b25e00", "#00707a", "#5c6770"];
+
+function fairnessCharts() {
+  const source = document.getElementById("fairness-data");
+  if (!source || typeof Chart === "undefined") return;
+  const data = JSON.parse(source.textContent);
+  const labels = data.groups.map((g) => g.label);
+  const rates = document.getElementById("rates-chart");
+  if (rates) {
+    rates.dataset.groups = String(labels.length);
+    new Chart(rates, {
+      data: {
+        labels,
+        datasets: [
+          { type: "bar", label: "selection rate", data: data.groups.map((g) => g.rate),
+            backgroundColor: data.groups.map((g) => (g.violated ? VIOLATED : RATE)) },
+          // The 95% interval as a thin floating bar over each group's rate: an error bar.
+          { type: "bar", label: "95% interval", data: data.groups.map((g) => (g.low === null ? null : [g.low, g.high])),
+            backgroundColor: "#1b1f24", barPercentage: 0.08, grouped: false },
+        ],
+      },
+      options: { maintainAspectRatio: false, animation: false,
+        scales: { y: { min: 0, max: 1, title: { display: true, text: "selection rate" } } } },
+    });
+  }
+  const ratio = document.getElementById("ratio-chart");
+  if (ratio) {
+    ratio.dataset.violations = String(data.groups.filter((g) => g.violated).length);
+    new Chart(ratio, {
+      data: {
+        labels,
+        datasets: [
+          { type: "bar", label: "disparate impact ratio", data: data.groups.map((g) => g.ratio),
+            backgroundColor: data.groups.map((g) => (g.violated ? VIOLATED : RATE)) },
+          { type: "line", label: `four-fifths line (${data.threshold})`, data: labels.map(() => data.threshold),
+            borderColor: VIOLATED, borderDash: [6, 4], pointRadius: 0, borderWidth: 2 },
+        ],
+      },
+      options: { maintainAspectRatio: false, animation: false,
+        scales: { y: { min: 0, suggestedMax: 1.2, title: { display: true, text: "ratio to the most favoured group" } } } },
+    });
+  }
+  const trend = document.getElementById("trend-chart");
+  if (trend && data.periods.length) {
+    new Chart(trend, {
+      type: "line",
+      data: { labels: data.periods, datasets: data.trend.map((series, i) => ({
+        label: series.label, data: series.rates, borderColor: SERIES[i % SERIES.length],
+        backgroundColor: SERIES[i % SERIES.length], spanGaps: false })) },
+      options: { maintainAspectRatio: false, animation: false,
+        scales: { y: { min: 0, max: 1, title: { display: true, text: "selection rate" } } } },
+    });
+  }
+}
+
+function driftCharts() {
+  const source = document.getElementById("drift-data");
+  if (!source || typeof Chart === "undefined") return;
+  const data = JSON.parse(source.textContent);
+  document.querySelectorAll("canvas.psi-chart").forEach((canvas) => {
+    const v = data.versions[Number(canvas.dataset.version)];
+    if (!v) return;
+    canvas.dataset.features = String(v.features.length);
+    new Chart(canvas, {
+      data: { labels: v.features, datasets: [
+        { type: "bar", label: "PSI", data: v.psi, backgroundColor: v.drifted.map((d) => (d ? VIOLATED : RATE)) },
+        { type: "line", label: "threshold", data: v.threshold, borderColor: VIOLATED, borderDash: [6, 4], pointRadius: 2 },
+      ] },
+      options: { maintainAspectRatio: false, animation: false,
+        scales: { y: { min: 0, title: { display: true, text: "population stability index" } } } },
+    });
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   localTimes(document);
   sortable(document);
   shapWaterfall();
+  fairnessCharts();
+  driftCharts();
 });
 document.addEventListener("htmx:afterSwap", (event) => localTimes(event.target));
