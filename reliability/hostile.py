@@ -427,6 +427,10 @@ def _role_cases(declared: dict[str, Any], decision_id: str, key_ids: dict[str, s
             continue
         path = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template)
         body: dict[str, Any] | None = {} if method in ("POST", "PUT", "PATCH") else None
+        # A console page takes a session cookie, never a bearer key: any key is no session.
+        # A page is then sent to sign in (303); a form is refused (401).
+        no_session = frozenset({303} if method == "GET" else {401})
+        console = path.startswith("/console")
         for role in roles:
             if role == "admin" or role in allowed:
                 continue
@@ -438,7 +442,7 @@ def _role_cases(declared: dict[str, Any], decision_id: str, key_ids: dict[str, s
                     path,
                     role,
                     json_body=body,
-                    expect=frozenset({403}),
+                    expect=no_session if console else frozenset({403}),
                 )
             )
         cases.append(
@@ -449,7 +453,7 @@ def _role_cases(declared: dict[str, Any], decision_id: str, key_ids: dict[str, s
                 path,
                 None,
                 json_body=body,
-                expect=frozenset({401}),
+                expect=no_session if console else frozenset({401}),
             )
         )
     return cases

@@ -14,6 +14,7 @@ AUDITORS = (Role.compliance,)
 FAIRNESS = (Role.compliance,)  # it reads protected attributes
 MODELS = (Role.compliance, Role.data_scientist)
 MONITORS = (Role.compliance, Role.data_scientist)
+REBUILDERS = (Role.compliance, Role.data_scientist)
 ANYONE = tuple(Role)
 
 # (label, path, roles), in the order of the navigation bar.

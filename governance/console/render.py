@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import ChainableUndefined, Environment, FileSystemLoader
 from markupsafe import Markup, escape
 
 from core.auth.sessions import csrf_token
@@ -30,7 +30,9 @@ _ENV = Environment(
     autoescape=True,
     trim_blocks=True,
     lstrip_blocks=True,
-    undefined=StrictUndefined,
+    # Documents omit fields that do not apply (a model registered from outside has no train
+    # split): a missing one shows as nothing, never as a failed page.
+    undefined=ChainableUndefined,
 )
 
 HEADERS = {

@@ -7,6 +7,7 @@ import secrets
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
@@ -21,7 +22,7 @@ from core.pagination import Page
 from explain.drift import service as drift_service
 from explain.fairness import service as fairness_service
 from governance.audit import alerts, verification
-from governance.compliance import decisions, dossier, inventory, retention, trail
+from governance.compliance import card, decisions, dossier, inventory, retention, trail
 from governance.compliance.router import export_response
 from governance.console import auth, forms, nav
 from governance.console.auth import (
@@ -30,10 +31,14 @@ from governance.console.auth import (
     FairnessReader,
     ModelReader,
     Monitor,
+    Rebuilder,
     Searcher,
     SignedIn,
 )
 from governance.console.render import HEADERS, PREFIX, fragment, page
+from lineage import registry
+from rebuild import access as rebuild_access
+from rebuild import service as rebuild_service
 from serving import endpoints as endpoint_service
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -297,7 +302,58 @@ def models(
     decisions, its gate and its latest rebuild (``GET /api/v1/inventory`` as a page)."""
     chosen = status if status in ("in_use", "in_development", "retired") else None
     items = inventory.inventory(session, status=chosen)
-    return page(request, "models.html", {"items": items, "status": chosen or ""})
+    return page(
+        request,
+        "models.html",
+        {
+            "items": items,
+            "status": chosen or "",
+            "may_rebuild": nav.may(_principal, nav.REBUILDERS),
+        },
+    )
+
+
+@router.post(
+    "/models/{name}/versions/{version}/rebuild",
+    response_class=HTMLResponse,
+    dependencies=[auth.CsrfChecked],
+)
+def start_rebuild(
+    request: Request,
+    principal: Rebuilder,
+    name: Annotated[str, Path(max_length=100)],
+    version: Annotated[int, Path(ge=1, le=2**31 - 1)],
+) -> HTMLResponse:
+    """Rebuild this version from its lineage (``POST .../rebuilds``): the fragment shows its
+    progress, polling until it is done."""
+    with transaction(request.app.state.sessions) as session:
+        model, found = registry.get_version(session=session, name=name, version=version)
+        job, created = rebuild_service.create_rebuild(
+            session=session,
+            model=model,
+            version=found,
+            actor=principal.key_id,
+            executor=request.app.state.executor.name,
+        )
+        if created:
+            request.app.state.limiter.admit(principal.key_id, "rebuilds")
+        shown = rebuild_access.public(job, principal)
+    if created:  # after the commit, so that the job finds its row
+        request.app.state.executor.submit(
+            rebuild_service.execute_rebuild, request.app.state.settings, shown.id
+        )
+    return fragment("rebuild.html", {"r": shown})
+
+
+@router.get("/rebuilds/{rebuild_id}", response_class=HTMLResponse)
+def rebuild_progress(
+    session: SessionDep,
+    principal: Rebuilder,
+    rebuild_id: Annotated[int, Path(ge=1, le=2**62)],
+) -> HTMLResponse:
+    return fragment(
+        "rebuild.html", {"r": rebuild_access.read(session, rebuild_id, principal, None)}
+    )
 
 
 @router.get("/drift", response_class=HTMLResponse)
@@ -354,3 +410,22 @@ def _drift_report(
     except InvalidInput as exc:
         form.problems += forms.problems_of(exc)
         return None
+
+
+@router.get("/models/{name}/versions/{version}", response_class=HTMLResponse)
+def model_card(
+    request: Request,
+    session: SessionDep,
+    principal: ModelReader,
+    name: Annotated[str, Path(max_length=100)],
+    version: Annotated[int, Path(ge=1, le=2**31 - 1)],
+) -> HTMLResponse:
+    """The model card (``GET .../card``): intended use, data, metrics overall and by group,
+    the gate, live fairness, lineage and the latest rebuild."""
+    found = registry.get_version(session=session, name=name, version=version)
+    document = card.card(session, principal, request.app.state.settings, *found)
+    return page(
+        request,
+        "card.html",
+        {"c": jsonable_encoder(document), "may_rebuild": nav.may(principal, nav.REBUILDERS)},
+    )

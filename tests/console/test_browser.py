@@ -186,4 +186,22 @@ def test_fairness_shows_the_violated_four_fifths_line_highlighted(
     assert len(browser.find_elements(By.CSS_SELECTOR, "#groups tr.violated")) == 1
     violations: dict[str, Any] = {}
     _check_page(browser, "fairness", violations)
+
+    browser.find_element(By.LINK_TEXT, "Drift and alerts").click()
+    _wait(browser, ec.presence_of_element_located((By.ID, "drift-verdict")))
+    drawn = _wait(
+        browser,
+        lambda d: d.find_element(By.CSS_SELECTOR, "canvas.psi-chart").get_attribute(
+            "data-features"
+        ),
+    )
+    assert int(drawn) >= 8, "every feature's PSI is drawn"
+    _check_page(browser, "drift", violations)
+    browser.find_element(By.LINK_TEXT, "Models").click()
+    _wait(browser, ec.presence_of_element_located((By.ID, "inventory")))
+    assert "production" in browser.find_element(By.ID, "inventory").text
+    _check_page(browser, "models", violations)
+    browser.find_element(By.CSS_SELECTOR, "#inventory tbody a").click()
+    _wait(browser, ec.presence_of_element_located((By.ID, "gate")))
+    _check_page(browser, "model-card", violations)
     assert violations == {}, violations

@@ -4,6 +4,8 @@ run the same pages in Chromium."""
 
 from __future__ import annotations
 
+import re
+import time
 import uuid
 from datetime import timedelta
 
@@ -389,3 +391,51 @@ def test_the_drift_page_says_insufficient_data_for_a_small_window_and_compares_a
     refused = TestClient(client.app)
     sign_in(refused, make_key(Role.appeals))
     assert refused.get(f"{CONSOLE}/drift").status_code == 403
+
+
+def test_a_rebuild_started_from_the_models_page_shows_its_progress_until_its_verdict(
+    client: TestClient, served: Served, make_key: KeyMaker
+) -> None:
+    sign_in(client, make_key(Role.data_scientist))
+    models = client.get(f"{CONSOLE}/models")
+    version = served.versions[0]
+    action = f"{CONSOLE}/models/credit/versions/{version}/rebuild"
+    assert f'hx-post="{action}"' in models.text
+    token = form_value(models.text, "csrf_token")
+    started = client.post(action, data={"csrf_token": token})
+    assert started.status_code == 200, started.text
+    found = re.search(r'id="rebuild-(\d+)"', started.text)
+    assert found and 'hx-trigger="load delay:1s"' in started.text, "it polls while it runs"
+    rebuild_id = found.group(1)
+    again = client.post(action, data={"csrf_token": token})
+    assert f'id="rebuild-{rebuild_id}"' in again.text, "one active rebuild per version"
+    deadline = time.monotonic() + 180
+    while True:
+        progress = client.get(f"{CONSOLE}/rebuilds/{rebuild_id}")
+        assert progress.status_code == 200, progress.text
+        if "hx-trigger" not in progress.text:
+            break
+        assert time.monotonic() < deadline, progress.text
+        time.sleep(0.5)
+    assert 'class="rebuild-verdict ok">identical' in progress.text
+    viewer = TestClient(client.app)
+    sign_in(viewer, make_key(Role.appeals))
+    assert viewer.post(action, data={"csrf_token": csrf(viewer)}).status_code == 403
+    assert 'hx-post="' not in viewer.get(f"{CONSOLE}/").text
+
+
+def test_the_model_card_page_shows_the_gate_and_the_metrics_by_group(
+    client: TestClient, served: Served, make_key: KeyMaker
+) -> None:
+    sign_in(client, make_key(Role.compliance))
+    version = served.versions[0]
+    models = client.get(f"{CONSOLE}/models")
+    link = f'href="/console/models/credit/versions/{version}"'
+    assert link in models.text
+    card = client.get(f"{CONSOLE}/models/credit/versions/{version}")
+    assert card.status_code == 200, card.text
+    assert 'id="gate" class="ok"' in card.text and "passed" in card.text
+    assert "By sex" in card.text and 'class="sortable card-groups"' in card.text
+    assert 'id="overfitting"' in card.text
+    missing = client.get(f"{CONSOLE}/models/credit/versions/99")
+    assert missing.status_code == 404 and "Not found" in missing.text
