@@ -9,7 +9,7 @@ RUN = $(UV) run --locked --no-sync
 export GOV_HOST ?= 127.0.0.1
 export GOV_PORT ?= 8000
 
-.PHONY: help bootstrap install run serve migrate test browser lint format clean bench bench-training bench-serving bench-ood bench-explain bench-robustness bench-fairness bench-drift bench-rebuild bench-compliance bench-false-alarms bench-cli bench-predict reliability
+.PHONY: help bootstrap install run serve migrate test browser lint format clean bench bench-training bench-serving bench-ood bench-explain bench-robustness bench-fairness bench-drift bench-rebuild bench-compliance bench-false-alarms bench-cli bench-predict bench-console reliability
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -55,7 +55,7 @@ format: install ## Apply ruff's fixes and formatting
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
 
-bench: bench-training bench-serving bench-ood bench-explain bench-robustness bench-fairness bench-drift bench-rebuild bench-compliance bench-false-alarms bench-cli bench-predict ## Run every benchmark (figures go in BENCHMARKS.md)
+bench: bench-training bench-serving bench-ood bench-explain bench-robustness bench-fairness bench-drift bench-rebuild bench-compliance bench-false-alarms bench-cli bench-predict bench-console ## Run every benchmark (figures go in BENCHMARKS.md)
 
 bench-training: install ## Training run with lineage capture vs bare Pipeline.fit
 	$(RUN) python -m bench.training_overhead --rows 20000 --repeats 5
@@ -90,6 +90,9 @@ bench-predict: install ## Predict under wrk, server and load on their own cores:
 	@command -v wrk >/dev/null 2>&1 || { echo "wrk not found: installing it with apt-get"; \
 		apt-get install -y -q wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }; }
 	$(RUN) python -m bench.predict_load --seconds 10 --rates 50,60,100,150,200 --workers 1,2 --profile var/bench-profile
+
+bench-console: install ## Console pages vs the JSON API over 1,000,000 decisions on PostgreSQL
+	$(RUN) python -m bench.console --decisions 1000000 --no-sqlite
 
 bench-cli: install ## govern --help and govern models list start-up vs python -c pass
 	$(RUN) python -m bench.cli_startup --runs 10
