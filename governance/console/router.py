@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
 from core.audit import access
 from core.auth import sessions
@@ -205,14 +206,20 @@ async def replay(
     overrides, problems = forms.overrides_of(submitted)
     if problems:
         return fragment("replay.html", {"problems": problems, "r": None})
-    try:
-        with transaction(request.app.state.sessions) as session:
-            result = dossier.replay_in_words(
-                session, request.app.state.serving, decision_id, overrides, principal
-            )
+    try:  # scoring (and maybe loading the model) on a worker thread, not the event loop
+        result = await run_in_threadpool(_replay, request, decision_id, overrides, principal)
     except InvalidInput as exc:
         return fragment("replay.html", {"problems": forms.problems_of(exc), "r": None})
     return fragment("replay.html", {"problems": [], "r": result})
+
+
+def _replay(
+    request: Request, decision_id: str, overrides: dict[str, Any], principal: Principal
+) -> dict[str, Any]:
+    with transaction(request.app.state.sessions) as session:
+        return dossier.replay_in_words(
+            session, request.app.state.serving, decision_id, overrides, principal
+        )
 
 
 @router.get("/audit", response_class=HTMLResponse)
