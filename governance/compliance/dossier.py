@@ -40,6 +40,7 @@ from explain.models import Explanation
 from governance.compliance.inventory import last_rebuild
 from lineage import registry
 from lineage.input_schema import InputSchema, feature_label
+from lineage.models import ModelVersion
 from serving import lookups
 from serving.decision_log import CHAIN
 from serving.models import DecisionOutcome, DecisionRecord
@@ -418,10 +419,7 @@ def build(
         session, explainers, decision_id, "counterfactual", {"k": 3, "seed": None}, principal
     )
     replay = explain_service.what_if(session, serving, decision_id, {}, principal)
-    _model, version = registry.get_version(
-        session=session, name=str(record.model), version=int(record.version or 0)
-    )
-    schema = InputSchema.from_document(version.input_schema)
+    version, schema = _version_of(session, record)
     summary = public.lineage or {}
     detector = summary.get("outlier_detector") or {}
     best = (counterfactual.get("counterfactuals") or [None])[0]
@@ -497,13 +495,17 @@ def replay_in_words(
     """A what-if replay (``explain.service.what_if``: recorded in the access trail as a replay,
     never logged as a decision) with both decisions in words, for an appeals handler."""
     replay = explain_service.what_if(session, serving, decision_id, overrides, principal)
-    record = lookups.get_decision(session, decision_id)
-    _model, version = registry.get_version(
-        session=session, name=str(record.model), version=int(record.version or 0)
-    )
-    schema = InputSchema.from_document(version.input_schema)
+    _version, schema = _version_of(session, lookups.get_decision(session, decision_id))
     return {
         **replay,
         "logged_decision": class_in_words(schema, replay["logged"]["label"]),
         "replayed_decision": class_in_words(schema, replay["replay"]["label"]),
     }
+
+
+def _version_of(session: Session, record: Any) -> tuple[ModelVersion, InputSchema]:
+    """The model version that made a logged decision, and its input schema."""
+    _model, version = registry.get_version(
+        session=session, name=str(record.model), version=int(record.version or 0)
+    )
+    return version, InputSchema.from_document(version.input_schema)
