@@ -26,6 +26,7 @@ class Case:
     path: str
     role: str | None = "admin"  # None: no key at all
     token: str | None = None  # overrides the role's key
+    cookie: str | None = None  # a console session's cookie, sent instead of any key
     json_body: Any = None
     content: bytes | None = None
     content_type: str | None = None
@@ -49,7 +50,7 @@ class Case:
 
     def summary(self) -> dict[str, Any]:
         """The case as details.json keeps it: no bodies, no callables."""
-        skipped = {"content", "json_body", "check"}
+        skipped = {"content", "json_body", "check", "cookie"}
         kept = {k: v for k, v in self.__dict__.items() if k not in skipped}
         return kept | {"expect": sorted(self.expect), "passed": self.passed}
 
@@ -64,7 +65,9 @@ def _chunked() -> Iterator[bytes]:
 def _headers(case: Case, keys: dict[str, str]) -> tuple[dict[str, str], bytes | None]:
     headers: dict[str, str] = {}
     token = case.token or (keys[case.role] if case.role else None)
-    if token:
+    if case.cookie:
+        headers["Cookie"] = case.cookie
+    elif token:
         headers["Authorization"] = f"Bearer {token}"
     content = case.content
     if case.json_body is not None:

@@ -407,7 +407,33 @@ def _key_cases(expired: str, revoked: str) -> list[Case]:
     ]
 
 
-def _role_cases(declared: dict[str, Any], decision_id: str, key_ids: dict[str, str]) -> list[Case]:
+def console_sessions(client: httpx.Client, keys: dict[str, str]) -> dict[str, str]:
+    """Each role signed in to the web console as a browser would: role -> its Cookie header."""
+    cookies = {}
+    for role, key in keys.items():
+        form = client.get("/console/sign-in")
+        token = re.search(r'name="form_token" value="([^"]*)"', form.text)
+        if form.status_code != 200 or token is None:
+            raise RuntimeError(f"no console sign-in form: {form.status_code}")
+        signed = client.post(
+            "/console/sign-in",
+            data={"api_key": key, "form_token": token.group(1)},
+            follow_redirects=False,
+        )
+        session = signed.cookies.get("govern_session")
+        if signed.status_code != 303 or not session:
+            raise RuntimeError(f"could not sign {role} in to the console: {signed.status_code}")
+        cookies[role] = f"govern_session={session}"
+    client.cookies.clear()  # the cases send their own credentials
+    return cookies
+
+
+def _role_cases(
+    declared: dict[str, Any],
+    decision_id: str,
+    key_ids: dict[str, str],
+    sessions: dict[str, str],
+) -> list[Case]:
     values = {
         "name": "credit",
         "version": "1",
@@ -427,8 +453,8 @@ def _role_cases(declared: dict[str, Any], decision_id: str, key_ids: dict[str, s
             continue
         path = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template)
         body: dict[str, Any] | None = {} if method in ("POST", "PUT", "PATCH") else None
-        # A console page takes a session cookie, never a bearer key: any key is no session.
-        # A page is then sent to sign in (303); a form is refused (401).
+        # A console page takes a session cookie, never a bearer key: without a session a page
+        # is sent to sign in (303) and a form is refused (401); a wrong role's session gets 403.
         no_session = frozenset({303} if method == "GET" else {401})
         console = path.startswith("/console")
         for role in roles:
@@ -437,12 +463,13 @@ def _role_cases(declared: dict[str, Any], decision_id: str, key_ids: dict[str, s
             cases.append(
                 Case(
                     "wrong role",
-                    f"{role} on {line}",
+                    f"{role}{' session' if console else ''} on {line}",
                     method,
                     path,
-                    role,
+                    None if console else role,
+                    cookie=sessions[role] if console else None,
                     json_body=body,
-                    expect=no_session if console else frozenset({403}),
+                    expect=frozenset({403}),
                 )
             )
         cases.append(
@@ -517,7 +544,12 @@ def run(world: World, _profile: Profile, logs: Path, command: str) -> Row:
                 + _traversal_cases(spec["dataset"]["repo"])
                 + _spec_cases(spec_text)
                 + _key_cases(expired.key, revoked.key)
-                + _role_cases(declared_roles(app), held[0], world.key_ids)
+                + _role_cases(
+                    declared_roles(app),
+                    held[0],
+                    world.key_ids,
+                    console_sessions(client, world.keys),
+                )
                 + boundary.request_cases(setup, spec, features)
             )
             before, rejected_before = _decisions(url), _rejections(url)
