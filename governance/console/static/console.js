@@ -143,7 +143,18 @@ function driftCharts() {
   });
 }
 
+// A decision opened for the first time computes its explanations: say so while it loads.
+function busyOnSlowLinks() {
+  const busy = document.getElementById("busy");
+  if (!busy) return;
+  const show = () => { busy.hidden = false; };
+  document.querySelectorAll("a[data-slow]").forEach((a) => a.addEventListener("click", show));
+  document.querySelectorAll("form[data-slow]").forEach((f) => f.addEventListener("submit", show));
+  window.addEventListener("pageshow", () => { busy.hidden = true; });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  busyOnSlowLinks();
   localTimes(document);
   sortable(document);
   shapWaterfall();
