@@ -26,7 +26,7 @@ from core.db import transaction
 from core.deps import allow_signed_in
 from core.errors import Forbidden, GovernanceError, Unauthorized
 from core.middleware import has_body
-from governance.console import nav
+from governance.console import forms, nav
 from governance.console.render import HEADERS, PREFIX, page
 
 COOKIE = "govern_session"
@@ -99,15 +99,10 @@ def error_page(
     headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
     """An error as a page, in words: what went wrong, and the fields at fault."""
-    problems = []
-    if isinstance(details, list):
-        problems = [d for d in details if isinstance(d, dict) and "field" in d]
-    elif isinstance(details, dict) and isinstance(details.get("problems"), list):
-        problems = [d for d in details["problems"] if isinstance(d, dict)]
     return page(
         request,
         "error.html",
-        {"status_code": status_code, "message": message, "problems": problems},
+        {"status_code": status_code, "message": message, "problems": forms.problems_in(details)},
         status_code=status_code,
         headers=headers,
     )

@@ -128,19 +128,21 @@ def typed(raw: str) -> Any:
     return int(number) if number.is_integer() and "." not in text and "e" not in text else number
 
 
-def problems_of(exc: GovernanceError) -> list[dict[str, str]]:
-    details = exc.details
+def problems_in(details: Any) -> list[dict[str, str]]:
+    """The fields at fault in an error's details: a list of them, or ``{"problems": [...]}``."""
     if isinstance(details, dict) and isinstance(details.get("problems"), list):
         details = details["problems"]
-    if isinstance(details, list):
-        found = [
-            {"field": str(d.get("field", "")), "message": str(d.get("message", ""))}
-            for d in details
-            if isinstance(d, dict)
-        ]
-        if found:
-            return found
-    return [{"field": "", "message": exc.message}]
+    if not isinstance(details, list):
+        return []
+    return [
+        {"field": str(d.get("field", "")), "message": str(d.get("message", ""))}
+        for d in details
+        if isinstance(d, dict)
+    ]
+
+
+def problems_of(exc: GovernanceError) -> list[dict[str, str]]:
+    return problems_in(exc.details) or [{"field": "", "message": exc.message}]
 
 
 def shap_chart(document: Mapping[str, Any], most: int = 12) -> dict[str, Any]:
@@ -166,6 +168,31 @@ def shap_chart(document: Mapping[str, Any], most: int = 12) -> dict[str, Any]:
 
 
 WINDOWS = ("", "day", "week", "month")
+SCOPE = ("endpoint", "since", "until", "version")
+
+
+def _scoped_values(
+    query: Mapping[str, str], names: list[str], endpoints: list[str]
+) -> dict[str, str]:
+    """The fields as typed; the endpoint is chosen for the person when there is only one."""
+    values = {name: (query.get(name) or "").strip() for name in [*SCOPE, *names]}
+    if not values["endpoint"] and len(endpoints) == 1:
+        values["endpoint"] = endpoints[0]
+    return values
+
+
+def _parse_scope(
+    values: dict[str, str],
+    endpoints: list[str],
+    problems: list[dict[str, str]],
+    parsed: dict[str, Any],
+) -> None:
+    """The endpoint checked, and the dates and version read as the decision search reads them."""
+    if values["endpoint"] and values["endpoint"] not in endpoints:
+        problems.append({"field": "endpoint", "message": "no such endpoint"})
+    scope = DecisionSearch.of({name: values[name] for name in SCOPE[1:]})
+    problems += scope.problems
+    parsed.update({name: scope.parsed.get(name) for name in SCOPE[1:]})
 
 
 @dataclass
@@ -179,11 +206,9 @@ class FairnessForm:
 
     @classmethod
     def of(cls, query: Mapping[str, str], endpoints: list[str]) -> FairnessForm:
-        names = ["endpoint", "attributes", "bins", "since", "until", "version", "window"]
-        values = {name: (query.get(name) or "").strip() for name in names}
-        values["min_group_size"] = (query.get("min_group_size") or "").strip()
-        if not values["endpoint"] and len(endpoints) == 1:
-            values["endpoint"] = endpoints[0]
+        values = _scoped_values(
+            query, ["attributes", "bins", "window", "min_group_size"], endpoints
+        )
         if "window" not in query:
             values["window"] = "month"
         form = cls(values=values)
@@ -196,19 +221,12 @@ class FairnessForm:
 
     def _parse(self, endpoints: list[str]) -> None:
         v = self.values
-        if v["endpoint"] and v["endpoint"] not in endpoints:
-            self.problems.append({"field": "endpoint", "message": "no such endpoint"})
+        _parse_scope(v, endpoints, self.problems, self.parsed)
         attributes = [a.strip() for a in v["attributes"].split(",") if a.strip()]
         if len(attributes) > 3 or any(len(a) > 100 for a in attributes):
             self.problems.append({"field": "attributes", "message": "at most 3 names"})
         self.parsed["attributes"] = attributes
         self.parsed["bins"] = [b.strip() for b in v["bins"].split(";") if b.strip()][:3]
-        dates = DecisionSearch.of(
-            {"since": v["since"], "until": v["until"], "version": v["version"]}
-        )
-        self.problems += dates.problems
-        for name in ("since", "until", "version"):
-            self.parsed[name] = dates.parsed.get(name)
         if v["window"] not in WINDOWS:
             self.problems.append({"field": "window", "message": "day, week, month or none"})
         size = v["min_group_size"]
@@ -295,17 +313,8 @@ class DriftForm:
 
     @classmethod
     def of(cls, query: Mapping[str, str], endpoints: list[str]) -> DriftForm:
-        values = {
-            n: (query.get(n) or "").strip() for n in ("endpoint", "since", "until", "version")
-        }
-        if not values["endpoint"] and len(endpoints) == 1:
-            values["endpoint"] = endpoints[0]
-        form = cls(values=values)
-        if values["endpoint"] and values["endpoint"] not in endpoints:
-            form.problems.append({"field": "endpoint", "message": "no such endpoint"})
-        dates = DecisionSearch.of(values)
-        form.problems += dates.problems
-        form.parsed = {k: dates.parsed.get(k) for k in ("since", "until", "version")}
+        form = cls(values=_scoped_values(query, [], endpoints))
+        _parse_scope(form.values, endpoints, form.problems, form.parsed)
         return form
 
 
