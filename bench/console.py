@@ -9,8 +9,12 @@ returns the same data (both authenticate and write their access-trail entry):
    ``/api/v1/decisions?subject_id=``, 200 subjects;
 2. one decision whose explanations are stored: ``/console/decisions/{id}`` against
    ``/api/v1/decisions/{id}/dossier``, 10 decisions (each viewed once first, which computes and
-   stores its explanations), 3 times each;
-3. the fairness page for ``sex``: ``/console/fairness`` against ``/api/v1/fairness``, 5 times.
+   stores its explanations and counts its version's fairness tallies), 3 times each;
+3. the fairness page for ``sex``: ``/console/fairness`` against ``/api/v1/fairness``, 20 times,
+   after a first report that counts the whole log (timed on its own).
+
+Traffic goes on between views (2 and 3): a new decision and an outcome for an older one before
+each pair, so every view brings its fairness tallies up to date.
 
     uv run python -m bench.console [--decisions 1000000] [--no-sqlite] [--no-postgres]
 """
@@ -21,6 +25,7 @@ import argparse
 import random
 import re
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -69,6 +74,33 @@ APPLICANT = {
 }
 
 
+def _decide(client: TestClient, admin: str, income: int) -> str:
+    made = client.post(
+        "/api/v1/endpoints/credit/predict",
+        json={"features": {**APPLICANT, "income": income}},
+        headers={"Authorization": f"Bearer {admin}"},
+    )
+    assert made.status_code == 200, made.text
+    return str(made.json()["decision_id"])
+
+
+class _Traffic:
+    """One new decision and one outcome for an earlier decision per step."""
+
+    def __init__(self, client: TestClient, admin: str, ids: list[str]) -> None:
+        self.client, self.admin, self.ids, self.steps = client, admin, list(ids), 0
+
+    def step(self) -> None:
+        self.steps += 1
+        self.ids.append(_decide(self.client, self.admin, 30000 + 500 * self.steps))
+        recorded = self.client.post(
+            f"/api/v1/decisions/{self.ids[self.steps % len(self.ids)]}/outcome",
+            json={"outcome": self.steps % 2, "observed_at": datetime.now(UTC).isoformat()},
+            headers={"Authorization": f"Bearer {self.admin}"},
+        )
+        assert recorded.status_code == 201, recorded.text
+
+
 def _pair(page: list[float], api: list[float]) -> dict[str, float]:
     p, a = _pct(page, 95), _pct(api, 95)
     return {"page_p95_ms": round(p, 1), "api_p95_ms": round(a, 1), "page_over_api": round(p / a, 2)}
@@ -101,23 +133,21 @@ def measure(settings: Settings, n: int) -> dict[str, Any]:
         result["search_by_subject"] = _pair(search_page, search_api)
 
         # Ten real decisions (the seeded ones name no real artifact), each viewed once first,
-        # which computes and stores its explanations.
-        ids = []
-        for i in range(10):
-            made = client.post(
-                "/api/v1/endpoints/credit/predict",
-                json={"features": {**APPLICANT, "income": 20000 + 4000 * i}},
-                headers={"Authorization": f"Bearer {admin}"},
-            )
-            assert made.status_code == 200, made.text
-            ids.append(made.json()["decision_id"])
+        # which computes and stores its explanations and counts the fairness tallies of its
+        # version from the start.
+        ids = [_decide(client, admin, 20000 + 4000 * i) for i in range(10)]
         started = time.perf_counter()
         for decision_id in ids:
             _timed(client, f"/api/v1/decisions/{decision_id}/dossier", headers=api)
         result["first_views_s"] = round(time.perf_counter() - started, 1)
+
+        # Traffic goes on between views: before each pair, a new decision and an outcome for an
+        # old one, so each view brings its tallies up to date (a new record, a changed outcome).
+        live = _Traffic(client, admin, ids)
         one_page, one_api = [], []
         for _ in range(3):
             for decision_id in ids:
+                live.step()
                 one_page.append(_timed(client, f"/console/decisions/{decision_id}"))
                 one_api.append(
                     _timed(client, f"/api/v1/decisions/{decision_id}/dossier", headers=api)
@@ -125,16 +155,16 @@ def measure(settings: Settings, n: int) -> dict[str, Any]:
         result["one_decision_stored_explanations"] = _pair(one_page, one_api)
 
         fairness = {"endpoint": "credit", "attributes": "sex", "window": ""}
-        fair_page = [_timed(client, "/console/fairness", params=fairness) for _ in range(5)]
-        fair_api = [
-            _timed(
-                client,
-                "/api/v1/fairness",
-                params={"endpoint": "credit", "attribute": "sex"},
-                headers=api,
-            )
-            for _ in range(5)
-        ]
+        api_fairness = {"endpoint": "credit", "attribute": "sex"}
+        # The first report of its kind counts the whole log; later ones count what is new.
+        result["fairness_first_report_s"] = round(
+            _timed(client, "/api/v1/fairness", params=api_fairness, headers=api), 2
+        )
+        fair_page, fair_api = [], []
+        for _ in range(20):
+            live.step()
+            fair_page.append(_timed(client, "/console/fairness", params=fairness))
+            fair_api.append(_timed(client, "/api/v1/fairness", params=api_fairness, headers=api))
         result["fairness_sex"] = _pair(fair_page, fair_api)
     return result
 

@@ -58,6 +58,14 @@ class DecisionRecord(SQLModel, table=True):
             sqlite_where=sa.text("parent_decision_id IS NOT NULL"),
             postgresql_where=sa.text("parent_decision_id IS NOT NULL"),
         ),
+        # Partial: only purged records (retention) have no payload. The fairness tallies read the
+        # highest purged seq on every report, to notice a purge since they counted.
+        sa.Index(
+            "ix_decision_purged_seq",
+            "seq",
+            sqlite_where=sa.text("payload IS NULL"),
+            postgresql_where=sa.text("payload IS NULL"),
+        ),
     )
 
     id: int | None = Field(

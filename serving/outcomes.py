@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
@@ -23,6 +24,27 @@ from serving.lookups import get_decision
 from serving.models import DecisionOutcome, DecisionRecord
 
 MAX_BULK = 10_000
+# PostgreSQL advisory lock between writers of outcomes (shared, for their transaction) and a
+# reader of the outcome mark (exclusive, for one statement): see ``settled_mark``.
+OUTCOME_WRITERS = 0x676F7665726E_01  # "govern", 1
+
+
+def settled_mark(connection: sa.Connection) -> int:
+    """The highest outcome id such that every outcome with an id at or below it is committed and
+    visible: counts kept up to this mark miss nothing when they later count past it.
+
+    Ids are handed out before commit, so on PostgreSQL a higher id can commit before a lower one.
+    Each writer holds the shared lock from before it takes an id until it commits; the reader
+    takes it exclusively, which waits for writers in flight, reads the highest id, and lets go.
+    SQLite has one writer at a time and a reader's snapshot never holds part of a write."""
+    highest = sa.select(sa.func.coalesce(sa.func.max(DecisionOutcome.__table__.c.id), 0))  # type: ignore[attr-defined]
+    if connection.dialect.name != "postgresql":
+        return int(connection.execute(highest).scalar_one())
+    connection.execute(sa.select(sa.func.pg_advisory_lock(OUTCOME_WRITERS)))
+    try:
+        return int(connection.execute(highest).scalar_one())
+    finally:
+        connection.execute(sa.select(sa.func.pg_advisory_unlock(OUTCOME_WRITERS)))
 
 
 class OutcomeIn(BaseModel):
@@ -128,6 +150,8 @@ def record_outcomes(
     if problems:
         raise InvalidInput("outcomes not recorded", details=problems)
     previous = _latest(session, [d for d, _ in items])
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.select(sa.func.pg_advisory_xact_lock_shared(OUTCOME_WRITERS)))
     rows = []
     for decision_id, item in items:
         row = DecisionOutcome(

@@ -39,6 +39,25 @@ class Attribute:
 
 
 @dataclass(frozen=True)
+class Span:
+    """Which records and outcomes a count covers, by their place in the log: the records with
+    ``after < seq <= upto`` and, for each, its latest outcome among those with ``id <=
+    outcomes_upto``. With ``changed``, a range ``(low, high]`` of outcome ids, only the records
+    that have an outcome in it (the ones those outcomes changed)."""
+
+    upto: int
+    outcomes_upto: int
+    after: int | None = None
+    changed: tuple[int, int] | None = None
+
+    @property
+    def incremental(self) -> bool:
+        """A few records (the tail, or the ones with new outcomes): each outcome is looked up by
+        index, not joined over the whole outcome table."""
+        return self.after is not None or self.changed is not None
+
+
+@dataclass(frozen=True)
 class Filters:
     endpoint: str
     since: datetime | None = None
@@ -99,27 +118,39 @@ def period_expression(dialect: str, window: str) -> Any:
     return sa.func.strftime("%Y-%m-01", created)
 
 
-def _latest_outcome_join() -> Any:
+def _latest_outcome_join(span: Span | None) -> Any:
     """PostgreSQL: the latest outcome per decision (DISTINCT ON over the (decision_id, id)
     index), hash-joined to the decisions."""
-    return (
+    latest = (
         sa.select(OUTCOMES.c.decision_id, OUTCOMES.c.outcome)
         .ext(distinct_on(OUTCOMES.c.decision_id))
         .order_by(OUTCOMES.c.decision_id, OUTCOMES.c.id.desc())
-        .subquery("latest_outcome")
     )
+    if span is not None:
+        latest = latest.where(OUTCOMES.c.id <= span.outcomes_upto)
+    return latest.subquery("latest_outcome")
 
 
-def _latest_outcome_lookup() -> Any:
-    """SQLite: the latest outcome by an index probe per decision (SQLite would otherwise nest
-    loops over an unindexed join)."""
-    return (
-        sa.select(OUTCOMES.c.outcome)
-        .where(OUTCOMES.c.decision_id == DECISIONS.c.decision_id)
-        .order_by(OUTCOMES.c.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
+def _latest_outcome_lookup(span: Span | None) -> Any:
+    """The latest outcome by an index probe per decision: on SQLite always (it would otherwise
+    nest loops over an unindexed join), and for a few records on PostgreSQL."""
+    latest = sa.select(OUTCOMES.c.outcome).where(OUTCOMES.c.decision_id == DECISIONS.c.decision_id)
+    if span is not None:
+        latest = latest.where(OUTCOMES.c.id <= span.outcomes_upto)
+    return latest.order_by(OUTCOMES.c.id.desc()).limit(1).scalar_subquery()
+
+
+def _within(rows: Any, span: Span) -> Any:
+    rows = rows.where(DECISIONS.c.seq <= span.upto)
+    if span.after is not None:
+        rows = rows.where(DECISIONS.c.seq > span.after)
+    if span.changed is not None:
+        low, high = span.changed
+        changed = sa.select(OUTCOMES.c.decision_id).where(
+            OUTCOMES.c.id > low, OUTCOMES.c.id <= high
+        )
+        rows = rows.where(DECISIONS.c.decision_id.in_(changed))
+    return rows
 
 
 def counts_query(
@@ -128,16 +159,17 @@ def counts_query(
     attributes: Sequence[Attribute],
     favourable: str,
     window: str | None,
+    span: Span | None = None,
 ) -> Any:
     keys: list[Any] = [raw_value(dialect, a).label(f"g{i}") for i, a in enumerate(attributes)]
     if window:
         keys.append(period_expression(dialect, window).label("period"))
-    if dialect == "postgresql":
-        joined = _latest_outcome_join()
+    if dialect == "postgresql" and not (span is not None and span.incremental):
+        joined = _latest_outcome_join(span)
         source: Any = DECISIONS.outerjoin(joined, joined.c.decision_id == DECISIONS.c.decision_id)
         outcome_value: Any = joined.c.outcome
     else:
-        source, outcome_value = DECISIONS, _latest_outcome_lookup()
+        source, outcome_value = DECISIONS, _latest_outcome_lookup(span)
     rows = (
         sa.select(*keys, DECISIONS.c.label.label("label"), outcome_value.label("outcome"))
         .select_from(source)
@@ -153,6 +185,8 @@ def counts_query(
         rows = rows.where(DECISIONS.c.version == filters.version)
     if filters.route is not None:
         rows = rows.where(DECISIONS.c.route == filters.route)
+    if span is not None:
+        rows = _within(rows, span)
     scoped = rows.cte("scoped")
     if dialect != "postgresql":
         # Materialised once, so the per-row outcome lookup is not repeated for every aggregate.
@@ -206,9 +240,10 @@ def run_counts(
     attributes: Sequence[Attribute],
     favourable: str,
     window: str | None,
+    span: Span | None = None,
 ) -> dict[str | None, list[GroupCounts]]:
     """Counts by group, keyed by period (None without a window)."""
-    query = counts_query(connection.dialect.name, filters, attributes, favourable, window)
+    query = counts_query(connection.dialect.name, filters, attributes, favourable, window, span)
     result: dict[str | None, list[GroupCounts]] = {}
     for row in connection.execute(query):
         mapping = row._mapping

@@ -171,9 +171,18 @@ class TrainingNote(Body):
 Training = dict[str, dict[str, TrainingGroup]] | TrainingNote
 
 
+class CountedTo(Body):
+    """Where in the log the counts stop: the records up to this chain seq, with their latest
+    outcomes up to this outcome id."""
+
+    seq: int
+    outcome_id: int
+
+
 class _ReportHead(Body):
     endpoint: str
     filters: Filters
+    counted_to: CountedTo
     attributes: list[AttributeAsked]
     favourable_label: str
     min_group_size: int

@@ -22,7 +22,8 @@ from core.auth.schemas import Principal
 from core.config import Settings
 from core.errors import InvalidInput, NotFound
 from explain.fairness import stats as fairness
-from explain.fairness.query import CONTEXT, FEATURES, Attribute, Filters, run_counts, totals
+from explain.fairness.query import CONTEXT, FEATURES, Attribute, Filters, totals
+from explain.fairness.tally import tallies_of
 from lineage import registry
 from lineage.input_schema import InputSchema, ProtectedEntry
 from lineage.models import ModelVersion
@@ -242,7 +243,9 @@ def report(
     seed = fairness.DEFAULT_SEED if seed is None else seed
     connection = session.connection()
     # With a window, one query by period; the whole window is the sum of its periods.
-    periods = run_counts(connection, filters, attrs, favourable, window)
+    periods, marks = tallies_of(connection.engine).counts(
+        connection, filters, attrs, favourable, window
+    )
     overall = periods.get(None, []) if not window else totals(periods)
     body: dict[str, Any] = {
         "endpoint": endpoint,
@@ -254,6 +257,7 @@ def report(
         "favourable_label": favourable,
         "min_group_size": min_group_size,
         "reporting_threshold": min_cell_size,
+        "counted_to": marks.public(),
         "n": sum(g.n for g in overall),
         "with_outcomes": sum(g.with_outcome for g in overall),
         "verdict_rule": fairness.verdict_rule(min_group_size),

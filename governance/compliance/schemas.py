@@ -19,6 +19,7 @@ from core.responses import Body, FeatureValue, IsoTime, LibraryVersions, Number,
 from explain.fairness.schemas import (
     AttributeAsked,
     Comparison,
+    CountedTo,
     FairnessGroup,
     GroupOutcomes,
     HomogeneityTest,
@@ -521,6 +522,7 @@ class WithheldGroup(Body):
 
 class _LiveHead(Body):
     endpoint: str
+    counted_to: CountedTo
     attributes: list[AttributeAsked]
     favourable_label: str
     min_group_size: int
