@@ -12,6 +12,16 @@ from core.responses import Body
 Verdict = Literal["drifted", "not_drifted", "insufficient_data"]
 
 
+class Histogram(Body):
+    """Both sides on the grid the test used: the counts of each bin, in order."""
+
+    labels: list[str] = Field(
+        description='Bins: "< a", "[a, b)", ">= b" or categories, "other", then "missing"'
+    )
+    training: list[int]
+    live: list[int]
+
+
 class FeatureDrift(Body):
     """One feature's live inputs against the training rows."""
 
@@ -31,6 +41,7 @@ class FeatureDrift(Body):
     )
     psi_threshold_used: float
     bins: int
+    histogram: Histogram
     p_value_holm: float
     verdict: Literal["drifted", "not_drifted", "insufficient_data"]
     reason: str

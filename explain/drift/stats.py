@@ -92,6 +92,17 @@ class Grid:
         return (len(self.edges) + 1 if self.numeric else len(self.categories) + 1) + 1
 
 
+def bin_labels(grid: Grid) -> list[str]:
+    """The names of a grid's bins, in order: "< 3", "[3, 7.5)", ..., ">= 40" (or the categories
+    and "other"), then "missing"."""
+    if not grid.numeric:
+        return [*grid.categories, "other", "missing"]
+    if not grid.edges:
+        return ["every value", "missing"]
+    inner = [f"[{low:g}, {high:g})" for low, high in zip(grid.edges, grid.edges[1:], strict=False)]
+    return [f"< {grid.edges[0]:g}", *inner, f">= {grid.edges[-1]:g}", "missing"]
+
+
 def grids(features: Sequence[FeatureEntry], train: pd.DataFrame) -> list[Grid]:
     """A grid per model input (``InputSchema.features``) from the training rows."""
     result = []
@@ -328,6 +339,11 @@ def compare(
             **found,
             "psi_threshold_used": max(psi_threshold, found["psi_null_quantile"]),
             "bins": len(t),
+            "histogram": {
+                "labels": bin_labels(g),
+                "training": [int(x) for x in t],
+                "live": [int(x) for x in l_],
+            },
         }
     names = [g.name for g in grid_list]
     for name, adjusted in zip(names, holm([features[x]["p_value"] for x in names]), strict=True):

@@ -7,7 +7,7 @@ Problems are collected, each naming its field, and shown in the page next to the
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -318,8 +318,27 @@ class DriftForm:
         return form
 
 
+def _shares(counts: Sequence[int]) -> list[float]:
+    total = sum(counts)
+    return [c / total if total else 0.0 for c in counts]
+
+
+def distributions(feature: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A feature's bins with both sides as shares of their rows (and the counts behind them)."""
+    histogram = feature.get("histogram") or {}
+    labels = histogram.get("labels") or []
+    training, live = histogram.get("training") or [], histogram.get("live") or []
+    return [
+        {"label": label, "training": t, "live": n, "training_share": ts, "live_share": ns}
+        for label, t, n, ts, ns in zip(
+            labels, training, live, _shares(training), _shares(live), strict=True
+        )
+    ]
+
+
 def drift_chart(report: Mapping[str, Any]) -> dict[str, Any]:
-    """Each feature's PSI against the threshold it was judged by, for each model version."""
+    """Each feature's PSI against the threshold it was judged by, and its distribution in the
+    training rows against these decisions, for each model version."""
     versions = []
     for v in report.get("versions") or []:
         features = v.get("features") or {}
@@ -330,6 +349,14 @@ def drift_chart(report: Mapping[str, Any]) -> dict[str, Any]:
                 "psi": [f.get("psi") for f in features.values()],
                 "threshold": [f.get("psi_threshold_used") for f in features.values()],
                 "drifted": [bool(f.get("drifted")) for f in features.values()],
+                "distributions": [
+                    {
+                        "labels": [b["label"] for b in bins],
+                        "training": [b["training_share"] for b in bins],
+                        "live": [b["live_share"] for b in bins],
+                    }
+                    for bins in (distributions(f) for f in features.values())
+                ],
             }
         )
     return {"versions": versions}

@@ -19,6 +19,7 @@ from markupsafe import Markup, escape
 
 from core.auth.sessions import csrf_token
 from governance.compliance.html import VERDICT_CLASS, group_name, interval, number, readable
+from governance.console.forms import distributions
 from governance.console.nav import PREFIX, nav_for
 
 HERE = Path(__file__).parent
@@ -83,6 +84,7 @@ _ENV.globals["verdict_class"] = VERDICT_CLASS
 _ENV.filters["rounded"] = rounded
 _ENV.filters["when"] = when
 _ENV.filters["percent"] = percent
+_ENV.filters["distributions"] = distributions
 _ENV.globals["static"] = STATIC
 _ENV.globals["prefix"] = PREFIX
 

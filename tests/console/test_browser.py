@@ -196,6 +196,9 @@ def test_fairness_shows_the_violated_four_fifths_line_highlighted(
         ),
     )
     assert int(drawn) >= 8, "every feature's PSI is drawn"
+    charts = browser.find_elements(By.CSS_SELECTOR, "canvas.dist-chart")
+    assert len(charts) == int(drawn), "a distribution chart per feature"
+    assert all(int(c.get_attribute("data-bins") or 0) >= 2 for c in charts)
     _check_page(browser, "drift", violations)
     browser.find_element(By.LINK_TEXT, "Models").click()
     _wait(browser, ec.presence_of_element_located((By.ID, "inventory")))

@@ -386,6 +386,10 @@ def test_the_drift_page_says_insufficient_data_for_a_small_window_and_compares_a
     large = client.get(f"{CONSOLE}/drift", params={"endpoint": "credit"})
     assert 'id="drift-verdict" class="bad">drifted' in large.text, "two extreme applicants"
     assert "income" in large.text and '"psi":' in large.text
+    # The distributions: a chart per feature with its figures, training against these decisions.
+    assert large.text.count('class="dist-chart"') == large.text.count("<figure class=") >= 8
+    assert "Figures for income" in large.text and "<td>missing</td>" in large.text
+    assert '"distributions":' in large.text
     bad = client.get(f"{CONSOLE}/drift", params={"endpoint": "credit", "since": "yesterday"})
     assert bad.status_code == 422 and "YYYY-MM-DD" in bad.text
     refused = TestClient(client.app)

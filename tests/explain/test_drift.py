@@ -96,6 +96,19 @@ def test_a_shifted_stream_is_caught_on_the_shifted_feature_only_and_a_calm_one_i
     assert income["p_value_holm"] < 0.05 and income["psi"] > income["psi_threshold_used"] >= 0.1
     assert income["psi_threshold_used"] == max(0.1, income["psi_null_quantile"])
     assert income["test"].startswith("Kolmogorov-Smirnov")
+    # Both sides on the test's grid: every training row and every decision is in one bin, and the
+    # shifted incomes pile up in the top bins.
+    histogram = income["histogram"]
+    assert len(histogram["labels"]) == len(histogram["training"]) == income["bins"]
+    assert sum(histogram["training"]) == report["training"]["rows"]
+    assert sum(histogram["live"]) == income["n"] == 800
+    assert histogram["labels"][0].startswith("< ") and histogram["labels"][-1] == "missing"
+    top = histogram["labels"].index(next(x for x in histogram["labels"] if x.startswith(">= ")))
+    assert (
+        histogram["live"][top] / 800 > 2 * histogram["training"][top] / report["training"]["rows"]
+    )
+    purpose = report["features"]["purpose"]["histogram"]
+    assert purpose["labels"][-2:] == ["other", "missing"] and sum(purpose["live"]) == 800
     assert income["p_value_method"] == "asymptotic" and income["min_expected_count"] >= 5
     assert report["features"]["purpose"]["test"].startswith("Pearson chi-squared")
     assert report["min_samples"] == 30 and report["resamples"] >= 999

@@ -124,6 +124,26 @@ function fairnessCharts() {
   }
 }
 
+function distributionCharts(data) {
+  document.querySelectorAll("canvas.dist-chart").forEach((canvas) => {
+    const v = data.versions[Number(canvas.dataset.version)];
+    const d = v && v.distributions[Number(canvas.dataset.feature)];
+    if (!d) return;
+    canvas.dataset.bins = String(d.labels.length);
+    new Chart(canvas, {
+      type: "bar",
+      data: { labels: d.labels, datasets: [
+        { label: "training", data: d.training, backgroundColor: "#9aa3ad" },
+        { label: "these decisions", data: d.live, backgroundColor: RATE },
+      ] },
+      options: { maintainAspectRatio: false, animation: false,
+        plugins: { tooltip: { callbacks: { label: (ctx) => `${ctx.dataset.label}: ${(100 * ctx.raw).toFixed(1)}%` } } },
+        scales: { y: { min: 0, title: { display: true, text: "share of rows" },
+          ticks: { callback: (value) => `${Math.round(100 * value)}%` } } } },
+    });
+  });
+}
+
 function driftCharts() {
   const source = document.getElementById("drift-data");
   if (!source || typeof Chart === "undefined") return;
@@ -141,6 +161,7 @@ function driftCharts() {
         scales: { y: { min: 0, title: { display: true, text: "population stability index" } } } },
     });
   });
+  distributionCharts(data);
 }
 
 // A decision opened for the first time computes its explanations: say so while it loads.
