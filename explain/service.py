@@ -144,6 +144,19 @@ def _stored(session: Session, decision_id: str, method: str, key: str) -> Explan
     ).first()
 
 
+def _seeded(session: Session, logged: Logged, params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters with the recorded seed when none is asked for: the stored row's key."""
+    if params.get("seed") is None:
+        return {**params, "seed": recorded_seed(_version(session, logged))}
+    return params
+
+
+def is_stored(session: Session, logged: Logged, method: str, params: dict[str, Any]) -> bool:
+    """Whether this explanation is stored already (showing it costs no computation)."""
+    key = _params_key(_seeded(session, logged, params))
+    return _stored(session, logged.record.decision_id, method, key) is not None
+
+
 def explanation_for(
     session: Session,
     explainers: Explainers,
@@ -154,8 +167,7 @@ def explanation_for(
 ) -> tuple[Explanation, bool]:
     """The stored explanation, computing and storing it first if needed; (row, was_cached)."""
     decision_id = logged.record.decision_id
-    if params.get("seed") is None:
-        params = {**params, "seed": recorded_seed(_version(session, logged))}
+    params = _seeded(session, logged, params)
     key = _params_key(params)
     found = _stored(session, decision_id, method, key)
     if found is not None:

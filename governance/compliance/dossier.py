@@ -402,45 +402,36 @@ def live_fairness(
     }
 
 
-def build(
+SHAP_PARAMS: dict[str, Any] = {"seed": None}
+COUNTERFACTUAL_PARAMS: dict[str, Any] = {"k": 3, "seed": None}
+
+
+def explanations_pending(session: Session, decision_id: str) -> bool:
+    """Whether opening this decision would compute an explanation first (SHAP, from which the
+    reasons come, or the counterfactuals): the first view of a decision."""
+    logged = explain_service.logged_decision(session, decision_id)
+    return not (
+        explain_service.is_stored(session, logged, "shap", SHAP_PARAMS)
+        and explain_service.is_stored(session, logged, "counterfactual", COUNTERFACTUAL_PARAMS)
+    )
+
+
+def explanations(
     session: Session,
-    serving: Serving,
     explainers: explain_service.Explainers,
     decision_id: str,
     principal: Principal,
+    schema: InputSchema,
 ) -> dict[str, Any]:
-    record = lookups.get_decision(session, decision_id)
-    public = lookups.decision_public(session, record, principal, serving)
+    """The reasons, the SHAP attributions and the best counterfactual, in words (each computed
+    and stored the first time, and recorded in the access trail as the API records it)."""
     reasons = explain_service.reasons_for(session, explainers, decision_id, principal)
-    shap = explain_service.explain(
-        session, explainers, decision_id, "shap", {"seed": None}, principal
-    )
+    shap = explain_service.explain(session, explainers, decision_id, "shap", SHAP_PARAMS, principal)
     counterfactual = explain_service.explain(
-        session, explainers, decision_id, "counterfactual", {"k": 3, "seed": None}, principal
+        session, explainers, decision_id, "counterfactual", COUNTERFACTUAL_PARAMS, principal
     )
-    replay = explain_service.what_if(session, serving, decision_id, {}, principal)
-    version, schema = _version_of(session, record)
-    summary = public.lineage or {}
-    detector = summary.get("outlier_detector") or {}
     best = (counterfactual.get("counterfactuals") or [None])[0]
-    robustness = stored_explanation(session, decision_id, "robustness", ROBUSTNESS_FIELDS)
-    if robustness is not None:
-        robustness["perturbation_in_words"] = changes_in_words(
-            schema, robustness.get("perturbation")
-        )
-    document = {
-        "decision": public.model_dump(mode="json", exclude={"lineage"}),
-        "decision_words": decision_words(schema),
-        "in_words": decision_in_words(
-            schema,
-            public.label,
-            public.score,
-            public.features or {},
-            outlier_in_words(public.outlier_score, public.is_outlier, detector.get("threshold")),
-        ),
-        "outcome": recorded_outcome(session, decision_id, schema),
-        "model": public.lineage,
-        "rebuild": last_rebuild(session, version),
+    return {
         "reasons": {k: reasons[k] for k in ("favourable", "label", "reasons") if k in reasons}
         | {"source": reasons.get("source")},
         "shap": {
@@ -467,6 +458,65 @@ def build(
             "constraints": counterfactual.get("constraints"),
             "seed": counterfactual.get("seed"),
         },
+    }
+
+
+def explanations_of(
+    session: Session,
+    explainers: explain_service.Explainers,
+    decision_id: str,
+    principal: Principal,
+) -> dict[str, Any]:
+    """``explanations`` on their own, with the decision in words they are read against."""
+    record = lookups.get_decision(session, decision_id)
+    _version, schema = _version_of(session, record)
+    return {
+        **explanations(session, explainers, decision_id, principal, schema),
+        "in_words": {"decision": class_in_words(schema, record.label)},
+    }
+
+
+def build(
+    session: Session,
+    serving: Serving,
+    explainers: explain_service.Explainers,
+    decision_id: str,
+    principal: Principal,
+    *,
+    with_explanations: bool = True,
+) -> dict[str, Any]:
+    """The dossier. Without explanations (a page that loads them on its own), ``reasons``,
+    ``shap`` and ``counterfactual`` are None."""
+    record = lookups.get_decision(session, decision_id)
+    public = lookups.decision_public(session, record, principal, serving)
+    version, schema = _version_of(session, record)
+    explained = (
+        explanations(session, explainers, decision_id, principal, schema)
+        if with_explanations
+        else {"reasons": None, "shap": None, "counterfactual": None}
+    )
+    replay = explain_service.what_if(session, serving, decision_id, {}, principal)
+    summary = public.lineage or {}
+    detector = summary.get("outlier_detector") or {}
+    robustness = stored_explanation(session, decision_id, "robustness", ROBUSTNESS_FIELDS)
+    if robustness is not None:
+        robustness["perturbation_in_words"] = changes_in_words(
+            schema, robustness.get("perturbation")
+        )
+    document = {
+        "decision": public.model_dump(mode="json", exclude={"lineage"}),
+        "decision_words": decision_words(schema),
+        "in_words": decision_in_words(
+            schema,
+            public.label,
+            public.score,
+            public.features or {},
+            outlier_in_words(public.outlier_score, public.is_outlier, detector.get("threshold")),
+        ),
+        "outcome": recorded_outcome(session, decision_id, schema),
+        "model": public.lineage,
+        "rebuild": last_rebuild(session, version),
+        **explained,
         "anchor": stored_explanation(session, decision_id, "anchor", ANCHOR_FIELDS),
         "robustness": robustness,
         "replay": {

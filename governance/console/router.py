@@ -186,12 +186,38 @@ def open_decision(
 
 @router.get("/decisions/{decision_id}", response_class=HTMLResponse)
 def decision_page(
-    decision_id: DecisionId, request: Request, session: SessionDep, principal: DecisionReader
+    decision_id: DecisionId,
+    request: Request,
+    session: SessionDep,
+    principal: DecisionReader,
+    explain: Annotated[bool, Query()] = False,
 ) -> HTMLResponse:
+    """The dossier as a page. The first time a decision is opened its explanations are not
+    stored yet: the page comes at once and loads them from ``/explanations`` (or, without
+    JavaScript, from ``?explain=true``) while it says they are being computed."""
     document = dossier.build(
-        session, request.app.state.serving, request.app.state.explainers, decision_id, principal
+        session,
+        request.app.state.serving,
+        request.app.state.explainers,
+        decision_id,
+        principal,
+        with_explanations=explain or not dossier.explanations_pending(session, decision_id),
     )
     return page(request, "decision.html", {"d": document, "chart": forms.shap_chart(document)})
+
+
+@router.get("/decisions/{decision_id}/explanations", response_class=HTMLResponse)
+def decision_explanations(
+    decision_id: DecisionId, request: Request, session: SessionDep, principal: DecisionReader
+) -> HTMLResponse:
+    """The reasons, SHAP chart and counterfactuals of a decision page (htmx), computed and stored
+    the first time."""
+    explained = dossier.explanations_of(
+        session, request.app.state.explainers, decision_id, principal
+    )
+    return fragment(
+        "decision_explanations.html", {"d": explained, "chart": forms.shap_chart(explained)}
+    )
 
 
 @router.post(

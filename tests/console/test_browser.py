@@ -88,6 +88,8 @@ def test_an_officer_finds_a_denied_decision_opens_it_and_replays_it_with_a_corre
     _wait(browser, ec.presence_of_element_located((By.ID, "decision-words")))
     assert decision_id in browser.current_url
     assert "denied" in browser.find_element(By.ID, "label").text
+    # The explanations are computed the first time: the page says so, then shows them.
+    _wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "#reasons li")), 60)
     reasons = browser.find_elements(By.CSS_SELECTOR, "#reasons li")
     assert reasons and "No adverse reasons" not in reasons[0].text
     drawn = _wait(

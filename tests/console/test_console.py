@@ -251,11 +251,26 @@ def test_the_decision_page_shows_the_dossier_and_a_replay_changes_the_score(
 ) -> None:
     decision_id = _predict(client, served, make_key, subject_id="appellant")
     sign_in(client, make_key(Role.appeals))
+    # The first view comes at once, without explanations, and loads them on its own.
+    first = client.get(f"{CONSOLE}/decisions/{decision_id}")
+    assert first.status_code == 200, first.text
+    assert 'id="explanations-pending"' in first.text and 'id="reasons"' not in first.text
+    assert f'hx-get="/console/decisions/{decision_id}/explanations"' in first.text
+    assert 'id="replay-form"' in first.text and 'id="chain"' in first.text
+    explained = client.get(f"{CONSOLE}/decisions/{decision_id}/explanations")
+    assert explained.status_code == 200
+    assert 'id="reasons"' in explained.text and 'id="shap-chart"' in explained.text
+    assert "<html" not in explained.text, "a piece of the page, for htmx"
+    # Stored now: later views show them in the page itself.
     page = client.get(f"{CONSOLE}/decisions/{decision_id}")
     assert page.status_code == 200, page.text
-    for part in ('id="reasons"', 'id="shap-data"', 'id="replay-form"', 'id="chain"'):
+    for part in ('id="reasons"', 'id="shap-chart"', 'id="replay-form"', 'id="chain"'):
         assert part in page.text
+    assert 'id="explanations-pending"' not in page.text
     assert "verifies" in page.text
+    other = _predict(client, served, make_key, subject_id="without-javascript")
+    inline = client.get(f"{CONSOLE}/decisions/{other}", params={"explain": "true"})
+    assert 'id="reasons"' in inline.text and 'id="explanations-pending"' not in inline.text
     token = form_value(page.text, "csrf_token")
     replay = client.post(
         f"{CONSOLE}/decisions/{decision_id}/replay",

@@ -36,6 +36,7 @@ TABLE: dict[str, Any] = {
     "GET /console/decisions/export": {CO},
     "GET /console/open": {AP, CO, DS},
     "GET /console/decisions/{decision_id}": {AP, CO, DS},
+    "GET /console/decisions/{decision_id}/explanations": {AP, CO, DS},
     "POST /console/decisions/{decision_id}/replay": {AP, CO, DS},
     "GET /console/audit": {CO},
     "GET /console/fairness": {CO},

@@ -12,6 +12,8 @@ function localTimes(root) {
 
 function sortable(root) {
   root.querySelectorAll("table.sortable").forEach((table) => {
+    if (table.dataset.sortReady) return;
+    table.dataset.sortReady = "1";
     const heads = table.querySelectorAll("thead th");
     heads.forEach((th, index) => {
       th.tabIndex = 0;
@@ -40,10 +42,10 @@ function sortable(root) {
 }
 
 function shapWaterfall() {
+  // The figures ride on the canvas (htmx swaps in no script element, even a JSON one).
   const canvas = document.getElementById("shap-chart");
-  const source = document.getElementById("shap-data");
-  if (!canvas || !source || typeof Chart === "undefined") return;
-  const data = JSON.parse(source.textContent);
+  if (!canvas || !canvas.dataset.chart || typeof Chart === "undefined" || Chart.getChart(canvas)) return;
+  const data = JSON.parse(canvas.dataset.chart);
   const labels = ["base value", ...data.bars.map((b) => b.label), "this decision"];
   const spans = [[0, data.base], ...data.bars.map((b) => [b.start, b.end]), [0, data.output]];
   const colours = ["#6b7280", ...data.bars.map((b) => (b.value >= 0 ? "#0b5cad" : "#b3261e")), "#12263f"];
@@ -164,22 +166,18 @@ function driftCharts() {
   distributionCharts(data);
 }
 
-// A decision opened for the first time computes its explanations: say so while it loads.
-function busyOnSlowLinks() {
-  const busy = document.getElementById("busy");
-  if (!busy) return;
-  const show = () => { busy.hidden = false; };
-  document.querySelectorAll("a[data-slow]").forEach((a) => a.addEventListener("click", show));
-  document.querySelectorAll("form[data-slow]").forEach((f) => f.addEventListener("submit", show));
-  window.addEventListener("pageshow", () => { busy.hidden = true; });
-}
-
 document.addEventListener("DOMContentLoaded", () => {
-  busyOnSlowLinks();
   localTimes(document);
   sortable(document);
   shapWaterfall();
   fairnessCharts();
   driftCharts();
 });
-document.addEventListener("htmx:afterSwap", (event) => localTimes(event.target));
+// htmx swapped in part of a page (the explanations, a replay): the same treatment as on load.
+// After an outerHTML swap the event's element is the one replaced, so work from the document.
+document.addEventListener("htmx:afterSwap", (event) => {
+  const root = event.target.isConnected ? event.target : document;
+  localTimes(root);
+  sortable(root);
+  shapWaterfall();
+});
