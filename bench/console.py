@@ -9,7 +9,8 @@ returns the same data (both authenticate and write their access-trail entry):
    ``/api/v1/decisions?subject_id=``, 200 subjects;
 2. one decision whose explanations are stored: ``/console/decisions/{id}`` against
    ``/api/v1/decisions/{id}/dossier``, 10 decisions (each viewed once first, which computes and
-   stores its explanations and counts its version's fairness tallies), 3 times each;
+   stores its explanations and counts its version's fairness tallies), 3 times each; and, on
+   its own, a decision opened for the first time: the page, then its explanations;
 3. the fairness page for ``sex``: ``/console/fairness`` against ``/api/v1/fairness``, 20 times,
    after a first report that counts the whole log (timed on its own).
 
@@ -136,6 +137,15 @@ def measure(settings: Settings, n: int) -> dict[str, Any]:
         # which computes and stores its explanations and counts the fairness tallies of its
         # version from the start.
         ids = [_decide(client, admin, 20000 + 4000 * i) for i in range(10)]
+        # A decision opened for the first time: the page comes without its explanations (and
+        # says they are being computed), then the page's request computes them.
+        fresh = _decide(client, admin, 61000)
+        result["first_view"] = {
+            "page_ms": round(1000 * _timed(client, f"/console/decisions/{fresh}"), 1),
+            "explanations_ms": round(
+                1000 * _timed(client, f"/console/decisions/{fresh}/explanations"), 1
+            ),
+        }
         started = time.perf_counter()
         for decision_id in ids:
             _timed(client, f"/api/v1/decisions/{decision_id}/dossier", headers=api)
