@@ -9,7 +9,7 @@ RUN = $(UV) run --locked --no-sync
 export GOV_HOST ?= 127.0.0.1
 export GOV_PORT ?= 8000
 
-.PHONY: help bootstrap install run serve migrate test browser lint format clean bench bench-training bench-serving bench-ood bench-explain bench-robustness bench-fairness bench-drift bench-rebuild bench-compliance bench-false-alarms bench-cli bench-predict bench-console reliability
+.PHONY: help bootstrap system install run serve migrate test browser lint format clean bench bench-training bench-serving bench-ood bench-explain bench-robustness bench-fairness bench-drift bench-rebuild bench-compliance bench-false-alarms bench-cli bench-predict bench-console bench-notices reliability
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -18,8 +18,18 @@ bootstrap:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
 		{ echo "uv not found: installing it with pip"; python3 -m pip install --quiet --disable-pip-version-check "uv>=0.5,<1"; }
 
-install: bootstrap ## Install exactly what uv.lock pins into .venv
+install: bootstrap system ## Install exactly what uv.lock pins into .venv
 	$(UV) sync --locked
+
+# Notices are rendered to PDF by WeasyPrint, which needs Pango and a font; installed here when
+# missing (as root). Without them a PDF is refused with 503, saying why; HTML notices still work.
+system:
+	@{ ldconfig -p 2>/dev/null | grep -q libpangoft2-1.0 && fc-list 2>/dev/null | grep -qi dejavu; } || { \
+		echo "Pango or the DejaVu fonts not found: installing them with apt-get"; \
+		apt-get install -y -q libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core fontconfig >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null && apt-get install -y -q libpango-1.0-0 libpangoft2-1.0-0 \
+		fonts-dejavu-core fontconfig >/dev/null; } || \
+		echo "could not install Pango: notices will be served as HTML only"; }
 
 migrate: install ## Bring the database (GOV_DATABASE_URL, default var/govern.db) to head
 	$(RUN) govern migrate
@@ -33,13 +43,16 @@ PYTEST_WORKERS ?= auto
 test: install browser ## Run the whole suite (PostgreSQL too when GOV_TEST_DATABASE_URL is set)
 	$(RUN) pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
-# The console's browser tests drive Debian's Chromium; installed here when missing (as root).
+# The console's browser tests drive Debian's Chromium, and the notice tests read PDFs with
+# poppler's pdftotext; installed here when missing (as root).
 browser:
-	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
-		echo "chromium or chromedriver not found: installing them with apt-get"; \
-		apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || { apt-get update -q >/dev/null && \
-		apt-get install -y -q chromium chromium-driver >/dev/null; } || \
-		echo "could not install chromium: the browser tests will be skipped"; }
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 && \
+		command -v pdftotext >/dev/null 2>&1; } || { \
+		echo "chromium, chromedriver or pdftotext not found: installing them with apt-get"; \
+		apt-get install -y -q chromium chromium-driver poppler-utils >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null && \
+		apt-get install -y -q chromium chromium-driver poppler-utils >/dev/null; } || \
+		echo "could not install them: the browser and PDF tests will be skipped"; }
 
 RELIABILITY_PROFILE ?= full
 RELIABILITY_OUT ?= RELIABILITY.md
@@ -55,7 +68,7 @@ format: install ## Apply ruff's fixes and formatting
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
 
-bench: bench-training bench-serving bench-ood bench-explain bench-robustness bench-fairness bench-drift bench-rebuild bench-compliance bench-false-alarms bench-cli bench-predict bench-console ## Run every benchmark (figures go in BENCHMARKS.md)
+bench: bench-training bench-serving bench-ood bench-explain bench-robustness bench-fairness bench-drift bench-rebuild bench-compliance bench-false-alarms bench-cli bench-predict bench-console bench-notices ## Run every benchmark (figures go in BENCHMARKS.md)
 
 bench-training: install ## Training run with lineage capture vs bare Pipeline.fit
 	$(RUN) python -m bench.training_overhead --rows 20000 --repeats 5
@@ -93,6 +106,9 @@ bench-predict: install ## Predict under wrk, server and load on their own cores:
 
 bench-console: install ## Console pages vs the JSON API over 1,000,000 decisions on PostgreSQL
 	$(RUN) python -m bench.console --decisions 1000000 --no-sqlite
+
+bench-notices: install ## Adverse-action notices (HTML and PDF) vs the reasons call, 200 denials
+	$(RUN) python -m bench.notices --decisions 200
 
 bench-cli: install ## govern --help and govern models list start-up vs python -c pass
 	$(RUN) python -m bench.cli_startup --runs 10

@@ -7,10 +7,21 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_VAR_DIR = Path("var")
+
+
+class NoticeScore(BaseModel):
+    """How a model's score is disclosed on a notice (FCRA section 615): its range and source;
+    ``name`` is what the score is called on the notice."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    range: tuple[float, float]
+    source: str = Field(min_length=1, max_length=300)
+    name: str = Field(default="credit score", min_length=1, max_length=100)
 
 
 class Settings(BaseSettings):
@@ -249,6 +260,48 @@ class Settings(BaseSettings):
         "'scheme://host' or 'scheme://host:port' (comma-separated). Empty: no remote URLs.",
     )
     retention_days: int = Field(default=762, ge=1)
+    creditor_name: str = Field(
+        default="govern demo lender",
+        min_length=1,
+        max_length=200,
+        description="The creditor named on adverse-action notices.",
+    )
+    creditor_address: str = Field(
+        default="1 Example Street, Springfield, ST 00000",
+        min_length=1,
+        max_length=500,
+        description="The creditor's address on adverse-action notices.",
+    )
+    notice_agency: str = Field(
+        default="Consumer Financial Protection Bureau, 1700 G Street NW, Washington, DC 20552",
+        min_length=1,
+        max_length=500,
+        description="The federal agency that administers ECOA compliance for this creditor, with "
+        "its address, as the notice's ECOA statement names it.",
+    )
+    notice_templates_dir: Path | None = Field(
+        default=None,
+        description="A folder of notice templates an operator edits (notice.html); default: the "
+        "ones shipped in governance/casework/notice_templates. Each text used is versioned.",
+    )
+    notice_deadline_days: int = Field(
+        default=30,
+        ge=1,
+        le=365,
+        description="Days from an adverse decision to its notice being sent (Regulation B: 30).",
+    )
+    notice_due_soon_days: int = Field(
+        default=5,
+        ge=0,
+        le=365,
+        description="A notice unsent this many days before it is due is listed as due soon.",
+    )
+    notice_score_disclosure: dict[str, NoticeScore] = Field(
+        default_factory=dict,
+        description="Per model name, the FCRA section 615 disclosure of the score the decision "
+        'used, e.g. {"credit": {"range": [0, 1], "source": "in-house model credit"}}. Off '
+        "(empty) by default.",
+    )
 
     @field_validator("database_url")
     @classmethod

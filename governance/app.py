@@ -16,7 +16,7 @@ from core.auth.cache import KeyCache
 from core.auth.gate import AuthGate
 from core.auth.router import router as keys_router
 from core.config import Settings, get_settings
-from core.db import make_engine, session_factory
+from core.db import make_engine, session_factory, utcnow
 from core.deps import authenticate_token
 from core.errors import document_errors, is_connection_error, register_error_handlers
 from core.heap import settle_after
@@ -29,6 +29,7 @@ from explain.service import Explainers, preload_libraries
 from governance import __version__
 from governance.audit.alerts import Scanner
 from governance.audit.router import router as audit_router
+from governance.casework.router import router as casework_router
 from governance.compliance.router import router as compliance_router
 from governance.console.auth import ConsoleSessions, error_page
 from governance.console.render import HERE as CONSOLE_DIR
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.clock = utcnow  # the time casework clocks read; tests move it
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
     # Single-statement reads (the key check) need no transaction of their own.
@@ -148,6 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         fairness_router,
         audit_router,
         compliance_router,
+        casework_router,
     ):
         app.include_router(api_router, prefix=API_PREFIX)
     _document_errors(app)

@@ -6,6 +6,7 @@ import core.db  # noqa: F401  (sets the naming convention first)
 from core.audit import models as audit_models
 from core.auth import models as auth_models
 from explain import models as explain_models
+from governance.casework import models as casework_models
 from lineage import models as lineage_models
 from serving import models as serving_models
 
@@ -14,6 +15,7 @@ metadata = SQLModel.metadata
 __all__ = [
     "audit_models",
     "auth_models",
+    "casework_models",
     "explain_models",
     "lineage_models",
     "metadata",

@@ -122,6 +122,16 @@ PREDICT_SHED_PER_KEY = Counter(
     "govern_predict_shed_per_key_total",
     "Predict calls refused with 429 because their key held its most slots in the process",
 )
+NOTICES_OVERDUE = Gauge(
+    "govern_notices_overdue",
+    "Adverse-action notices past their deadline and not sent (at the last clock scan)",
+    multiprocess_mode="max",
+)
+NOTICES_DUE_SOON = Gauge(
+    "govern_notices_due_soon",
+    "Adverse-action notices due within GOV_NOTICE_DUE_SOON_DAYS and not sent",
+    multiprocess_mode="max",
+)
 PREDICT_INFLIGHT = Gauge(
     "govern_predict_inflight",
     "Predict calls in progress, waiting included",

@@ -33,7 +33,8 @@ from core.config import Settings
 from core.db import transaction, utcnow
 from core.pagination import Page
 from governance.audit.probing import ProbeRules, near_duplicate_mask
-from governance.audit.schemas import ProbingDetail
+from governance.audit.schemas import NoticeOverdueDetail, ProbingDetail
+from governance.casework import service as notice_clock
 from lineage.input_schema import InputSchema
 from lineage.registry import get_version
 from serving import metrics
@@ -60,7 +61,7 @@ class AlertPublic(BaseModel):
     first_seen_at: datetime
     last_seen_at: datetime
     requests: int
-    detail: ProbingDetail
+    detail: ProbingDetail | NoticeOverdueDetail
     created_at: datetime
     updated_at: datetime
 
@@ -411,3 +412,8 @@ class Scanner:
                     scan(session, self.settings)
             except Exception as exc:  # the database may be down; the next scan retries
                 log.warning("probing scan failed: %s", exc)
+            try:
+                with transaction(self.sessions) as session:
+                    notice_clock.clock_scan(session, self.settings, utcnow())
+            except Exception as exc:
+                log.warning("notice clock scan failed: %s", exc)

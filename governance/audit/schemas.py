@@ -86,3 +86,12 @@ class ProbingDetail(Body):
     score_range: list[float] = Field(description="[lowest, highest] score among them")
     examples: list[str] = Field(description="Decision ids")
     replayed_decisions: list[str] = Field(description="Decision ids replayed with changes")
+
+
+class NoticeOverdueDetail(Body):
+    """What a notice-clock alert says (``governance.casework.service.clock_scan``)."""
+
+    rule: str
+    overdue: int = Field(description="Notices past their deadline and not sent, at the last scan")
+    oldest_due_at: str
+    decisions: list[str] = Field(description="Decision ids of the longest overdue, at most 10")

@@ -16,6 +16,8 @@ from core.audit.models import AccessRecord, AuditCheckpoint, ChainHead
 from core.config import Settings
 from core.db import utcnow
 from core.errors import InvalidInput
+from governance.casework import events
+from governance.casework.models import CaseEvent
 from serving.decision_log import CHAIN as DECISIONS
 from serving.decision_log import columns_of
 from serving.models import DecisionRecord
@@ -32,6 +34,7 @@ def _chains() -> dict[str, ChainTable]:
     return {
         DECISIONS: ChainTable(DecisionRecord.__table__, "decision_id", columns_of),  # type: ignore[attr-defined]
         access.CHAIN: ChainTable(AccessRecord.__table__, "entry_id", access.columns_of),  # type: ignore[attr-defined]
+        events.CHAIN: ChainTable(CaseEvent.__table__, "event_id", events.columns_of),  # type: ignore[attr-defined]
     }
 
 

@@ -3,7 +3,9 @@
 A purged record keeps its place in the hash chain: ``seq``, its hashes (``content_hash`` still
 binds the content that was there), and the facts that name no one (when, which endpoint and
 model version, the label and score). Its payload, inputs, context and subject id are set to
-NULL, and its stored explanations are deleted. ``govern audit verify`` still passes. The purge
+NULL, and its stored explanations are deleted. Its adverse-action notice keeps its row, dates,
+status and hashes (template, HTML, PDF), and the ``case`` chain keeps its records; the notice's
+HTML, PDF and content (reasons and applicant reference) are removed. ``govern audit verify`` still passes. The purge
 is recorded in the access trail with its cutoff and row count. A dry run only counts.
 """
 
@@ -22,10 +24,13 @@ from core.auth.models import Role
 from core.auth.schemas import Principal
 from core.db import transaction, utcnow
 from explain.models import Explanation
+from governance.casework.models import AdverseNotice
 from serving.models import DecisionRecord
 
 DECISIONS: sa.Table = DecisionRecord.__table__  # type: ignore[attr-defined]
 EXPLANATIONS: sa.Table = Explanation.__table__  # type: ignore[attr-defined]
+NOTICES: sa.Table = AdverseNotice.__table__  # type: ignore[attr-defined]
+PURGED_NOTICE = {"html": None, "pdf": None, "content": {"purged": True}}
 CHUNK = 5000
 PURGED = {"payload": None, "features": None, "context": None, "subject_id": None}
 SYSTEM = Principal(key_id="retention", name="govern retention", role=Role.admin)
@@ -90,6 +95,9 @@ def apply(
                 DECISIONS.update().where(DECISIONS.c.decision_id.in_(ids)).values(**PURGED)
             )
             session.execute(EXPLANATIONS.delete().where(EXPLANATIONS.c.decision_id.in_(ids)))
+            session.execute(
+                NOTICES.update().where(NOTICES.c.decision_id.in_(ids)).values(**PURGED_NOTICE)
+            )
         purged += len(ids)
         if progress is not None:
             progress(purged, summary["records"])
