@@ -296,6 +296,23 @@ class Settings(BaseSettings):
         le=365,
         description="A notice unsent this many days before it is due is listed as due soon.",
     )
+    appeal_deadline_days: int = Field(
+        default=30,
+        ge=1,
+        le=365,
+        description="Days from an appeal being opened to its decision; later, it is overdue.",
+    )
+    appeal_max_document_bytes: int = Field(
+        default=500_000,
+        ge=1,
+        le=20_000_000,
+        description="The largest attached document an appeal accepts (it is hashed, not kept); "
+        "the request body limit, GOV_MAX_BODY_BYTES, applies too.",
+    )
+    appeal_letter_shows_score: bool = Field(
+        default=False,
+        description="Whether the applicant's letter on an appeal shows the model's scores.",
+    )
     notice_score_disclosure: dict[str, NoticeScore] = Field(
         default_factory=dict,
         description="Per model name, the FCRA section 615 disclosure of the score the decision "

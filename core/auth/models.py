@@ -16,6 +16,7 @@ class Role(StrEnum):
     data_scientist = "data-scientist"
     compliance = "compliance"
     appeals = "appeals"
+    reviewer = "reviewer"
     predictor = "predictor"
     outcomes = "outcomes"
 
@@ -42,7 +43,8 @@ class ApiKey(SQLModel, table=True):
 
     __table_args__ = (
         sa.CheckConstraint(
-            "role IN ('admin', 'data-scientist', 'compliance', 'appeals', 'predictor', 'outcomes')",
+            "role IN ('admin', 'data-scientist', 'compliance', 'appeals', 'predictor', 'outcomes', "
+            "'reviewer')",
             name="role_known",
         ),
     )

@@ -108,3 +108,58 @@ class AdverseNotice(SQLModel, table=True):
         sa_column=sa.Column(JSONType, nullable=False),
         description="Time to make it: reasons and their check, HTML, PDF",
     )
+
+
+class AppealCase(SQLModel, table=True):
+    """An applicant's appeal of one decision: open, under review, decided, closed. A decision
+    has at most one case that is not closed (a partial unique index)."""
+
+    __tablename__ = "appeal_case"
+    __table_args__ = (
+        sa.Index(
+            "ux_appeal_case_one_open",
+            "decision_id",
+            unique=True,
+            sqlite_where=sa.text("status != 'closed'"),
+            postgresql_where=sa.text("status != 'closed'"),
+        ),
+        sa.Index("ix_appeal_case_decision_id", "decision_id"),
+        sa.Index("ix_appeal_case_opened_by", "opened_by"),
+        sa.Index("ix_appeal_case_model_version", "model", "version"),
+    )
+
+    id: int | None = Field(default=None, sa_column=sa.Column(BigId, primary_key=True))
+    case_id: str = Field(sa_column=sa.Column(sa.String(36), nullable=False, unique=True))
+    decision_id: str = Field(sa_column=sa.Column(sa.String(36), nullable=False))
+    model: str = Field(sa_column=sa.Column(sa.String(100), nullable=False))
+    version: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
+    status: str = Field(sa_column=sa.Column(sa.String(16), nullable=False))
+    opened_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    opened_by: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))
+    due_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    statement: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    overrides: dict[str, Any] = Field(sa_column=sa.Column(JSONType, nullable=False))
+    evidence: list[dict[str, Any]] = Field(sa_column=sa.Column(JSONType, nullable=False))
+    reviewer: str | None = Field(default=None, sa_column=sa.Column(sa.String(32)))
+    assigned_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime()))
+    assigned_by: str | None = Field(default=None, sa_column=sa.Column(sa.String(32)))
+    outcome: str | None = Field(
+        default=None,
+        sa_column=sa.Column(sa.String(16)),
+        description="upheld, overturned or referred",
+    )
+    rationale: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    decided_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime()))
+    decided_by: str | None = Field(default=None, sa_column=sa.Column(sa.String(32)))
+    human_label: str | None = Field(
+        default=None,
+        sa_column=sa.Column(sa.String(200)),
+        description="An overturn: the decision a person made instead (the original is unchanged)",
+    )
+    review: dict[str, Any] | None = Field(
+        default=None,
+        sa_column=sa.Column(JSONType),
+        description="What the reviewer was shown when deciding: the replay with the corrections",
+    )
+    closed_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime()))
+    closed_by: str | None = Field(default=None, sa_column=sa.Column(sa.String(32)))

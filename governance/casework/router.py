@@ -13,7 +13,8 @@ from core.auth.models import Role
 from core.auth.schemas import Principal
 from core.deps import SessionDep, allow
 from core.pagination import PageDep
-from governance.casework import schemas, service
+from core.responses import Scalar
+from governance.casework import appeals, schemas, service, templating
 
 router = APIRouter(tags=["notices"])
 
@@ -212,3 +213,235 @@ def list_notices(
 )
 def notice_stability(session: SessionDep, principal: Reviewer) -> dict[str, Any]:
     return {"versions": service.stability_by_version(session, principal)}
+
+
+# Appeal cases -------------------------------------------------------------------------------
+
+Opener = Annotated[Principal, Depends(allow(Role.compliance, Role.appeals))]
+CaseReader = Annotated[Principal, Depends(allow(Role.compliance, Role.appeals, Role.reviewer))]
+Deciders = Annotated[Principal, Depends(allow(Role.compliance, Role.reviewer))]
+CaseId = Annotated[str, Path(max_length=64)]
+Status = Literal["open", "under_review", "decided", "closed"]
+
+
+class EvidenceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = Field(min_length=1, max_length=500)
+    filename: str | None = Field(default=None, max_length=200)
+    document_base64: str | None = Field(
+        default=None,
+        max_length=2_000_000,
+        description="The document, base64: it is hashed (sha256, size) and not kept",
+    )
+
+
+class AppealIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    statement: str = Field(min_length=1, max_length=4000, description="The applicant's words")
+    overrides: dict[str, Scalar | None] = Field(
+        default_factory=dict,
+        max_length=100,
+        description="Corrected or new values of the model's features",
+    )
+    evidence: list[EvidenceIn] = Field(default_factory=list, max_length=10)
+
+
+class AssignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reviewer: str = Field(min_length=1, max_length=32, description="The reviewer's key id")
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Literal["upheld", "overturned", "referred"]
+    rationale: str = Field(min_length=20, max_length=8000, description="Why, in words")
+    label: Scalar | None = Field(
+        default=None, description="An overturn: the class decided instead (default: favourable)"
+    )
+
+
+def _case(case: Any, request: Request) -> dict[str, Any]:
+    body: dict[str, Any] = _jsonable(appeals.public(case, now_of(request)))
+    return body
+
+
+@router.post(
+    "/decisions/{decision_id}/appeals",
+    status_code=201,
+    response_model=schemas.AppealPublic,
+    tags=["appeals"],
+    summary="Open an appeal of a decision (one open case per decision)",
+)
+def open_appeal(
+    decision_id: DecisionId,
+    body: AppealIn,
+    request: Request,
+    session: SessionDep,
+    principal: Opener,
+) -> dict[str, Any]:
+    case = appeals.open_case(
+        session,
+        request.app.state.serving,
+        request.app.state.settings,
+        decision_id,
+        body.statement,
+        body.overrides,
+        [e.model_dump() for e in body.evidence],
+        principal,
+        now_of(request),
+    )
+    return _case(case, request)
+
+
+@router.get(
+    "/appeals",
+    response_model=schemas.AppealList,
+    tags=["appeals"],
+    summary="Appeal cases, newest first (appeals keys see the cases they opened)",
+)
+def list_appeals(
+    request: Request,
+    session: SessionDep,
+    principal: CaseReader,
+    page: PageDep,
+    status: Annotated[Status | None, Query()] = None,
+) -> dict[str, Any]:
+    rows = appeals.list_cases(session, principal, page, status)
+    return {
+        "data": [_case(c, request) for c in rows],
+        "count": len(rows),
+        "next_cursor": rows[-1].id if len(rows) == page.limit else None,
+    }
+
+
+@router.get(
+    "/appeals/oversight",
+    response_model=schemas.Oversight,
+    tags=["appeals"],
+    summary="Human oversight by model version: cases, overturn rate, time to decide, overdue",
+)
+def appeal_oversight(
+    request: Request,
+    session: SessionDep,
+    principal: Reviewer,
+    attribute: Annotated[
+        str | None,
+        Query(max_length=100, description="A protected attribute: the overturn rate by group"),
+    ] = None,
+) -> Any:
+    return _jsonable(
+        appeals.oversight(
+            session, request.app.state.settings, principal, now_of(request), attribute
+        )
+    )
+
+
+@router.get(
+    "/appeals/{case_id}",
+    response_model=schemas.AppealPublic,
+    tags=["appeals"],
+    summary="One appeal case",
+)
+def read_appeal(
+    case_id: CaseId, request: Request, session: SessionDep, principal: CaseReader
+) -> dict[str, Any]:
+    return _case(appeals.get_case(session, case_id, principal, "appeal.read"), request)
+
+
+@router.post(
+    "/appeals/{case_id}/assign",
+    response_model=schemas.AppealPublic,
+    tags=["appeals"],
+    summary="Assign the reviewer (compliance); never the key that opened the case",
+)
+def assign_appeal(
+    case_id: CaseId, body: AssignIn, request: Request, session: SessionDep, principal: Reviewer
+) -> dict[str, Any]:
+    case = appeals.assign(session, case_id, body.reviewer, principal, now_of(request))
+    return _case(case, request)
+
+
+@router.get(
+    "/appeals/{case_id}/review",
+    response_model=schemas.AppealReview,
+    tags=["appeals"],
+    summary="The original decision and the replay with the corrections: score, label, reasons "
+    "and SHAP before and after, counterfactuals, out-of-distribution",
+)
+def review_appeal(
+    case_id: CaseId, request: Request, session: SessionDep, principal: Deciders
+) -> Any:
+    case = appeals.get_case(session, case_id, principal, "appeal.review")
+    return _jsonable(
+        appeals.review(
+            session, request.app.state.serving, request.app.state.explainers, case, principal
+        )
+    )
+
+
+@router.post(
+    "/appeals/{case_id}/decision",
+    response_model=schemas.AppealPublic,
+    tags=["appeals"],
+    summary="Decide the case (the assigned reviewer): upheld, overturned or referred, with reasons",
+)
+def decide_appeal(
+    case_id: CaseId, body: DecisionIn, request: Request, session: SessionDep, principal: Deciders
+) -> dict[str, Any]:
+    case = appeals.decide(
+        session,
+        request.app.state.serving,
+        request.app.state.explainers,
+        case_id,
+        body.outcome,
+        body.rationale,
+        None if body.label is None else str(body.label),
+        principal,
+        now_of(request),
+    )
+    return _case(case, request)
+
+
+@router.post(
+    "/appeals/{case_id}/close",
+    response_model=schemas.AppealPublic,
+    tags=["appeals"],
+    summary="Close a decided case (its reviewer, or compliance)",
+)
+def close_appeal(
+    case_id: CaseId, request: Request, session: SessionDep, principal: Deciders
+) -> dict[str, Any]:
+    return _case(appeals.close(session, case_id, principal, now_of(request)), request)
+
+
+@router.get(
+    "/appeals/{case_id}/letter",
+    tags=["appeals"],
+    summary="The letter to the applicant on a decided case: HTML (default) or PDF (format=pdf "
+    "or Accept: application/pdf)",
+    response_class=HTMLResponse,
+    responses={200: {"content": DOCUMENT_TYPES}},
+)
+def appeal_letter(
+    case_id: CaseId,
+    request: Request,
+    session: SessionDep,
+    principal: CaseReader,
+    format: Annotated[Literal["html", "pdf"] | None, Query()] = None,
+    accept: Annotated[str | None, Header()] = None,
+) -> Response:
+    html, template = appeals.letter(
+        session, request.app.state.settings, case_id, principal, now_of(request)
+    )
+    headers = {"X-Govern-Template": f"{template.name} v{template.version} sha256:{template.sha256}"}
+    if format == "pdf" or (format is None and accept and "application/pdf" in accept):
+        return Response(
+            templating.render_pdf(html),
+            media_type="application/pdf",
+            headers={**headers, "Content-Disposition": f'inline; filename="appeal-{case_id}.pdf"'},
+        )
+    return HTMLResponse(html, headers=headers)

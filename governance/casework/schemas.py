@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from core.responses import Body
+from core.responses import Body, Scalar
+from explain.schemas import Counterfactual, LoggedModel, Move, Reason
 
 
 class NoticeModel(Body):
@@ -127,3 +128,124 @@ class VersionStability(Body):
 
 class StabilityReport(Body):
     versions: list[VersionStability]
+
+
+# Appeal cases -------------------------------------------------------------------------------
+
+
+class Evidence(Body):
+    description: str
+    filename: str | None = None
+    sha256: str | None = None
+    bytes: int | None = None
+
+
+class ReviewSide(Body):
+    label: Scalar | None
+    score: float | None
+    reasons: list[Reason]
+
+
+class ReviewSeen(Body):
+    """What the reviewer was shown when deciding."""
+
+    before: ReviewSide
+    after: ReviewSide
+    overrides: dict[str, Move]
+
+
+class AppealPublic(Body):
+    """An appeal case and where it stands."""
+
+    case_id: str
+    decision_id: str
+    model: NoticeModel
+    status: Literal["open", "under_review", "decided", "closed"]
+    opened_at: datetime
+    opened_by: str
+    due_at: datetime
+    overdue: bool
+    statement: str
+    overrides: dict[str, Scalar | None]
+    evidence: list[Evidence]
+    reviewer: str | None
+    assigned_at: datetime | None
+    outcome: Literal["upheld", "overturned", "referred"] | None
+    rationale: str | None
+    decided_at: datetime | None
+    decided_by: str | None
+    human_label: str | None
+    review: ReviewSeen | None
+    closed_at: datetime | None
+
+
+class AppealList(Body):
+    data: list[AppealPublic]
+    count: int
+    next_cursor: int | None
+
+
+class ReviewState(Body):
+    label: Scalar | None
+    favourable: bool | None
+    score: float | None
+    reasons: list[Reason]
+    shap: dict[str, float] | None
+
+
+class OutOfDistribution(Body):
+    score: float | None
+    is_outlier: bool | None
+
+
+class AppealReview(Body):
+    """The original decision next to the replay with the corrections."""
+
+    case_id: str
+    decision_id: str
+    model: LoggedModel
+    overrides: dict[str, Move]
+    before: ReviewState
+    after: ReviewState
+    label_changed: bool
+    counterfactuals: list[Counterfactual]
+    out_of_distribution: OutOfDistribution
+    shap_seed: int | None
+
+
+class CorrectedFeature(Body):
+    feature: str
+    cases: int
+
+
+class GroupOverturns(Body):
+    group: str
+    decided: int
+    overturned: int
+    overturn_rate: float
+    overturn_rate_ci95: list[float] | None
+    below_minimum_size: bool = Field(description="Fewer decided cases than the minimum size")
+
+
+class VersionOversight(Body):
+    model: str
+    version: int
+    opened: int
+    decided: int
+    overturned: int
+    overturn_rate: float | None
+    overturn_rate_ci95: list[float] | None
+    median_days_to_decide: float | None
+    overdue: int
+    most_corrected_in_overturns: list[CorrectedFeature]
+    by_group: list[GroupOverturns] | None = Field(description="With ?attribute=: by that group")
+
+
+class Oversight(Body):
+    """Human oversight figures (EU AI Act Art. 14), by model version."""
+
+    attribute: str | None
+    min_group_size: int
+    versions: list[VersionOversight]
+    deadline_days: int
+    as_of: datetime

@@ -188,7 +188,7 @@ def generate(
     )
     checked = time.perf_counter()
     template = templating.current(session, settings, NOTICE_TEMPLATE)
-    html = templating.render_html(template, content)
+    html = templating.render_html(template, n=content)
     rendered = time.perf_counter()
     pdf = templating.render_pdf(html)
     printed = time.perf_counter()

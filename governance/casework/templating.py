@@ -74,9 +74,9 @@ def current(session: Session, settings: Settings, name: str) -> NoticeTemplate:
     return row
 
 
-def render_html(template: NoticeTemplate, notice: dict[str, Any]) -> str:
+def render_html(template: NoticeTemplate, **context: Any) -> str:
     try:
-        return _SANDBOX.from_string(template.text).render(n=notice)
+        return _SANDBOX.from_string(template.text).render(**context)
     except Exception as exc:  # an operator's template that does not render: say which
         raise ServiceUnavailable(
             f"the notice template {template.name} v{template.version} does not render: {exc}"

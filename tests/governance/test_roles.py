@@ -23,8 +23,9 @@ from core.deps import PUBLIC, declared_roles
 from tests.conftest import KeyMaker
 
 DS, CO, AP, PR, OU = "data-scientist", "compliance", "appeals", "predictor", "outcomes"
+RV = "reviewer"
 
-EVERY = {AP, CO, DS, OU, PR}
+EVERY = {AP, CO, DS, OU, PR, RV}
 TABLE: dict[str, Any] = {
     # The web console: a person's session cookie instead of a bearer key, the same roles as the
     # API routes each page reads.
@@ -53,7 +54,7 @@ TABLE: dict[str, Any] = {
     "GET /v2/models/{name}": {PR},
     "GET /v2/models/{name}/ready": {PR},
     "POST /v2/models/{name}/infer": {PR},
-    "GET /api/v1/whoami": {AP, CO, DS, OU, PR},
+    "GET /api/v1/whoami": EVERY,
     "GET /api/v1/keys": set(),
     "POST /api/v1/keys": set(),
     "DELETE /api/v1/keys/{key_id}": set(),
@@ -92,6 +93,15 @@ TABLE: dict[str, Any] = {
     "POST /api/v1/decisions/{decision_id}/notice/sent": {AP, CO},
     "GET /api/v1/notices": {AP, CO},
     "GET /api/v1/notices/stability": {CO},
+    "POST /api/v1/decisions/{decision_id}/appeals": {AP, CO},
+    "GET /api/v1/appeals": {AP, CO, RV},
+    "GET /api/v1/appeals/oversight": {CO},
+    "GET /api/v1/appeals/{case_id}": {AP, CO, RV},
+    "POST /api/v1/appeals/{case_id}/assign": {CO},
+    "GET /api/v1/appeals/{case_id}/review": {CO, RV},
+    "POST /api/v1/appeals/{case_id}/decision": {CO, RV},
+    "POST /api/v1/appeals/{case_id}/close": {CO, RV},
+    "GET /api/v1/appeals/{case_id}/letter": {AP, CO, RV},
     "POST /api/v1/decisions/{decision_id}/outcome": {DS, OU},
     "GET /api/v1/decisions/{decision_id}/outcomes": {AP, CO, DS, OU},
     "POST /api/v1/outcomes": {DS, OU},
@@ -122,6 +132,7 @@ PATH_VALUES = {
     "run_id": "1",
     "dataset_id": "1",
     "key_id": "nosuchkey",
+    "case_id": "nosuchcase",
 }
 
 
