@@ -5,7 +5,10 @@ binds the content that was there), and the facts that name no one (when, which e
 model version, the label and score). Its payload, inputs, context and subject id are set to
 NULL, and its stored explanations are deleted. Its adverse-action notice keeps its row, dates,
 status and hashes (template, HTML, PDF), and the ``case`` chain keeps its records; the notice's
-HTML, PDF and content (reasons and applicant reference) are removed. ``govern audit verify`` still passes. The purge
+HTML, PDF and content (reasons and applicant reference) are removed. Its appeal cases keep their
+status, outcome, dates, keys, the class a person decided and the evidence's hashes and sizes;
+the statement, the corrected values, the evidence's descriptions and file names, the reviewer's
+rationale and what the reviewer was shown are removed. ``govern audit verify`` still passes. The purge
 is recorded in the access trail with its cutoff and row count. A dry run only counts.
 """
 
@@ -24,13 +27,15 @@ from core.auth.models import Role
 from core.auth.schemas import Principal
 from core.db import transaction, utcnow
 from explain.models import Explanation
-from governance.casework.models import AdverseNotice
+from governance.casework.models import AdverseNotice, AppealCase
 from serving.models import DecisionRecord
 
 DECISIONS: sa.Table = DecisionRecord.__table__  # type: ignore[attr-defined]
 EXPLANATIONS: sa.Table = Explanation.__table__  # type: ignore[attr-defined]
 NOTICES: sa.Table = AdverseNotice.__table__  # type: ignore[attr-defined]
 PURGED_NOTICE = {"html": None, "pdf": None, "content": {"purged": True}}
+CASES: sa.Table = AppealCase.__table__  # type: ignore[attr-defined]
+KEPT_EVIDENCE = ("sha256", "bytes")
 CHUNK = 5000
 PURGED = {"payload": None, "features": None, "context": None, "subject_id": None}
 SYSTEM = Principal(key_id="retention", name="govern retention", role=Role.admin)
@@ -58,6 +63,26 @@ def plan(session: Session, days: int, now: datetime | None = None) -> dict[str, 
         "oldest": oldest.isoformat() if oldest else None,
         "newest": newest.isoformat() if newest else None,
     }
+
+
+def _purge_cases(session: Session, ids: list[str]) -> None:
+    for case_id, evidence in session.execute(
+        sa.select(CASES.c.id, CASES.c.evidence).where(CASES.c.decision_id.in_(ids))
+    ).all():
+        session.execute(
+            CASES.update()
+            .where(CASES.c.id == case_id)
+            .values(
+                statement="",
+                overrides={},
+                evidence=[
+                    {"description": "purged", **{k: e.get(k) for k in KEPT_EVIDENCE}}
+                    for e in evidence or []
+                ],
+                rationale=None,
+                review=None,
+            )
+        )
 
 
 def apply(
@@ -98,6 +123,7 @@ def apply(
             session.execute(
                 NOTICES.update().where(NOTICES.c.decision_id.in_(ids)).values(**PURGED_NOTICE)
             )
+            _purge_cases(session, ids)
         purged += len(ids)
         if progress is not None:
             progress(purged, summary["records"])

@@ -14,7 +14,9 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from core.auth.models import Role
+from core.db import session_factory
 from governance.casework import schemas
+from governance.compliance import retention
 from serving.models import DecisionRecord
 from tests.conftest import KeyMaker, Served
 from tests.governance.test_notices import DENIED, _decide, _pdf_text
@@ -235,3 +237,40 @@ def test_appeals_keys_see_their_own_cases_and_bad_input_is_named(
         json={"statement": "?"},
     )
     assert unknown.status_code == 404
+
+
+def test_a_retention_purge_removes_what_the_applicant_said_and_keeps_the_hashes(
+    client: TestClient, served: Served, make_key: KeyMaker, engine: sa.Engine
+) -> None:
+    compliance = {"Authorization": f"Bearer {make_key(Role.compliance)}"}
+    decision_id = _decide(client, make_key, DENIED)["decision_id"]
+    opened = client.post(
+        f"/api/v1/decisions/{decision_id}/appeals",
+        headers=compliance,
+        json={
+            "statement": "My income is higher now.",
+            "overrides": {"income": 90000},
+            "evidence": [
+                {
+                    "description": "payslip",
+                    "filename": "march.pdf",
+                    "document_base64": base64.b64encode(DOCUMENT).decode(),
+                }
+            ],
+        },
+    ).json()
+    summary = retention.apply(
+        session_factory(engine), days=30, now=datetime.now(UTC) + timedelta(days=60)
+    )
+    assert summary["purged"] >= 1
+    kept = client.get(f"/api/v1/appeals/{opened['case_id']}", headers=compliance).json()
+    assert kept["status"] == "open" and kept["statement"] == "" and kept["overrides"] == {}
+    assert kept["evidence"] == [
+        {
+            "description": "purged",
+            "filename": None,
+            "sha256": hashlib.sha256(DOCUMENT).hexdigest(),
+            "bytes": len(DOCUMENT),
+        }
+    ]
+    assert _chain_records(client, compliance) == 1
