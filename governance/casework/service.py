@@ -74,7 +74,7 @@ def _stability(
     return first, notices.stability(by_seed, method)
 
 
-def _existing(session: Session, decision_id: str) -> AdverseNotice | None:
+def existing(session: Session, decision_id: str) -> AdverseNotice | None:
     return session.exec(
         select(AdverseNotice).where(AdverseNotice.decision_id == decision_id)
     ).first()
@@ -140,7 +140,7 @@ def generate(
     record = logged.record
     if record.kind != "decision":
         raise Conflict(f"a notice answers a decision, and this record is a {record.kind}")
-    found = _existing(session, decision_id)
+    found = existing(session, decision_id)
     if found is not None:
         access.record(session, principal, "notice.read", target=decision_id)
         return found, False
@@ -244,7 +244,7 @@ def generate(
 
 
 def get(session: Session, decision_id: str, principal: Principal, fmt: str) -> AdverseNotice:
-    found = _existing(session, decision_id)
+    found = existing(session, decision_id)
     if found is None:
         raise NotFound(f"no notice for decision {decision_id}: POST one first")
     access.record(session, principal, "notice.read", target=decision_id, params={"format": fmt})

@@ -15,6 +15,10 @@ FAIRNESS = (Role.compliance,)  # it reads protected attributes
 MODELS = (Role.compliance, Role.data_scientist)
 MONITORS = (Role.compliance, Role.data_scientist)
 REBUILDERS = (Role.compliance, Role.data_scientist)
+NOTIFIERS = (Role.compliance, Role.appeals)  # notices, and opening appeals
+CASE_READERS = (Role.compliance, Role.appeals, Role.reviewer)
+CASE_DECIDERS = (Role.compliance, Role.reviewer)
+ASSIGNERS = (Role.compliance,)
 ANYONE = tuple(Role)
 
 # (label, path, roles), in the order of the navigation bar.
@@ -23,6 +27,8 @@ PAGES: list[tuple[str, str, tuple[Role, ...]]] = [
     ("Models", f"{PREFIX}/models", MODELS),
     ("Fairness", f"{PREFIX}/fairness", FAIRNESS),
     ("Drift and alerts", f"{PREFIX}/drift", MONITORS),
+    ("Notices", f"{PREFIX}/notices", NOTIFIERS),
+    ("Appeals", f"{PREFIX}/cases", CASE_READERS),
     ("Audit", f"{PREFIX}/audit", AUDITORS),
 ]
 

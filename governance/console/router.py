@@ -25,7 +25,7 @@ from explain.fairness import service as fairness_service
 from governance.audit import alerts, verification
 from governance.compliance import card, decisions, dossier, inventory, retention, trail
 from governance.compliance.router import export_response
-from governance.console import auth, forms, nav
+from governance.console import auth, casework, forms, nav
 from governance.console.auth import (
     Auditor,
     DecisionReader,
@@ -203,7 +203,15 @@ def decision_page(
         principal,
         with_explanations=explain or not dossier.explanations_pending(session, decision_id),
     )
-    return page(request, "decision.html", {"d": document, "chart": forms.shap_chart(document)})
+    return page(
+        request,
+        "decision.html",
+        {
+            "d": document,
+            "chart": forms.shap_chart(document),
+            "notice": casework.notice_of(session, request, principal, decision_id),
+        },
+    )
 
 
 @router.get("/decisions/{decision_id}/explanations", response_class=HTMLResponse)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from core.auth.models import Role
 from tests.conftest import KeyMaker, Served
@@ -209,4 +209,77 @@ def test_fairness_shows_the_violated_four_fifths_line_highlighted(
     browser.find_element(By.CSS_SELECTOR, "#inventory tbody a").click()
     _wait(browser, ec.presence_of_element_located((By.ID, "gate")))
     _check_page(browser, "model-card", violations)
+    assert violations == {}, violations
+
+
+def test_a_notice_and_an_appeal_through_the_console_from_denial_to_the_letter(
+    live: LiveServer, browser: Any, served: Served, make_key: KeyMaker
+) -> None:
+    """Appeals makes the notice and opens an appeal with a corrected income; compliance assigns
+    a reviewer; the reviewer sees before and after and overturns; the letter says so."""
+    decision_id = _predict(live, make_key(Role.predictor), "D-4004", DENIED)
+    violations: dict[str, Any] = {}
+    browser.set_window_size(*SIZES["desktop"])
+    _sign_in(browser, live, make_key(Role.appeals, name="Appeals desk"))
+    assert {"Notices", "Appeals"} <= set(
+        browser.find_element(By.CSS_SELECTOR, "header nav").text.split("\n")
+    )
+    browser.get(f"{live.url}/console/decisions/{decision_id}")
+    _wait(browser, ec.element_to_be_clickable((By.ID, "make-notice"))).click()
+    _wait(browser, ec.presence_of_element_located((By.ID, "notice-status")))
+    reasons = browser.find_elements(By.CSS_SELECTOR, "#notice-reasons li")
+    assert 1 <= len(reasons) <= 4
+    assert browser.find_element(By.ID, "notice-pdf").get_attribute("href").endswith("notice.pdf")
+    _wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "#reasons li")), 60)
+    _check_page(browser, "decision-notice", violations)
+    browser.find_element(By.CSS_SELECTOR, "#notice form button").click()  # sent by mail
+    _wait(
+        browser, lambda d: "by mail." in d.page_source and "Record it as sent" not in d.page_source
+    )
+
+    browser.get(f"{live.url}/console/notices")
+    _wait(browser, ec.presence_of_element_located((By.ID, "notices")))
+    assert "Sent (1)" in browser.find_element(By.ID, "state-sent").text
+    _check_page(browser, "notices", violations)
+
+    browser.get(f"{live.url}/console/decisions/{decision_id}/appeal")
+    _wait(browser, ec.presence_of_element_located((By.ID, "appeal-form")))
+    browser.find_element(By.ID, "statement").send_keys("My income is 90,000: see my payslip.")
+    income = browser.find_element(By.CSS_SELECTOR, "#corrections input[data-feature=income]")
+    income.clear()
+    income.send_keys("90000")
+    _check_page(browser, "appeal-form", violations)
+    browser.find_element(By.CSS_SELECTOR, "#appeal-form button[type=submit]").click()
+    _wait(browser, ec.presence_of_element_located((By.ID, "case-status")))
+    case_url = browser.current_url
+    assert browser.find_element(By.ID, "case-status").text == "open"
+    assert "income: 90000" in browser.page_source
+    _check_page(browser, "case-open", violations)
+
+    reviewer_key = make_key(Role.reviewer, name="Reviewer")
+    browser.delete_all_cookies()
+    _sign_in(browser, live, make_key(Role.compliance, name="Lead"))
+    browser.get(case_url)
+    field = _wait(browser, ec.presence_of_element_located((By.ID, "reviewer")))
+    field.send_keys(reviewer_key.split("_")[1])
+    browser.find_element(By.CSS_SELECTOR, "form.inline button[type=submit]").click()
+    _wait(browser, lambda d: 'id="case-status">under review<' in d.page_source)
+
+    browser.delete_all_cookies()
+    _sign_in(browser, live, reviewer_key)
+    browser.get(case_url)
+    _wait(browser, ec.presence_of_element_located((By.ID, "review")))
+    assert "favourable (class 1)" in browser.find_element(By.ID, "after-label").text
+    assert "from" in browser.find_element(By.ID, "counterfactual").text
+    _check_page(browser, "case-review", violations)
+    Select(browser.find_element(By.ID, "outcome")).select_by_value("overturned")
+    browser.find_element(By.ID, "rationale-input").send_keys(
+        "The payslip shows an income of 90,000; with it the application is approved."
+    )
+    browser.find_element(By.CSS_SELECTOR, "#decide-form button[type=submit]").click()
+    _wait(browser, ec.presence_of_element_located((By.ID, "case-outcome")))
+    assert browser.find_element(By.ID, "case-outcome").text == "overturned"
+    browser.find_element(By.ID, "letter-html").click()
+    _wait(browser, lambda d: "The decision on your appeal" in d.page_source)
+    assert "your application is now" in browser.page_source and "approved" in browser.page_source
     assert violations == {}, violations

@@ -458,3 +458,64 @@ def test_the_model_card_page_shows_the_gate_and_the_metrics_by_group(
     assert 'id="overfitting"' in card.text
     missing = client.get(f"{CONSOLE}/models/credit/versions/99")
     assert missing.status_code == 404 and "Not found" in missing.text
+
+
+def test_notice_and_appeal_forms_need_their_csrf_token_and_say_what_is_wrong(
+    client: TestClient, served: Served, make_key: KeyMaker
+) -> None:
+    decision_id = _predict(
+        client, served, make_key, features=applicant(income=12000.0, late_payments=3)
+    )
+    sign_in(client, make_key(Role.appeals))
+    page = client.get(f"{CONSOLE}/decisions/{decision_id}")
+    assert 'id="make-notice"' in page.text and 'id="open-appeal"' in page.text
+    token = form_value(page.text, "csrf_token")
+    forged = client.post(f"{CONSOLE}/decisions/{decision_id}/notice", follow_redirects=False)
+    assert forged.status_code == 403
+    made = client.post(
+        f"{CONSOLE}/decisions/{decision_id}/notice",
+        data={"csrf_token": token},
+        follow_redirects=False,
+    )
+    assert made.status_code == 303 and made.headers["location"].endswith("#notice")
+    shown = client.get(f"{CONSOLE}/decisions/{decision_id}")
+    assert 'id="notice-status"' in shown.text and 'id="make-notice"' not in shown.text
+    pdf = client.get(f"{CONSOLE}/decisions/{decision_id}/notice.pdf")
+    assert pdf.headers["content-type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
+
+    empty = client.post(
+        f"{CONSOLE}/decisions/{decision_id}/appeal",
+        data={
+            "csrf_token": token,
+            "statement": " ",
+            "feature.income": "lots",
+            "original.income": "12000.0",
+        },
+    )
+    assert empty.status_code == 422
+    assert "statement" in empty.text and 'id="appeal-problems"' in empty.text
+    bad = client.post(
+        f"{CONSOLE}/decisions/{decision_id}/appeal",
+        data={
+            "csrf_token": token,
+            "statement": "wrong",
+            "feature.income": "lots",
+            "original.income": "12000.0",
+        },
+    )
+    assert bad.status_code == 422 and "overrides.income" in bad.text
+    opened = client.post(
+        f"{CONSOLE}/decisions/{decision_id}/appeal",
+        data={
+            "csrf_token": token,
+            "statement": "My income is 90,000.",
+            "feature.income": "90000",
+            "original.income": "12000.0",
+        },
+        follow_redirects=False,
+    )
+    assert opened.status_code == 303 and "/console/cases/" in opened.headers["location"]
+    case = client.get(opened.headers["location"])
+    assert "income: 90000" in case.text and 'id="reviewer"' not in case.text, "appeals: no assign"
+    listed = client.get(f"{CONSOLE}/cases")
+    assert listed.status_code == 200 and "open" in listed.text
