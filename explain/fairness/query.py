@@ -160,6 +160,7 @@ def counts_query(
     favourable: str,
     window: str | None,
     span: Span | None = None,
+    only: Any = None,
 ) -> Any:
     keys: list[Any] = [raw_value(dialect, a).label(f"g{i}") for i, a in enumerate(attributes)]
     if window:
@@ -187,6 +188,8 @@ def counts_query(
         rows = rows.where(DECISIONS.c.route == filters.route)
     if span is not None:
         rows = _within(rows, span)
+    if only is not None:
+        rows = rows.where(DECISIONS.c.decision_id.in_(only))
     scoped = rows.cte("scoped")
     if dialect != "postgresql":
         # Materialised once, so the per-row outcome lookup is not repeated for every aggregate.
@@ -210,6 +213,11 @@ def counts_query(
         count_if(favourable_outcome & favourable_decision).label("true_positives"),
         count_if(known & ~favourable_outcome & favourable_decision).label("false_positives"),
     ).group_by(*group_keys)
+
+
+# The appeal cases a person decided (governance.casework), named here without importing it.
+_CASES = sa.table("appeal_case", sa.column("decision_id"), sa.column("outcome"))
+OVERTURNED = sa.select(_CASES.c.decision_id).where(_CASES.c.outcome == "overturned")
 
 
 def totals(periods: dict[str | None, list[GroupCounts]]) -> list[GroupCounts]:
@@ -241,9 +249,13 @@ def run_counts(
     favourable: str,
     window: str | None,
     span: Span | None = None,
+    only: Any = None,
 ) -> dict[str | None, list[GroupCounts]]:
-    """Counts by group, keyed by period (None without a window)."""
-    query = counts_query(connection.dialect.name, filters, attributes, favourable, window, span)
+    """Counts by group, keyed by period (None without a window); with ``only`` (a subquery of
+    decision ids), of those decisions alone."""
+    query = counts_query(
+        connection.dialect.name, filters, attributes, favourable, window, span, only
+    )
     result: dict[str | None, list[GroupCounts]] = {}
     for row in connection.execute(query):
         mapping = row._mapping

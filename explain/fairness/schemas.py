@@ -194,7 +194,22 @@ class _ReportHead(Body):
     resamples: int
 
 
+class GroupOverturned(Body):
+    group: dict[str, str]
+    overturned: int
+
+
+class HumanOverturns(Body):
+    """The decisions in the report a person overturned on appeal (the report counts them as the
+    automated decisions they were)."""
+
+    decisions: int
+    by_group: list[GroupOverturned]
+    note: str
+
+
 class _ReportTail(Body):
+    human_overturns: HumanOverturns
     training: Training = Field(description="The validation-set figures recorded at training")
     models: list[str]
     window: Literal["day", "week", "month"] | None = Field(

@@ -22,7 +22,15 @@ from core.auth.schemas import Principal
 from core.config import Settings
 from core.errors import InvalidInput, NotFound
 from explain.fairness import stats as fairness
-from explain.fairness.query import CONTEXT, FEATURES, Attribute, Filters, totals
+from explain.fairness.query import (
+    CONTEXT,
+    FEATURES,
+    OVERTURNED,
+    Attribute,
+    Filters,
+    run_counts,
+    totals,
+)
 from explain.fairness.tally import tallies_of
 from lineage import registry
 from lineage.input_schema import InputSchema, ProtectedEntry
@@ -247,6 +255,7 @@ def report(
         connection, filters, attrs, favourable, window
     )
     overall = periods.get(None, []) if not window else totals(periods)
+    overturned = run_counts(connection, filters, attrs, favourable, None, only=OVERTURNED)
     body: dict[str, Any] = {
         "endpoint": endpoint,
         "filters": {k: v for k, v in asdict(filters).items() if k != "endpoint"},
@@ -266,6 +275,15 @@ def report(
         **_compare(overall, names, min_group_size, min_cell_size, seed),
         "training": _training(scoped, attrs, min_cell_size),
         "models": [f"{m} v{v.version}" for m, v in scoped],
+        "human_overturns": {
+            "decisions": sum(g.n for g in overturned.get(None, [])),
+            "by_group": [
+                {"group": dict(zip(names, g.key, strict=True)), "overturned": g.n}
+                for g in overturned.get(None, [])
+            ],
+            "note": "every figure above counts the automated decisions as logged; these of them "
+            "a person overturned on appeal (GET /api/v1/appeals/oversight)",
+        },
     }
     if window:
         body["window"] = window

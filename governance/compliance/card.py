@@ -288,7 +288,8 @@ def _report(
             "not_computed": exc.message,
             "groups": [],
         }
-    live = {k: v for k, v in report.items() if k not in {"training", "filters"}}
+    # The card shows live fairness; overturns on appeal are on the fairness report itself.
+    live = {k: v for k, v in report.items() if k not in {"training", "filters", "human_overturns"}}
     shown = cells.fairness_report_for(principal.role, live, settings.min_cell_size)
     shown["groups"] = _with_fewer_than(shown.get("groups") or [], settings.min_cell_size)
     return shown

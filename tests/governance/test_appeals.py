@@ -127,6 +127,15 @@ def test_an_appeal_from_opening_to_an_overturn_and_closing(
     assert body.review.after.label in ("1", 1)
     step()
 
+    # The fairness report counts the automated decision as logged, and says a person overturned it.
+    report = client.get(
+        "/api/v1/fairness", params={"endpoint": "credit", "attribute": "sex"}, headers=assigner
+    ).json()
+    assert report["human_overturns"]["decisions"] == 1
+    assert report["human_overturns"]["by_group"] == [{"group": {"sex": "F"}, "overturned": 1}]
+    [female] = [g for g in report["groups"] if g["group"] == {"sex": "F"}]
+    assert female["n"] == 1 and female["favourable"] == 0, "counted as the automated denial"
+
     # The automated decision is as it was logged.
     with engine.connect() as connection:
         label = connection.execute(
