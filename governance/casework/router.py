@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -76,17 +77,7 @@ def _answer(
         )
     settings = request.app.state.settings
     body = service.public(notice, settings, now_of(request))
-    return JSONResponse(_jsonable(body), status_code=status)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
+    return JSONResponse(jsonable_encoder(body), status_code=status)
 
 
 @router.post(
@@ -192,7 +183,7 @@ def list_notices(
     settings = request.app.state.settings
     now = now_of(request)
     rows, counts = service.listing(session, settings, principal, page, state, now)
-    listed: dict[str, Any] = _jsonable(
+    listed: dict[str, Any] = jsonable_encoder(
         {
             "data": [service.public(n, settings, now) for n in rows],
             "count": len(rows),
@@ -265,7 +256,7 @@ class DecisionIn(BaseModel):
 
 
 def _case(case: Any, request: Request) -> dict[str, Any]:
-    body: dict[str, Any] = _jsonable(appeals.public(case, now_of(request)))
+    body: dict[str, Any] = jsonable_encoder(appeals.public(case, now_of(request)))
     return body
 
 
@@ -333,7 +324,7 @@ def appeal_oversight(
         Query(max_length=100, description="A protected attribute: the overturn rate by group"),
     ] = None,
 ) -> Any:
-    return _jsonable(
+    return jsonable_encoder(
         appeals.oversight(
             session, request.app.state.settings, principal, now_of(request), attribute
         )
@@ -376,7 +367,7 @@ def review_appeal(
     case_id: CaseId, request: Request, session: SessionDep, principal: Deciders
 ) -> Any:
     case = appeals.get_case(session, case_id, principal, "appeal.review")
-    return _jsonable(
+    return jsonable_encoder(
         appeals.review(
             session, request.app.state.serving, request.app.state.explainers, case, principal
         )

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, Path, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
 from core.auth.models import Role
@@ -21,17 +21,13 @@ from governance.casework import appeals, service, templating
 from governance.casework.router import now_of
 from governance.console import auth, forms, nav
 from governance.console.auth import Assigner, CaseDecider, CaseReader, Notifier
-from governance.console.render import HEADERS, PREFIX, page
+from governance.console.render import HEADERS, PREFIX, page, see_other
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 DecisionId = Annotated[str, Path(max_length=64)]
 CaseId = Annotated[str, Path(max_length=64)]
 PAGE_ROWS = 50
-
-
-def _see(location: str) -> RedirectResponse:
-    return RedirectResponse(location, status_code=303, headers=HEADERS)
 
 
 def _case_path(case_id: str) -> str:
@@ -79,7 +75,7 @@ def make_notice(decision_id: DecisionId, request: Request, principal: Notifier) 
             principal,
             now_of(request),
         )
-    return _see(f"{PREFIX}/decisions/{auth.quoted(decision_id)}#notice")
+    return see_other(f"{PREFIX}/decisions/{auth.quoted(decision_id)}#notice")
 
 
 @router.get("/decisions/{decision_id}/notice.pdf")
@@ -105,7 +101,7 @@ def notice_sent(
 ) -> Response:
     with transaction(request.app.state.sessions) as session:
         service.mark_sent(session, decision_id, None, channel, principal, now_of(request))
-    return _see(f"{PREFIX}/decisions/{auth.quoted(decision_id)}#notice")
+    return see_other(f"{PREFIX}/decisions/{auth.quoted(decision_id)}#notice")
 
 
 def notice_of(
@@ -184,7 +180,7 @@ def _change(request: Request, principal: Principal, case_id: str, act: Any) -> R
             shown = _case_context(session, request, principal, case_id)
         shown["problems"] = forms.problems_of(exc)
         return page(request, "case.html", shown, status_code=exc.status_code)
-    return _see(_case_path(case_id))
+    return see_other(_case_path(case_id))
 
 
 @router.post(
@@ -310,7 +306,7 @@ async def open_appeal(decision_id: DecisionId, request: Request, principal: Noti
                 raise
             problems = forms.problems_of(exc)
     if case_id is not None:
-        return _see(_case_path(case_id))
+        return see_other(_case_path(case_id))
     with transaction(request.app.state.sessions) as session:
         shown = _appeal_context(session, decision_id)
     shown |= {"problems": problems, "statement": statement}

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import ChainableUndefined, Environment, FileSystemLoader
 from markupsafe import Markup, escape
 
@@ -108,6 +108,11 @@ def page(
     }
     body = _ENV.get_template(template).render(values)
     return HTMLResponse(body, status_code=status_code, headers={**HEADERS, **(headers or {})})
+
+
+def see_other(location: str) -> RedirectResponse:
+    """After a form: go to the page that shows what it did (303)."""
+    return RedirectResponse(location, status_code=303, headers=HEADERS)
 
 
 def fragment(template: str, context: dict[str, Any]) -> HTMLResponse:

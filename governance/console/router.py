@@ -36,7 +36,7 @@ from governance.console.auth import (
     Searcher,
     SignedIn,
 )
-from governance.console.render import HEADERS, PREFIX, fragment, page
+from governance.console.render import PREFIX, fragment, page, see_other
 from lineage import registry
 from rebuild import access as rebuild_access
 from rebuild import service as rebuild_service
@@ -48,13 +48,9 @@ DecisionId = Annotated[str, Path(max_length=64)]
 PAGE_ROWS = 50
 
 
-def _see_other(location: str) -> RedirectResponse:
-    return RedirectResponse(location, status_code=303, headers=HEADERS)
-
-
 @router.get("", dependencies=[Depends(public)])
 def console_root() -> RedirectResponse:
-    return _see_other(f"{PREFIX}/")
+    return see_other(f"{PREFIX}/")
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -120,7 +116,7 @@ def sign_in(
             )
     except GovernanceError as exc:
         return _sign_in_page(request, f"That key was not accepted: {exc.message}.", next, 401)
-    response = _see_other(auth.next_path(next))
+    response = see_other(auth.next_path(next))
     auth.set_cookie(response, request, token, settings.console_session_max_s)
     response.delete_cookie(SIGN_IN_COOKIE, path=f"{PREFIX}/sign-in")
     return response
@@ -130,7 +126,7 @@ def sign_in(
 def sign_out(request: Request, _principal: SignedIn) -> RedirectResponse:
     with transaction(request.app.state.sessions) as session:
         sessions.sign_out(session, auth.session_token(request))
-    response = _see_other(f"{auth.SIGN_IN}?why=signed_out")
+    response = see_other(f"{auth.SIGN_IN}?why=signed_out")
     auth.clear_cookie(response, request)
     return response
 
@@ -181,7 +177,7 @@ def open_decision(
     _principal: DecisionReader,
     decision_id: Annotated[str, Query(min_length=1, max_length=64)],
 ) -> RedirectResponse:
-    return _see_other(f"{PREFIX}/decisions/{auth.quoted(decision_id.strip())}")
+    return see_other(f"{PREFIX}/decisions/{auth.quoted(decision_id.strip())}")
 
 
 @router.get("/decisions/{decision_id}", response_class=HTMLResponse)
