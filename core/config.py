@@ -296,6 +296,13 @@ class Settings(BaseSettings):
         le=365,
         description="A notice unsent this many days before it is due is listed as due soon.",
     )
+    notice_watch_days: int = Field(
+        default=90,
+        ge=1,
+        le=3650,
+        description="The delivery clock also watches adverse decisions without a notice, made "
+        "within this many days; older ones are out of its watch.",
+    )
     appeal_deadline_days: int = Field(
         default=30,
         ge=1,

@@ -132,6 +132,13 @@ NOTICES_DUE_SOON = Gauge(
     "Adverse-action notices due within GOV_NOTICE_DUE_SOON_DAYS and not sent",
     multiprocess_mode="max",
 )
+DENIALS_WITHOUT_NOTICE = Gauge(
+    "govern_denials_without_notice",
+    "Adverse decisions with no notice generated, by their delivery clock (overdue, due_soon, "
+    "later), within GOV_NOTICE_WATCH_DAYS (at the last clock scan)",
+    ["clock"],
+    multiprocess_mode="max",
+)
 PREDICT_INFLIGHT = Gauge(
     "govern_predict_inflight",
     "Predict calls in progress, waiting included",

@@ -216,8 +216,15 @@ def counts_query(
 
 
 # The appeal cases a person decided (governance.casework), named here without importing it.
-_CASES = sa.table("appeal_case", sa.column("decision_id"), sa.column("outcome"))
+_CASES = sa.table(
+    "appeal_case", sa.column("decision_id"), sa.column("outcome"), sa.column("human_label")
+)
 OVERTURNED = sa.select(_CASES.c.decision_id).where(_CASES.c.outcome == "overturned")
+
+
+def overturned_to(label: str) -> Any:
+    """The decisions a person overturned to ``label``."""
+    return OVERTURNED.where(_CASES.c.human_label == str(label))
 
 
 def totals(periods: dict[str | None, list[GroupCounts]]) -> list[GroupCounts]:

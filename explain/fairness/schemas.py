@@ -206,6 +206,10 @@ class HumanOverturns(Body):
     decisions: int
     by_group: list[GroupOverturned]
     note: str
+    final_decisions: Comparison | None = Field(
+        description="The same comparison over the final decisions: a decision a person "
+        "overturned counts with the person's label. null when no decision was overturned"
+    )
 
 
 class _ReportTail(Body):

@@ -28,6 +28,8 @@ from explain.fairness.query import (
     OVERTURNED,
     Attribute,
     Filters,
+    Span,
+    overturned_to,
     run_counts,
     totals,
 )
@@ -255,7 +257,14 @@ def report(
         connection, filters, attrs, favourable, window
     )
     overall = periods.get(None, []) if not window else totals(periods)
-    overturned = run_counts(connection, filters, attrs, favourable, None, only=OVERTURNED)
+    # Counted up to the same place in the log as the automated figures.
+    span = Span(upto=marks.seq, outcomes_upto=marks.outcome)
+    overturned = run_counts(
+        connection, filters, attrs, favourable, None, span, only=OVERTURNED
+    ).get(None, [])
+    made_favourable = run_counts(
+        connection, filters, attrs, favourable, None, span, only=overturned_to(favourable)
+    ).get(None, [])
     body: dict[str, Any] = {
         "endpoint": endpoint,
         "filters": {k: v for k, v in asdict(filters).items() if k != "endpoint"},
@@ -276,13 +285,22 @@ def report(
         "training": _training(scoped, attrs, min_cell_size),
         "models": [f"{m} v{v.version}" for m, v in scoped],
         "human_overturns": {
-            "decisions": sum(g.n for g in overturned.get(None, [])),
+            "decisions": sum(g.n for g in overturned),
             "by_group": [
                 {"group": dict(zip(names, g.key, strict=True)), "overturned": g.n}
-                for g in overturned.get(None, [])
+                for g in overturned
             ],
             "note": "every figure above counts the automated decisions as logged; these of them "
             "a person overturned on appeal (GET /api/v1/appeals/oversight)",
+            "final_decisions": _compare(
+                fairness.final_counts(overall, overturned, made_favourable),
+                names,
+                min_group_size,
+                min_cell_size,
+                seed,
+            )
+            if overturned
+            else None,
         },
     }
     if window:

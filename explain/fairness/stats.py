@@ -88,6 +88,37 @@ class GroupCounts:
     false_positives: int = 0
 
 
+def final_counts(
+    automated: list[GroupCounts],
+    overturned: list[GroupCounts],
+    to_favourable: list[GroupCounts],
+) -> list[GroupCounts]:
+    """The counts of the final decisions: each decision a person overturned counts with the
+    person's label, not the model's. ``overturned`` are the overturned decisions' counts as the
+    model decided them, ``to_favourable`` those a person made favourable (with their outcomes);
+    every group keeps its decisions and outcomes, only who was selected changes."""
+    was = {g.key: g for g in overturned}
+    now = {g.key: g for g in to_favourable}
+    final = []
+    for g in automated:
+        o = was.get(g.key, GroupCounts(key=g.key, n=0, selected=0))
+        f = now.get(g.key, GroupCounts(key=g.key, n=0, selected=0))
+        final.append(
+            GroupCounts(
+                key=g.key,
+                n=g.n,
+                selected=g.selected - o.selected + f.n,
+                with_outcome=g.with_outcome,
+                actual_favourable=g.actual_favourable,
+                true_positives=g.true_positives - o.true_positives + f.actual_favourable,
+                false_positives=g.false_positives
+                - o.false_positives
+                + (f.with_outcome - f.actual_favourable),
+            )
+        )
+    return final
+
+
 @dataclass(frozen=True)
 class Rate:
     """One group's count of successes ``k`` among ``n``, named for the reasons."""

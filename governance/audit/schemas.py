@@ -93,5 +93,10 @@ class NoticeOverdueDetail(Body):
 
     rule: str
     overdue: int = Field(description="Notices past their deadline and not sent, at the last scan")
-    oldest_due_at: str
+    oldest_due_at: str | None = Field(description="Of the notices overdue; null with none")
     decisions: list[str] = Field(description="Decision ids of the longest overdue, at most 10")
+    without_notice_overdue: int = Field(
+        default=0,
+        description="Adverse decisions past the deadline with no notice made "
+        "(GET /api/v1/notices/awaiting)",
+    )

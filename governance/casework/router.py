@@ -13,9 +13,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from core.auth.models import Role
 from core.auth.schemas import Principal
 from core.deps import SessionDep, allow
-from core.pagination import PageDep
+from core.pagination import PageDep, SeqPageDep
 from core.responses import Scalar
-from governance.casework import appeals, schemas, service, templating
+from governance.casework import appeals, awaiting, schemas, service, templating
 
 router = APIRouter(tags=["notices"])
 
@@ -189,6 +189,36 @@ def list_notices(
             "count": len(rows),
             "next_cursor": rows[-1].id if len(rows) == page.limit else None,
             "counts": counts,
+            "deadline_days": settings.notice_deadline_days,
+            "due_soon_days": settings.notice_due_soon_days,
+            "as_of": now,
+        }
+    )
+    return listed
+
+
+@router.get(
+    "/notices/awaiting",
+    summary="Adverse decisions with no notice made yet, by delivery clock; newest first",
+    response_model=schemas.AwaitingList,
+)
+def awaiting_notices(
+    request: Request,
+    session: SessionDep,
+    principal: Notifier,
+    page: SeqPageDep,
+    state: Annotated[Literal["overdue", "due_soon", "later"] | None, Query()] = None,
+) -> dict[str, Any]:
+    settings = request.app.state.settings
+    now = now_of(request)
+    rows, counts, cursor = awaiting.listing(session, settings, principal, page, state, now)
+    listed: dict[str, Any] = jsonable_encoder(
+        {
+            "data": rows,
+            "count": len(rows),
+            "next_cursor": cursor,
+            "counts": counts,
+            "watched_from": awaiting.Clock.of(settings, now).watched_from,
             "deadline_days": settings.notice_deadline_days,
             "due_soon_days": settings.notice_due_soon_days,
             "as_of": now,

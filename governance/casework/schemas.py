@@ -117,6 +117,38 @@ class NoticeList(Body):
     as_of: datetime
 
 
+class AwaitingCounts(Body):
+    overdue: int
+    due_soon: int
+    later: int
+
+
+class AwaitingDecision(Body):
+    decision_id: str
+    subject_id: str | None
+    endpoint: str
+    model: LoggedModel
+    label: str
+    decided_at: datetime
+    due_at: datetime = Field(description="The decision's time plus GOV_NOTICE_DEADLINE_DAYS")
+    clock: Literal["overdue", "due_soon", "later"]
+
+
+class AwaitingList(Body):
+    """Adverse decisions that have no notice yet, newest first."""
+
+    data: list[AwaitingDecision]
+    count: int
+    next_cursor: int | None
+    counts: AwaitingCounts
+    watched_from: datetime = Field(
+        description="Decisions made before this are out of the watch (GOV_NOTICE_WATCH_DAYS)"
+    )
+    deadline_days: int
+    due_soon_days: int
+    as_of: datetime
+
+
 class VersionStability(Body):
     model: str
     version: int

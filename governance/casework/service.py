@@ -22,7 +22,7 @@ from core.pagination import Page
 from explain import reasons as reason_codes
 from explain import service as explain_service
 from explain.fairness.stats import wilson
-from governance.casework import events, notices, templating
+from governance.casework import awaiting, events, notices, templating
 from governance.casework.models import AdverseNotice
 from governance.compliance.dossier import _version_of, decision_words
 from serving import metrics
@@ -367,7 +367,10 @@ def clock_scan(session: Session, settings: Settings, now: datetime) -> Alert | N
     counts = clock_counts(session, settings, now)
     metrics.NOTICES_OVERDUE.set(counts["overdue"])
     metrics.NOTICES_DUE_SOON.set(counts["due_soon"])
-    if not counts["overdue"]:
+    waiting = awaiting.counts(session, settings, now)
+    for state, n in waiting.items():
+        metrics.DENIALS_WITHOUT_NOTICE.labels(clock=state).set(n)
+    if not counts["overdue"] and not waiting["overdue"]:
         return None
     late = session.exec(
         select(AdverseNotice)
@@ -377,10 +380,12 @@ def clock_scan(session: Session, settings: Settings, now: datetime) -> Alert | N
     ).all()
     detail = {
         "overdue": counts["overdue"],
-        "oldest_due_at": late[0].due_at.isoformat(),
+        "oldest_due_at": late[0].due_at.isoformat() if late else None,
         "decisions": [n.decision_id for n in late],
+        "without_notice_overdue": waiting["overdue"],
         "rule": f"an adverse-action notice unsent {settings.notice_deadline_days} days after "
-        "its decision",
+        "its decision, or an adverse decision that old with no notice made (within "
+        f"{settings.notice_watch_days} days: GET /api/v1/notices/awaiting)",
     }
     alert = session.exec(
         select(Alert)
@@ -396,12 +401,18 @@ def clock_scan(session: Session, settings: Settings, now: datetime) -> Alert | N
             endpoint="notices",
             first_seen_at=now,
             last_seen_at=now,
-            requests=counts["overdue"],
+            requests=counts["overdue"] + waiting["overdue"],
             detail=detail,
         )
-        log.warning("notice alert: %d adverse-action notices overdue", counts["overdue"])
+        log.warning(
+            "notice alert: %d adverse-action notices overdue, %d adverse decisions overdue with "
+            "no notice",
+            counts["overdue"],
+            waiting["overdue"],
+        )
     else:
-        alert.last_seen_at, alert.requests, alert.detail = now, counts["overdue"], detail
+        alert.last_seen_at, alert.detail = now, detail
+        alert.requests = counts["overdue"] + waiting["overdue"]
         alert.updated_at = utcnow()
     session.add(alert)
     session.flush()

@@ -17,7 +17,7 @@ from core.deps import SessionDep
 from core.errors import GovernanceError, InvalidInput
 from core.pagination import Page
 from explain import service as explain_service
-from governance.casework import appeals, service, templating
+from governance.casework import appeals, awaiting, service, templating
 from governance.casework.router import now_of
 from governance.console import auth, forms, nav
 from governance.console.auth import Assigner, CaseDecider, CaseReader, Notifier
@@ -28,6 +28,7 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 DecisionId = Annotated[str, Path(max_length=64)]
 CaseId = Annotated[str, Path(max_length=64)]
 PAGE_ROWS = 50
+AWAITING_ROWS = 20
 
 
 def _case_path(case_id: str) -> str:
@@ -48,11 +49,22 @@ def notices_page(
     rows, counts = service.listing(
         session, settings, principal, Page(limit=PAGE_ROWS, cursor=cursor), state or None, now
     )
+    # The denials nobody has made a notice for, the most urgent first (GET .../awaiting).
+    waiting: list[dict[str, Any]] = []
+    waiting_counts: dict[str, int] = {}
+    for clock in ("overdue", "due_soon"):
+        found, waiting_counts, _ = awaiting.listing(
+            session, settings, principal, Page(limit=AWAITING_ROWS), clock, now
+        )
+        waiting.extend(found)
     return page(
         request,
         "notices.html",
         {
             "notices": [service.public(n, settings, now) for n in rows],
+            "waiting": waiting[:AWAITING_ROWS],
+            "waiting_counts": waiting_counts,
+            "watch_days": settings.notice_watch_days,
             "counts": counts,
             "state": state,
             "next": rows[-1].id if len(rows) == PAGE_ROWS else None,

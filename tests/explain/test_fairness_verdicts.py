@@ -28,7 +28,7 @@ from core.audit import ledger
 from core.auth.models import Role
 from core.config import Settings
 from core.db import session_factory, transaction
-from explain.fairness.stats import GroupCounts, compare, ratio_ci
+from explain.fairness.stats import GroupCounts, compare, final_counts, ratio_ci
 from governance.cli import app as cli
 from lineage.synthetic import applicant_features, demo_spec, generate_loans
 from serving.decision_log import CHAIN, columns_of
@@ -472,3 +472,48 @@ def test_a_protected_attribute_that_is_a_model_feature_is_grouped_from_the_featu
         expected[band] = expected.get(band, 0) + 1
     assert {g["group"]["age"]: g["n"] for g in body["groups"]} == expected
     assert "unbinned" not in expected and body["four_fifths_verdict"] in VERDICTS
+
+
+def _tally(rows: list[tuple[str, str, str | None]], favourable: str = "1") -> list[GroupCounts]:
+    """Counts by group from (group, label, outcome) rows, one by one."""
+    by: dict[str, list[tuple[str, str | None]]] = {}
+    for group, label, outcome in rows:
+        by.setdefault(group, []).append((label, outcome))
+    return [
+        GroupCounts(
+            key=(group,),
+            n=len(found),
+            selected=sum(label == favourable for label, _ in found),
+            with_outcome=sum(outcome is not None for _, outcome in found),
+            actual_favourable=sum(outcome == favourable for _, outcome in found),
+            true_positives=sum(
+                label == favourable and outcome == favourable for label, outcome in found
+            ),
+            false_positives=sum(
+                label == favourable and outcome not in (None, favourable)
+                for label, outcome in found
+            ),
+        )
+        for group, found in sorted(by.items())
+    ]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_final_decisions_count_each_overturn_with_the_persons_label(seed: int) -> None:
+    """The final counts, derived from the automated counts and the overturned decisions' counts,
+    equal a count of the decisions one by one with each overturned label replaced: small groups,
+    three classes, missing outcomes, overturns both ways."""
+    rng = np.random.default_rng(seed)
+    rows, overturns = [], {}
+    for i in range(int(rng.integers(1, 60))):
+        group = str(rng.choice(["a", "b", "c"], p=[0.7, 0.25, 0.05]))
+        label = str(rng.choice(["0", "1", "2"]))
+        outcome = None if rng.random() < 0.3 else str(rng.choice(["0", "1"]))
+        rows.append((group, label, outcome))
+        if rng.random() < 0.2:
+            overturns[i] = str(rng.choice([c for c in ("0", "1", "2") if c != label]))
+    automated = _tally(rows)
+    overturned = _tally([rows[i] for i in overturns])
+    made_favourable = _tally([rows[i] for i, to in overturns.items() if to == "1"])
+    final = [(g, overturns.get(i, label), o) for i, (g, label, o) in enumerate(rows)]
+    assert final_counts(automated, overturned, made_favourable) == _tally(final)

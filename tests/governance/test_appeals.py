@@ -19,6 +19,7 @@ from governance.casework import schemas
 from governance.compliance import retention
 from serving.models import DecisionRecord
 from tests.conftest import KeyMaker, Served
+from tests.console.support import sign_in
 from tests.governance.test_notices import DENIED, _decide, _pdf_text
 
 DOCUMENT = b"%PDF-1.4 payslip for March, income 90,000"
@@ -135,6 +136,14 @@ def test_an_appeal_from_opening_to_an_overturn_and_closing(
     assert report["human_overturns"]["by_group"] == [{"group": {"sex": "F"}, "overturned": 1}]
     [female] = [g for g in report["groups"] if g["group"] == {"sex": "F"}]
     assert female["n"] == 1 and female["favourable"] == 0, "counted as the automated denial"
+    final = report["human_overturns"]["final_decisions"]
+    [female_final] = [g for g in final["groups"] if g["group"] == {"sex": "F"}]
+    assert female_final["n"] == 1 and female_final["favourable"] == 1, "the person's approval"
+    officer = TestClient(client.app)
+    sign_in(officer, make_key(Role.compliance))
+    page = officer.get("/console/fairness", params={"endpoint": "credit", "attributes": "sex"})
+    assert page.status_code == 200 and 'id="after-appeals"' in page.text
+    assert "A person overturned 1 of them on appeal" in page.text
 
     # The automated decision is as it was logged.
     with engine.connect() as connection:

@@ -104,6 +104,7 @@ TABLE: dict[str, Any] = {
     "POST /api/v1/decisions/{decision_id}/notice/release": {CO},
     "POST /api/v1/decisions/{decision_id}/notice/sent": {AP, CO},
     "GET /api/v1/notices": {AP, CO},
+    "GET /api/v1/notices/awaiting": {AP, CO},
     "GET /api/v1/notices/stability": {CO},
     "POST /api/v1/decisions/{decision_id}/appeals": {AP, CO},
     "GET /api/v1/appeals": {AP, CO, RV},
