@@ -21,6 +21,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -35,7 +36,7 @@ from explain import reasons as reason_codes
 from explain import service as explain_service
 from explain.fairness.stats import wilson
 from governance.casework import events, notices, templating
-from governance.casework.models import AppealCase, NoticeTemplate
+from governance.casework.models import AppealCase
 from governance.compliance.dossier import _version_of, class_in_words, decision_words
 from serving.lookups import get_decision
 from serving.models import DecisionRecord
@@ -353,6 +354,7 @@ def public(case: AppealCase, now: datetime) -> dict[str, Any]:
         "human_label": case.human_label,
         "review": case.review,
         "closed_at": case.closed_at,
+        "letter": case.letter,
     }
 
 
@@ -452,13 +454,21 @@ LETTER_TEMPLATE = "letter.html"
 
 def letter(
     session: Session, settings: Settings, case_id: str, principal: Principal, now: datetime
-) -> tuple[str, NoticeTemplate]:
-    """The applicant's letter on a decided case (HTML; the template is versioned as notices'
-    are). It names no protected attribute, and shows scores only when
+) -> AppealCase:
+    """The applicant's letter on a decided case, made once (HTML and PDF, the template versioned
+    as notices' are) and stored, with a ``case`` chain record of its hashes: asked again, it is
+    the same letter. It names no protected attribute, and shows scores only when
     ``GOV_APPEAL_LETTER_SHOWS_SCORE`` is set."""
     case = get_case(session, case_id, principal, "appeal.letter")
     if case.decided_at is None:
         raise Conflict(f"the case is {case.status}: there is no decision to write about yet")
+    if case.letter is not None:
+        if case.letter_html is None:
+            raise Conflict(
+                "the letter was purged by retention: its date, template and hashes remain, its "
+                "document does not"
+            )
+        return case
     record = get_decision(session, case.decision_id)
     _version, schema = _version_of(session, record)
     words = decision_words(schema)
@@ -499,4 +509,30 @@ def letter(
         "creditor": {"name": settings.creditor_name, "address": settings.creditor_address},
     }
     template = templating.current(session, settings, LETTER_TEMPLATE)
-    return templating.render_html(template, l=content), template
+    html = templating.render_html(template, l=content)
+    pdf = templating.render_pdf(html)
+    made = {
+        "made_at": now.isoformat(),
+        "made_by": principal.key_id,
+        "template": {"name": template.name, "version": template.version, "sha256": template.sha256},
+        "html_sha256": templating.sha256(html),
+        "pdf_sha256": templating.sha256(pdf),
+    }
+    stored = session.execute(
+        sa.update(AppealCase)
+        .where(col(AppealCase.id) == case.id, col(AppealCase.letter_html).is_(None))
+        .values(letter=made, letter_html=html, letter_pdf=pdf)
+    )
+    if stored.rowcount == 1:  # type: ignore[attr-defined]
+        events.record(
+            session,
+            principal,
+            "appeal.letter",
+            decision_id=case.decision_id,
+            subject=case.case_id,
+            at=now,
+            detail=made,
+        )
+    # Made here, or by a request at the same moment: either way, the one stored.
+    session.refresh(case)
+    return case

@@ -163,3 +163,11 @@ class AppealCase(SQLModel, table=True):
     )
     closed_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime()))
     closed_by: str | None = Field(default=None, sa_column=sa.Column(sa.String(32)))
+    letter: dict[str, Any] | None = Field(
+        default=None,
+        sa_column=sa.Column(JSONType),
+        description="The applicant's letter, made once: when, by whom, the template and the "
+        "sha256 of its HTML and PDF (kept after a retention purge)",
+    )
+    letter_html: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    letter_pdf: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary))

@@ -15,7 +15,7 @@ from core.auth.schemas import Principal
 from core.deps import SessionDep, allow
 from core.pagination import PageDep, SeqPageDep
 from core.responses import Scalar
-from governance.casework import appeals, awaiting, schemas, service, templating
+from governance.casework import appeals, awaiting, schemas, service
 
 router = APIRouter(tags=["notices"])
 
@@ -455,14 +455,24 @@ def appeal_letter(
     format: Annotated[Literal["html", "pdf"] | None, Query()] = None,
     accept: Annotated[str | None, Header()] = None,
 ) -> Response:
-    html, template = appeals.letter(
-        session, request.app.state.settings, case_id, principal, now_of(request)
-    )
-    headers = {"X-Govern-Template": f"{template.name} v{template.version} sha256:{template.sha256}"}
-    if format == "pdf" or (format is None and accept and "application/pdf" in accept):
+    case = appeals.letter(session, request.app.state.settings, case_id, principal, now_of(request))
+    pdf = format == "pdf" or (format is None and bool(accept) and "application/pdf" in str(accept))
+    return letter_response(case, pdf)
+
+
+def letter_response(case: Any, pdf: bool, headers: dict[str, str] | None = None) -> Response:
+    """The stored letter as HTML or PDF, naming its template and the hash of what is sent."""
+    made = case.letter
+    headers = {
+        **(headers or {}),
+        "X-Govern-Template": "{name} v{version} sha256:{sha256}".format(**made["template"]),
+        "X-Govern-Document-Sha256": made["pdf_sha256" if pdf else "html_sha256"],
+    }
+    if pdf:
+        name = f"appeal-{case.case_id}.pdf"
         return Response(
-            templating.render_pdf(html),
+            case.letter_pdf,
             media_type="application/pdf",
-            headers={**headers, "Content-Disposition": f'inline; filename="appeal-{case_id}.pdf"'},
+            headers={**headers, "Content-Disposition": f'inline; filename="{name}"'},
         )
-    return HTMLResponse(html, headers=headers)
+    return HTMLResponse(case.letter_html, headers=headers)

@@ -186,6 +186,14 @@ class ReviewSeen(Body):
     overrides: dict[str, Move]
 
 
+class LetterMade(Body):
+    made_at: datetime
+    made_by: str
+    template: TemplateUsed
+    html_sha256: str
+    pdf_sha256: str
+
+
 class AppealPublic(Body):
     """An appeal case and where it stands."""
 
@@ -209,6 +217,9 @@ class AppealPublic(Body):
     human_label: str | None
     review: ReviewSeen | None
     closed_at: datetime | None
+    letter: LetterMade | None = Field(
+        description="The applicant's letter, once made (GET .../letter); kept after a purge"
+    )
 
 
 class AppealList(Body):

@@ -8,7 +8,8 @@ status and hashes (template, HTML, PDF), and the ``case`` chain keeps its record
 HTML, PDF and content (reasons and applicant reference) are removed. Its appeal cases keep their
 status, outcome, dates, keys, the class a person decided and the evidence's hashes and sizes;
 the statement, the corrected values, the evidence's descriptions and file names, the reviewer's
-rationale and what the reviewer was shown are removed. ``govern audit verify`` still passes. The purge
+rationale, what the reviewer was shown and the applicant's letter (its date, template and hashes
+stay) are removed. ``govern audit verify`` still passes. The purge
 is recorded in the access trail with its cutoff and row count. A dry run only counts.
 """
 
@@ -81,6 +82,8 @@ def _purge_cases(session: Session, ids: list[str]) -> None:
                 ],
                 rationale=None,
                 review=None,
+                letter_html=None,
+                letter_pdf=None,
             )
         )
 

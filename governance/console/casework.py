@@ -17,8 +17,8 @@ from core.deps import SessionDep
 from core.errors import GovernanceError, InvalidInput
 from core.pagination import Page
 from explain import service as explain_service
-from governance.casework import appeals, awaiting, service, templating
-from governance.casework.router import now_of
+from governance.casework import appeals, awaiting, service
+from governance.casework.router import letter_response, now_of
 from governance.console import auth, forms, nav
 from governance.console.auth import Assigner, CaseDecider, CaseReader, Notifier
 from governance.console.render import HEADERS, PREFIX, page, see_other
@@ -255,16 +255,8 @@ def case_letter(
     principal: CaseReader,
     format: Annotated[Literal["html", "pdf"], Query()] = "html",
 ) -> Response:
-    html, _template = appeals.letter(
-        session, request.app.state.settings, case_id, principal, now_of(request)
-    )
-    if format == "pdf":
-        return Response(
-            templating.render_pdf(html),
-            media_type="application/pdf",
-            headers={**HEADERS, "Content-Disposition": f'inline; filename="appeal-{case_id}.pdf"'},
-        )
-    return HTMLResponse(html, headers=HEADERS)
+    case = appeals.letter(session, request.app.state.settings, case_id, principal, now_of(request))
+    return letter_response(case, format == "pdf", HEADERS)
 
 
 @router.get("/decisions/{decision_id}/appeal", response_class=HTMLResponse)

@@ -168,6 +168,16 @@ def test_an_appeal_from_opening_to_an_overturn_and_closing(
     assert pdf.headers["content-type"] == "application/pdf"
     printed = " ".join(_pdf_text(pdf.content, tmp_path).split())
     assert "now approved" in printed and "A-4001" in printed
+    step()  # the letter is made once, and its hashes are in the chain
+    assert pdf.headers["x-govern-document-sha256"] == hashlib.sha256(pdf.content).hexdigest()
+    client.app.state.clock = lambda: datetime.now(UTC) + timedelta(days=3)
+    later = client.get(f"{path}/letter", params={"format": "pdf"}, headers=opener)
+    assert later.content == pdf.content, "asked again, days later: the same letter"
+    assert client.get(f"{path}/letter", headers=opener).text == letter.text
+    made = client.get(path, headers=opener).json()["letter"]
+    assert made["pdf_sha256"] == hashlib.sha256(pdf.content).hexdigest()
+    assert made["html_sha256"] == hashlib.sha256(letter.content).hexdigest()
+    client.app.state.clock = lambda: datetime.now(UTC)
 
     closed = client.post(f"{path}/close", headers=reviewer)
     assert closed.status_code == 200 and closed.json()["status"] == "closed"
@@ -277,12 +287,30 @@ def test_a_retention_purge_removes_what_the_applicant_said_and_keeps_the_hashes(
             ],
         },
     ).json()
+    path = f"/api/v1/appeals/{opened['case_id']}"
+    reviewer_secret = make_key(Role.reviewer)
+    reviewer = {"Authorization": f"Bearer {reviewer_secret}"}
+    assigned = client.post(
+        f"{path}/assign", headers=compliance, json={"reviewer": _key_id(reviewer_secret)}
+    )
+    assert assigned.status_code == 200, assigned.text
+    rationale = "A higher income now is a new application, not an error in this one."
+    decided = client.post(
+        f"{path}/decision", headers=reviewer, json={"outcome": "upheld", "rationale": rationale}
+    )
+    assert decided.status_code == 200, decided.text
+    letter = client.get(path + "/letter", headers=compliance)
+    assert letter.status_code == 200 and rationale in letter.text
     summary = retention.apply(
         session_factory(engine), days=30, now=datetime.now(UTC) + timedelta(days=60)
     )
     assert summary["purged"] >= 1
-    kept = client.get(f"/api/v1/appeals/{opened['case_id']}", headers=compliance).json()
-    assert kept["status"] == "open" and kept["statement"] == "" and kept["overrides"] == {}
+    kept = client.get(path, headers=compliance).json()
+    assert kept["status"] == "decided" and kept["statement"] == "" and kept["overrides"] == {}
+    assert kept["rationale"] is None and kept["review"] is None
+    assert kept["letter"]["html_sha256"] == hashlib.sha256(letter.content).hexdigest()
+    gone = client.get(path + "/letter", headers=compliance)
+    assert gone.status_code == 409 and "purged" in gone.text
     assert kept["evidence"] == [
         {
             "description": "purged",
@@ -291,4 +319,4 @@ def test_a_retention_purge_removes_what_the_applicant_said_and_keeps_the_hashes(
             "bytes": len(DOCUMENT),
         }
     ]
-    assert _chain_records(client, compliance) == 1
+    assert _chain_records(client, compliance) == 4, "opened, assigned, decided, the letter"
