@@ -121,8 +121,8 @@ def paired_proportion_variance(only_challenger: int, only_champion: int, n: int)
 def planned_per_arm(baseline: float, mde: float, alpha: float, power: float) -> int:
     """The fixed horizon's sample per arm for a proportion near ``baseline``."""
     p = min(max(baseline, 1e-6), 1 - 1e-6)
-    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
-    return int(math.ceil(z * z * 2 * p * (1 - p) / (mde * mde)))
+    z = float(stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power))
+    return math.ceil(z * z * 2 * p * (1 - p) / (mde * mde))
 
 
 def msprt(difference: float, variance: float, tau: float) -> float:
