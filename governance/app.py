@@ -36,6 +36,7 @@ from governance.console.casework import router as console_casework
 from governance.console.render import HERE as CONSOLE_DIR
 from governance.console.render import PREFIX, STATIC
 from governance.console.router import router as console_router
+from governance.experiments.router import router as experiments_router
 from lineage.executor import make_executor
 from lineage.router import router as lineage_router
 from lineage.runner import fail_interrupted_runs
@@ -153,6 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit_router,
         compliance_router,
         casework_router,
+        experiments_router,
     ):
         app.include_router(api_router, prefix=API_PREFIX)
     _document_errors(app)

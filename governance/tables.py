@@ -7,6 +7,8 @@ from core.audit import models as audit_models
 from core.auth import models as auth_models
 from explain import models as explain_models
 from governance.casework import models as casework_models
+from governance.changes import models as changes_models
+from governance.experiments import models as experiment_models
 from lineage import models as lineage_models
 from serving import models as serving_models
 
@@ -16,6 +18,8 @@ __all__ = [
     "audit_models",
     "auth_models",
     "casework_models",
+    "changes_models",
+    "experiment_models",
     "explain_models",
     "lineage_models",
     "metadata",

@@ -81,10 +81,11 @@ def json_number(dialect: str, column: Any, key: str) -> Any:
     return sa.case((is_number, column[key].as_float()), else_=None)
 
 
-def raw_value(dialect: str, attribute: Attribute) -> Any:
+def raw_value(dialect: str, attribute: Attribute, table: Any = DECISIONS) -> Any:
     """The attribute read once per decision (from its context, or its features for a protected
-    attribute that is a model feature): a number for a binned one, else its text."""
-    column = DECISIONS.c.features if attribute.source == FEATURES else DECISIONS.c.context
+    attribute that is a model feature): a number for a binned one, else its text. ``table``:
+    the decision table or an alias of it."""
+    column = table.c.features if attribute.source == FEATURES else table.c.context
     if attribute.bins:
         return json_number(dialect, column, attribute.name)
     return sa.func.coalesce(column[attribute.name].as_string(), MISSING)

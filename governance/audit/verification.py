@@ -18,6 +18,8 @@ from core.db import utcnow
 from core.errors import InvalidInput
 from governance.casework import events
 from governance.casework.models import CaseEvent
+from governance.changes import events as changes
+from governance.changes.models import GovernanceEvent
 from serving.decision_log import CHAIN as DECISIONS
 from serving.decision_log import columns_of
 from serving.models import DecisionRecord
@@ -35,6 +37,7 @@ def _chains() -> dict[str, ChainTable]:
         DECISIONS: ChainTable(DecisionRecord.__table__, "decision_id", columns_of),  # type: ignore[attr-defined]
         access.CHAIN: ChainTable(AccessRecord.__table__, "entry_id", access.columns_of),  # type: ignore[attr-defined]
         events.CHAIN: ChainTable(CaseEvent.__table__, "event_id", events.columns_of),  # type: ignore[attr-defined]
+        changes.CHAIN: ChainTable(GovernanceEvent.__table__, "event_id", changes.columns_of),  # type: ignore[attr-defined]
     }
 
 

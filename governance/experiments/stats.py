@@ -43,6 +43,7 @@ uses, Fabijan et al. 2019) marks the split as broken, and no decision stands on 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -240,7 +241,7 @@ def compare(
     }
 
 
-def sample_ratio(counts: list[int], weights: list[float]) -> dict[str, Any]:
+def sample_ratio(counts: Sequence[int], weights: Sequence[float]) -> dict[str, Any]:
     """Do the arms' counts match the weights they were given? Pearson's goodness of fit."""
     total = sum(counts)
     if total == 0 or len(counts) < 2:

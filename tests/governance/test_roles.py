@@ -106,6 +106,12 @@ TABLE: dict[str, Any] = {
     "GET /api/v1/notices": {AP, CO},
     "GET /api/v1/notices/awaiting": {AP, CO},
     "GET /api/v1/notices/stability": {CO},
+    "POST /api/v1/experiments": {DS},
+    "GET /api/v1/experiments": {CO, DS},
+    "GET /api/v1/experiments/{experiment_id}": {CO, DS},
+    "PATCH /api/v1/experiments/{experiment_id}": {DS},
+    "POST /api/v1/experiments/{experiment_id}/end": {DS},
+    "GET /api/v1/experiments/{experiment_id}/history": {CO, DS},
     "POST /api/v1/decisions/{decision_id}/appeals": {AP, CO},
     "GET /api/v1/appeals": {AP, CO, RV},
     "GET /api/v1/appeals/oversight": {CO},
@@ -146,6 +152,7 @@ PATH_VALUES = {
     "dataset_id": "1",
     "key_id": "nosuchkey",
     "case_id": "nosuchcase",
+    "experiment_id": "nosuchexperiment",
 }
 
 

@@ -1,0 +1,221 @@
+"""An experiment's counts, as aggregate queries over the decision log (GROUP BY in the database).
+
+Each arm's records: the champion's and each canary's are the endpoint's decisions on their route
+(``live``, ``challenger-N``) by their model version; a shadow's are its shadow records whose live
+decision the champion made (the same applicants, so the comparison is paired). All of them with
+a seq in ``(started_seq, upto]``. An outcome is the decision's latest (for a shadow, its live
+decision's: what happened to the applicant). Built with SQLAlchemy expressions and bound
+parameters only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from explain.fairness.query import DECISIONS, OUTCOMES, Attribute, bucket, raw_value
+
+AUC_BINS = 1000  # score bins for the AUC: an error below 1/1000 of the AUC's range
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    arm: str  # champion, challenger-1, ...
+    model: str
+    version: int
+    mode: str  # champion, canary, shadow
+    route: str | None  # live, challenger-N; None for a shadow
+
+
+@dataclass
+class ArmCounts:
+    n: int = 0
+    selected: int = 0
+    known: int = 0
+    approved_known: int = 0
+    approved_defaulted: int = 0
+    denied_repaid: int = 0
+    outliers: int = 0
+    only_arm: int = 0  # shadows: favourable here, not by the champion on the same applicant
+    only_champion: int = 0
+    paired: int = 0
+    auc_positive: list[int] = field(default_factory=lambda: [0] * AUC_BINS)
+    auc_negative: list[int] = field(default_factory=lambda: [0] * AUC_BINS)
+    groups: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
+
+
+def _latest_outcome(decision_id: Any) -> Any:
+    """The decision's latest outcome: an index probe on (decision_id, id)."""
+    return (
+        sa.select(OUTCOMES.c.outcome)
+        .where(OUTCOMES.c.decision_id == decision_id)
+        .order_by(OUTCOMES.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _rows(
+    dialect: str,
+    endpoint: str,
+    arms: Sequence[ArmSpec],
+    started: int,
+    upto: int,
+    attributes: Sequence[Attribute],
+) -> Any:
+    """One row per record in an arm: its arm, label, score, outcome, out-of-distribution flag,
+    groups and (for a shadow) the champion's label on the same applicant."""
+    d = DECISIONS
+    routed = [a for a in arms if a.route is not None]
+    shadows = [a for a in arms if a.route is None]
+    champion = next(a for a in arms if a.mode == "champion")
+    parts = []
+    if routed:
+        arm = sa.case(
+            *[
+                (
+                    (d.c.route == a.route) & (d.c.model == a.model) & (d.c.version == a.version),
+                    a.arm,
+                )
+                for a in routed
+            ],
+            else_=None,
+        )
+        parts.append(
+            sa.select(
+                arm.label("arm"),
+                d.c.label.label("label"),
+                d.c.score.label("score"),
+                d.c.is_outlier.label("is_outlier"),
+                _latest_outcome(d.c.decision_id).label("outcome"),
+                sa.null().label("champion_label"),
+                *[raw_value(dialect, a, d).label(f"g{i}") for i, a in enumerate(attributes)],
+            ).where(
+                d.c.kind == "decision",
+                d.c.endpoint == endpoint,
+                d.c.seq > started,
+                d.c.seq <= upto,
+                d.c.route.in_([a.route for a in routed]),
+            )
+        )
+    if shadows:
+        s, p = DECISIONS.alias("s"), DECISIONS.alias("p")
+        arm = sa.case(
+            *[((s.c.model == a.model) & (s.c.version == a.version), a.arm) for a in shadows],
+            else_=None,
+        )
+        parts.append(
+            sa.select(
+                arm.label("arm"),
+                s.c.label.label("label"),
+                s.c.score.label("score"),
+                s.c.is_outlier.label("is_outlier"),
+                _latest_outcome(p.c.decision_id).label("outcome"),
+                p.c.label.label("champion_label"),
+                *[raw_value(dialect, a, s).label(f"g{i}") for i, a in enumerate(attributes)],
+            )
+            .select_from(s.join(p, p.c.decision_id == s.c.parent_decision_id))
+            .where(
+                s.c.kind == "shadow",
+                s.c.endpoint == endpoint,
+                s.c.seq > started,
+                s.c.seq <= upto,
+                p.c.seq > started,
+                p.c.route == "live",
+                p.c.model == champion.model,
+                p.c.version == champion.version,
+            )
+        )
+    rows = parts[0] if len(parts) == 1 else sa.union_all(*parts)
+    return rows.cte("arm_rows")
+
+
+def counts(
+    connection: sa.Connection,
+    endpoint: str,
+    arms: Sequence[ArmSpec],
+    started: int,
+    upto: int,
+    favourable: str,
+    positive: str,
+    attributes: Sequence[Attribute],
+    auc: bool,
+) -> dict[str, ArmCounts]:
+    """Every arm's counts: one aggregate query, one per guardrail attribute, and the score bins
+    by outcome when the metric is the AUC."""
+    dialect = connection.dialect.name
+    rows = _rows(dialect, endpoint, arms, started, upto, attributes)
+    fav = rows.c.label == favourable
+    known = rows.c.outcome.is_not(None)
+    repaid = rows.c.outcome == favourable
+
+    def count_if(condition: Any) -> Any:
+        return sa.func.sum(sa.case((condition, 1), else_=0))
+
+    found = {a.arm: ArmCounts() for a in arms}
+    main = sa.select(
+        rows.c.arm,
+        sa.func.count().label("n"),
+        count_if(fav).label("selected"),
+        count_if(known).label("known"),
+        count_if(fav & known).label("approved_known"),
+        count_if(fav & known & ~repaid).label("approved_defaulted"),
+        count_if(~fav & repaid).label("denied_repaid"),
+        count_if(rows.c.is_outlier.is_(True)).label("outliers"),
+        count_if(fav & (rows.c.champion_label != favourable)).label("only_arm"),
+        count_if(~fav & (rows.c.champion_label == favourable)).label("only_champion"),
+        count_if(rows.c.champion_label.is_not(None)).label("paired"),
+    ).group_by(rows.c.arm)
+    for row in connection.execute(main):
+        if row.arm is None:
+            continue
+        c = found[row.arm]
+        for name in (
+            "n",
+            "selected",
+            "known",
+            "approved_known",
+            "approved_defaulted",
+            "denied_repaid",
+            "outliers",
+            "only_arm",
+            "only_champion",
+            "paired",
+        ):
+            setattr(c, name, int(getattr(row, name) or 0))
+    for i, attribute in enumerate(attributes):
+        group = bucket(rows.c[f"g{i}"], attribute).label("g")
+        query = sa.select(
+            rows.c.arm, group, sa.func.count().label("n"), count_if(fav).label("selected")
+        ).group_by(rows.c.arm, group)
+        for row in connection.execute(query):
+            if row.arm is not None:
+                table = found[row.arm].groups.setdefault(attribute.name, {})
+                table[str(row.g)] = (int(row.n), int(row.selected or 0))
+    if auc:
+        raw_bin = sa.func.floor(sa.func.coalesce(rows.c.score, 0) * AUC_BINS)
+        score_bin = sa.case((raw_bin >= AUC_BINS, AUC_BINS - 1), (raw_bin < 0, 0), else_=raw_bin)
+        positive_outcome = rows.c.outcome == positive
+        query = (
+            sa.select(
+                rows.c.arm,
+                score_bin.label("bin"),
+                count_if(positive_outcome).label("positive"),
+                count_if(~positive_outcome).label("negative"),
+            )
+            .where(known)
+            .group_by(rows.c.arm, score_bin)
+        )
+        for row in connection.execute(query):
+            if row.arm is not None:
+                c = found[row.arm]
+                c.auc_positive[int(row.bin)] += int(row.positive or 0)
+                c.auc_negative[int(row.bin)] += int(row.negative or 0)
+    return found
+
+
+def highest_seq(connection: sa.Connection) -> int:
+    return int(connection.execute(sa.select(sa.func.max(DECISIONS.c.seq))).scalar() or 0)
