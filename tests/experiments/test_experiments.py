@@ -53,7 +53,7 @@ def _declare(client: TestClient, auth: Any, versions: list[int], **changes: Any)
 
 def _independent(engine: sa.Engine, started: int, versions: list[int]) -> dict[str, Any]:
     """The arms counted here from the log's rows, one by one."""
-    table = DecisionRecord.__table__  # type: ignore[attr-defined]
+    table = DecisionRecord.__table__
     with engine.connect() as connection:
         rows = connection.execute(
             sa.select(
@@ -210,7 +210,7 @@ def _body(versions: list[int]) -> dict[str, Any]:
 def _started(engine: sa.Engine, experiment_id: str) -> int:
     from governance.experiments.models import Experiment
 
-    table = Experiment.__table__  # type: ignore[attr-defined]
+    table = Experiment.__table__
     with engine.connect() as connection:
         return int(
             connection.execute(
@@ -257,7 +257,7 @@ def test_a_bad_experiment_is_refused_naming_the_field(
 ) -> None:
     scientist = auth(Role.data_scientist)
     good = _body(served.versions)
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         (
             {"challengers": [{"model": "credit", "version": 2, "mode": "shadow", "weight": 0.2}]},
             "no weight",
