@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from explain.fairness.query import DECISIONS, OUTCOMES, Attribute, bucket, raw_value
+from explain.fairness.query import _latest_outcome_join as latest_outcome_join
 
 AUC_BINS = 1000  # score bins for the AUC: an error below 1/1000 of the AUC's range
 
@@ -28,6 +29,20 @@ class ArmSpec:
     version: int
     mode: str  # champion, canary, shadow
     route: str | None  # live, challenger-N; None for a shadow
+
+
+TOTALS = (
+    "n",
+    "selected",
+    "known",
+    "approved_known",
+    "approved_defaulted",
+    "denied_repaid",
+    "outliers",
+    "only_arm",
+    "only_champion",
+    "paired",
+)
 
 
 @dataclass
@@ -48,7 +63,7 @@ class ArmCounts:
 
 
 def _latest_outcome(decision_id: Any) -> Any:
-    """The decision's latest outcome: an index probe on (decision_id, id)."""
+    """The decision's latest outcome by an index probe on (decision_id, id): SQLite's way."""
     return (
         sa.select(OUTCOMES.c.outcome)
         .where(OUTCOMES.c.decision_id == decision_id)
@@ -56,6 +71,15 @@ def _latest_outcome(decision_id: Any) -> Any:
         .limit(1)
         .scalar_subquery()
     )
+
+
+def _with_outcome(dialect: str, source: Any, decision_id: Any) -> tuple[Any, Any]:
+    """(the rows joined to their latest outcome, the outcome column): on PostgreSQL one hash
+    join with the latest outcome per decision (DISTINCT ON over the index); elsewhere a probe."""
+    if dialect != "postgresql":
+        return source, _latest_outcome(decision_id)
+    latest = latest_outcome_join(None)
+    return source.outerjoin(latest, latest.c.decision_id == decision_id), latest.c.outcome
 
 
 def _rows(
@@ -84,16 +108,19 @@ def _rows(
             ],
             else_=None,
         )
+        source, outcome = _with_outcome(dialect, d, d.c.decision_id)
         parts.append(
             sa.select(
                 arm.label("arm"),
                 d.c.label.label("label"),
                 d.c.score.label("score"),
                 d.c.is_outlier.label("is_outlier"),
-                _latest_outcome(d.c.decision_id).label("outcome"),
+                outcome.label("outcome"),
                 sa.null().label("champion_label"),
                 *[raw_value(dialect, a, d).label(f"g{i}") for i, a in enumerate(attributes)],
-            ).where(
+            )
+            .select_from(source)
+            .where(
                 d.c.kind == "decision",
                 d.c.endpoint == endpoint,
                 d.c.seq > started,
@@ -107,17 +134,20 @@ def _rows(
             *[((s.c.model == a.model) & (s.c.version == a.version), a.arm) for a in shadows],
             else_=None,
         )
+        source, outcome = _with_outcome(
+            dialect, s.join(p, p.c.decision_id == s.c.parent_decision_id), p.c.decision_id
+        )
         parts.append(
             sa.select(
                 arm.label("arm"),
                 s.c.label.label("label"),
                 s.c.score.label("score"),
                 s.c.is_outlier.label("is_outlier"),
-                _latest_outcome(p.c.decision_id).label("outcome"),
+                outcome.label("outcome"),
                 p.c.label.label("champion_label"),
                 *[raw_value(dialect, a, s).label(f"g{i}") for i, a in enumerate(attributes)],
             )
-            .select_from(s.join(p, p.c.decision_id == s.c.parent_decision_id))
+            .select_from(source)
             .where(
                 s.c.kind == "shadow",
                 s.c.endpoint == endpoint,
@@ -144,8 +174,8 @@ def counts(
     attributes: Sequence[Attribute],
     auc: bool,
 ) -> dict[str, ArmCounts]:
-    """Every arm's counts: one aggregate query, one per guardrail attribute, and the score bins
-    by outcome when the metric is the AUC."""
+    """Every arm's counts, by group of each guardrail attribute: one aggregate query; and the
+    score bins by outcome when the metric is the AUC."""
     dialect = connection.dialect.name
     rows = _rows(dialect, endpoint, arms, started, upto, attributes)
     fav = rows.c.label == favourable
@@ -156,8 +186,12 @@ def counts(
         return sa.func.sum(sa.case((condition, 1), else_=0))
 
     found = {a.arm: ArmCounts() for a in arms}
+    # One pass: the counts by arm and by every guardrail attribute's group at once; an arm's
+    # totals and each attribute's groups are sums of these rows.
+    groups = [bucket(rows.c[f"g{i}"], a).label(f"g{i}") for i, a in enumerate(attributes)]
     main = sa.select(
         rows.c.arm,
+        *groups,
         sa.func.count().label("n"),
         count_if(fav).label("selected"),
         count_if(known).label("known"),
@@ -168,33 +202,17 @@ def counts(
         count_if(fav & (rows.c.champion_label != favourable)).label("only_arm"),
         count_if(~fav & (rows.c.champion_label == favourable)).label("only_champion"),
         count_if(rows.c.champion_label.is_not(None)).label("paired"),
-    ).group_by(rows.c.arm)
+    ).group_by(rows.c.arm, *groups)
     for row in connection.execute(main):
         if row.arm is None:
             continue
         c = found[row.arm]
-        for name in (
-            "n",
-            "selected",
-            "known",
-            "approved_known",
-            "approved_defaulted",
-            "denied_repaid",
-            "outliers",
-            "only_arm",
-            "only_champion",
-            "paired",
-        ):
-            setattr(c, name, int(getattr(row, name) or 0))
-    for i, attribute in enumerate(attributes):
-        group = bucket(rows.c[f"g{i}"], attribute).label("g")
-        query = sa.select(
-            rows.c.arm, group, sa.func.count().label("n"), count_if(fav).label("selected")
-        ).group_by(rows.c.arm, group)
-        for row in connection.execute(query):
-            if row.arm is not None:
-                table = found[row.arm].groups.setdefault(attribute.name, {})
-                table[str(row.g)] = (int(row.n), int(row.selected or 0))
+        for name in TOTALS:
+            setattr(c, name, getattr(c, name) + int(getattr(row, name) or 0))
+        for i, attribute in enumerate(attributes):
+            table = c.groups.setdefault(attribute.name, {})
+            n, k = table.get(str(row._mapping[f"g{i}"]), (0, 0))
+            table[str(row._mapping[f"g{i}"])] = (n + int(row.n), k + int(row.selected or 0))
     if auc:
         raw_bin = sa.func.floor(sa.func.coalesce(rows.c.score, 0) * AUC_BINS)
         score_bin = sa.case((raw_bin >= AUC_BINS, AUC_BINS - 1), (raw_bin < 0, 0), else_=raw_bin)
