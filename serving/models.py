@@ -106,6 +106,11 @@ class DecisionRecord(SQLModel, table=True):
         description="Mahalanobis distance of the input from the training data (lineage detector).",
     )
     is_outlier: bool | None = Field(default=None, sa_column=sa.Column(sa.Boolean, nullable=True))
+    latency_ms: float | None = Field(
+        default=None,
+        sa_column=sa.Column(sa.Float, nullable=True),
+        description="A live decision's time from request to decision (experiment guardrails).",
+    )
     payload: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     content_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
     prev_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))

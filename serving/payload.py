@@ -250,6 +250,7 @@ class DecisionPayload:
             "features": self.features,
             "outlier_score": self.outlier.score if self.outlier is not None else None,
             "is_outlier": self.outlier.is_outlier if self.outlier is not None else None,
+            "latency_ms": self.latency_ms,
         }
 
     @classmethod

@@ -42,6 +42,7 @@ TOTALS = (
     "only_arm",
     "only_champion",
     "paired",
+    "timed",
 )
 
 
@@ -57,6 +58,7 @@ class ArmCounts:
     only_arm: int = 0  # shadows: favourable here, not by the champion on the same applicant
     only_champion: int = 0
     paired: int = 0
+    timed: int = 0  # decisions with their latency logged
     auc_positive: list[int] = field(default_factory=lambda: [0] * AUC_BINS)
     auc_negative: list[int] = field(default_factory=lambda: [0] * AUC_BINS)
     groups: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
@@ -115,6 +117,7 @@ def _rows(
                 d.c.label.label("label"),
                 d.c.score.label("score"),
                 d.c.is_outlier.label("is_outlier"),
+                d.c.latency_ms.label("latency_ms"),
                 outcome.label("outcome"),
                 sa.null().label("champion_label"),
                 *[raw_value(dialect, a, d).label(f"g{i}") for i, a in enumerate(attributes)],
@@ -143,6 +146,7 @@ def _rows(
                 s.c.label.label("label"),
                 s.c.score.label("score"),
                 s.c.is_outlier.label("is_outlier"),
+                sa.null().label("latency_ms"),  # a shadow never answers
                 outcome.label("outcome"),
                 p.c.label.label("champion_label"),
                 *[raw_value(dialect, a, s).label(f"g{i}") for i, a in enumerate(attributes)],
@@ -202,6 +206,7 @@ def counts(
         count_if(fav & (rows.c.champion_label != favourable)).label("only_arm"),
         count_if(~fav & (rows.c.champion_label == favourable)).label("only_champion"),
         count_if(rows.c.champion_label.is_not(None)).label("paired"),
+        count_if(rows.c.latency_ms.is_not(None)).label("timed"),
     ).group_by(rows.c.arm, *groups)
     for row in connection.execute(main):
         if row.arm is None:
@@ -233,6 +238,30 @@ def counts(
                 c.auc_positive[int(row.bin)] += int(row.positive or 0)
                 c.auc_negative[int(row.bin)] += int(row.negative or 0)
     return found
+
+
+def slowest(
+    connection: sa.Connection, endpoint: str, arm: ArmSpec, started: int, upto: int, m: int
+) -> list[float]:
+    """The arm's ``m`` longest latencies, longest first: the tail a high quantile lies in (a
+    top-N sort, bounded in memory, not a sort of the whole arm)."""
+    d = DECISIONS
+    query = (
+        sa.select(d.c.latency_ms)
+        .where(
+            d.c.kind == "decision",
+            d.c.endpoint == endpoint,
+            d.c.seq > started,
+            d.c.seq <= upto,
+            d.c.route == arm.route,
+            d.c.model == arm.model,
+            d.c.version == arm.version,
+            d.c.latency_ms.is_not(None),
+        )
+        .order_by(d.c.latency_ms.desc())
+        .limit(m)
+    )
+    return [float(v) for v in connection.execute(query).scalars()]
 
 
 def highest_seq(connection: sa.Connection) -> int:

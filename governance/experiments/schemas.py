@@ -197,7 +197,8 @@ class GuardrailEntry(Body):
     rule: str | None = None
     reasons: list[str] | None = None
     groups: list[GroupRate] | None = Field(default=None, description="Compliance only")
-    rate: float | None = None
+    rate: float | None = Field(default=None, description="The out-of-distribution share")
+    value: float | None = Field(default=None, description="The 99th percentile latency, ms")
     ci95: list[float] | None = None
     limit: float | None = None
     reason: str | None = None

@@ -392,12 +392,31 @@ def _metric_entry(e: stats.Estimate, alpha: float) -> dict[str, Any]:
     }
 
 
+def _p99(arm: query.ArmSpec, c: query.ArmCounts, limit: float, tail: list[float]) -> dict[str, Any]:
+    """The 99th percentile of the arm's latencies with its distribution-free 95% interval:
+    breached when the whole interval is above the limit, holds when it is all at or below."""
+    entry: dict[str, Any] = {"limit": limit, "value": None, "ci95": None}
+    if arm.mode == "shadow":
+        return {**entry, "state": "not_assessable", "reason": "a shadow never answers: no latency"}
+    ranks = stats.quantile_ranks(c.timed)
+    if ranks is None:
+        return {
+            **entry,
+            "state": "not_assessable",
+            "reason": f"{c.timed} decisions with their latency cannot bound a 99th percentile",
+        }
+    low, point, high = (tail[c.timed - r] for r in ranks)  # tail: the longest first
+    state = "breached" if low > limit else "holds" if high <= limit else "not_assessable"
+    return {**entry, "value": point, "ci95": [low, high], "state": state}
+
+
 def _guardrails(
     arm: query.ArmSpec,
     c: query.ArmCounts,
     rails: dict[str, Any],
     min_group_size: int,
     with_groups: bool,
+    tail: list[float],
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One arm's guardrails: each is ``holds``, ``breached`` or ``not_assessable``, by the same
     honest rules as the fairness report (a breach is a significant one)."""
@@ -459,12 +478,17 @@ def _guardrails(
         ood["state"] = "holds" if interval[1] <= limit else "not_assessable"
     report["ood_rate"] = ood
     if rails.get("max_p99_latency_ms") is not None:
-        report["p99_latency_ms"] = {
-            "state": "not_assessable",
-            "limit": rails["max_p99_latency_ms"],
-            "reason": "the decision log records no per-decision latency yet; see "
-            "govern_predict_latency_seconds by endpoint",
-        }
+        p99 = _p99(arm, c, float(rails["max_p99_latency_ms"]), tail)
+        report["p99_latency_ms"] = p99
+        if p99["state"] == "breached":
+            breaches.append(
+                {
+                    "arm": arm.arm,
+                    "guardrail": "p99_latency_ms",
+                    "value": p99["value"],
+                    "limit": p99["limit"],
+                }
+            )
     return report, breaches
 
 
@@ -543,8 +567,19 @@ def report(
     for arm in arms:
         c = counted[arm.arm]
         estimate = _estimate(metric["kind"], c, metric.get("costs"))
+        tail: list[float] = []
+        ranks = stats.quantile_ranks(c.timed)
+        if rails.get("max_p99_latency_ms") is not None and ranks is not None:
+            tail = query.slowest(
+                connection,
+                experiment.endpoint,
+                arm,
+                experiment.started_seq,
+                upto,
+                c.timed - ranks[0] + 1,
+            )
         rails_report, breached = _guardrails(
-            arm, c, rails, settings.fairness_min_group_size, with_groups
+            arm, c, rails, settings.fairness_min_group_size, with_groups, tail
         )
         breaches += breached
         arm_reports.append(

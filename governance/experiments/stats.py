@@ -257,3 +257,18 @@ def sample_ratio(counts: Sequence[int], weights: Sequence[float]) -> dict[str, A
         "expected_share": share,
         "observed_share": [c / total for c in counts],
     }
+
+
+def quantile_ranks(n: int, q: float = 0.99, level: float = 0.95) -> tuple[int, int, int] | None:
+    """The 1-based ranks of the order statistics that estimate the ``q`` quantile of ``n``
+    values and bound it with at least ``level`` confidence, distribution-free (the binomial
+    interval for a quantile): (lower, estimate, upper); None when ``n`` is too small for the
+    interval to lie within the sample."""
+    if n < 1:
+        return None
+    tail = (1 - level) / 2
+    lower = int(stats.binom.ppf(tail, n, q))
+    upper = int(stats.binom.ppf(1 - tail, n, q)) + 1
+    if lower < 1 or upper > n:
+        return None
+    return lower, max(1, math.ceil(q * n)), upper

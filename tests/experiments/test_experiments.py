@@ -289,3 +289,101 @@ def test_a_bad_experiment_is_refused_naming_the_field(
     assert refused.status_code == 403
     missing = client.get("/api/v1/experiments/nope", headers=auth(Role.compliance))
     assert missing.status_code == 404
+
+
+def _append(engine: sa.Engine, arm_records: list[dict[str, Any]]) -> None:
+    from core.audit import ledger
+    from core.db import session_factory, transaction
+    from serving.decision_log import CHAIN, columns_of
+
+    with transaction(session_factory(engine)) as session:
+        ledger.append(
+            session,
+            chain=CHAIN,
+            table=DecisionRecord.__table__,
+            contents=arm_records,
+            columns_of=columns_of,
+        )
+
+
+def test_the_guardrails_breach_only_what_the_data_shows_in_each_arm(
+    client: TestClient, served: Served, auth: Any, engine: sa.Engine
+) -> None:
+    """1,000 decisions per arm appended to the log: the canary approves women at 0.3 and men
+    at 0.7, flags 30% of its inputs as out of distribution, and has a slow tail; the champion
+    does none of that. Each guardrail is breached in the canary alone, and the p99 is the order
+    statistic the interval's ranks name."""
+    import numpy as np
+
+    from governance.experiments import stats as experiment_stats
+
+    body = _body(served.versions)
+    body["challengers"] = [
+        {"model": "credit", "version": served.versions[1], "mode": "canary", "weight": 0.5}
+    ]
+    body["guardrails"] = {"attributes": ["sex"], "max_ood_rate": 0.2, "max_p99_latency_ms": 40}
+    declared = client.post("/api/v1/experiments", headers=auth(Role.data_scientist), json=body)
+    assert declared.status_code == 201, declared.text
+    experiment_id = declared.json()["experiment_id"]
+    rng = np.random.default_rng(5)
+    latencies = {}
+    records = []
+    for arm, route, version in (
+        ("champion", "live", served.versions[0]),
+        ("challenger-1", "challenger-1", served.versions[1]),
+    ):
+        slow = arm != "champion"
+        latency = rng.exponential(5.0, 1000) + (rng.random(1000) < 0.05) * (60.0 if slow else 0)
+        latencies[arm] = np.round(latency, 3)
+        for i in range(1000):
+            sex = "FM"[i % 2]
+            approve = rng.random() < ((0.3 if sex == "F" else 0.7) if slow else 0.5)
+            records.append(
+                {
+                    "decision_id": f"{arm}-{i}",
+                    "kind": "decision",
+                    "created_at": datetime.now(UTC).isoformat(),
+                    "endpoint": "credit",
+                    "key_id": "test",
+                    "model": {"name": "credit", "version": version, "sha256": "0" * 64},
+                    "route": route,
+                    "subject_id": f"{arm}-{i}",
+                    "features": {},
+                    "context": {"sex": sex},
+                    "label": int(approve),
+                    "score": 0.5,
+                    "outlier_score": 1.0,
+                    "is_outlier": bool(rng.random() < (0.3 if slow else 0.01)),
+                    "latency_ms": float(latencies[arm][i]),
+                }
+            )
+    _append(engine, records)
+    report = schemas.ExperimentReport.model_validate(
+        client.get(f"/api/v1/experiments/{experiment_id}", headers=auth(Role.compliance)).json()
+    )
+    arms = {a.arm: a for a in report.arms}
+    ranks = experiment_stats.quantile_ranks(1000)
+    assert ranks is not None
+    for arm, found in arms.items():
+        ordered = np.sort(latencies[arm])
+        p99 = found.guardrails["p99_latency_ms"]
+        assert p99.value == ordered[ranks[1] - 1]
+        assert p99.ci95 == [ordered[ranks[0] - 1], ordered[ranks[2] - 1]]
+    states = {
+        arm: {name: g.state for name, g in found.guardrails.items()} for arm, found in arms.items()
+    }
+    assert states["champion"] == {
+        "disparate_impact:sex": "holds",
+        "ood_rate": "holds",
+        "p99_latency_ms": "holds",
+    }, arms["champion"].guardrails
+    assert states["challenger-1"] == {
+        "disparate_impact:sex": "breached",
+        "ood_rate": "breached",
+        "p99_latency_ms": "breached",
+    }, arms["challenger-1"].guardrails
+    assert {(b.arm, b.guardrail) for b in report.guardrails_breached} == {
+        ("challenger-1", "disparate_impact:sex"),
+        ("challenger-1", "ood_rate"),
+        ("challenger-1", "p99_latency_ms"),
+    }

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,45 @@ def test_migrate_command_reaches_head(
     assert second.exit_code == 0, second.output
     heads = migrate.head_revisions()
     assert all(h in second.output for h in heads)
+
+
+def test_the_latency_column_is_filled_from_the_records_logged_before_it(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    """Decisions logged before the column existed get it from their hashed payload, so the chain
+    (whose verification compares columns with payloads) still verifies."""
+    from core.audit import ledger
+    from core.db import session_factory, transaction
+    from governance.audit import verification
+    from serving.decision_log import CHAIN
+
+    settings = _settings(empty_database_url, tmp_path)
+    migrate.upgrade(settings, "12331ef11ab2")  # the revision before the column
+    engine = make_engine(settings)
+    old = sa.Table("decision", sa.MetaData(), autoload_with=engine)
+    base = {"kind": "decision", "endpoint": "credit", "key_id": "k", "route": "live"}
+    contents = [
+        {**base, "decision_id": f"d-{i}", "created_at": "2026-12-01T00:00:00+00:00", **extra}
+        for i, extra in enumerate([{"latency_ms": 12.345}, {"latency_ms": 0.5}, {}])
+    ]
+
+    def old_columns(content: dict[str, object]) -> dict[str, object]:
+        keep = {"decision_id", "kind", "endpoint", "key_id", "route"}
+        row = {k: v for k, v in content.items() if k in keep}
+        return {**row, "created_at": datetime.fromisoformat(str(content["created_at"]))}
+
+    try:
+        with transaction(session_factory(engine)) as session:
+            ledger.append(
+                session, chain=CHAIN, table=old, contents=contents, columns_of=old_columns
+            )
+        migrate.upgrade(settings)
+        with engine.connect() as connection:
+            found = connection.execute(
+                sa.text("SELECT decision_id, latency_ms FROM decision ORDER BY seq")
+            ).all()
+        assert [tuple(r) for r in found] == [("d-0", 12.345), ("d-1", 0.5), ("d-2", None)]
+        with transaction(session_factory(engine)) as session:
+            assert verification.verify_chain(session, CHAIN).ok
+    finally:
+        engine.dispose()
