@@ -61,7 +61,8 @@ class ArmCounts:
     timed: int = 0  # decisions with their latency logged
     auc_positive: list[int] = field(default_factory=lambda: [0] * AUC_BINS)
     auc_negative: list[int] = field(default_factory=lambda: [0] * AUC_BINS)
-    groups: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
+    # attribute -> group -> (decisions, favourable, disagreements with the champion: shadows)
+    groups: dict[str, dict[str, tuple[int, int, int]]] = field(default_factory=dict)
 
 
 def _latest_outcome(decision_id: Any) -> Any:
@@ -216,8 +217,10 @@ def counts(
             setattr(c, name, getattr(c, name) + int(getattr(row, name) or 0))
         for i, attribute in enumerate(attributes):
             table = c.groups.setdefault(attribute.name, {})
-            n, k = table.get(str(row._mapping[f"g{i}"]), (0, 0))
-            table[str(row._mapping[f"g{i}"])] = (n + int(row.n), k + int(row.selected or 0))
+            key = str(row._mapping[f"g{i}"])
+            n, k, apart = table.get(key, (0, 0, 0))
+            disagree = int(row.only_arm or 0) + int(row.only_champion or 0)
+            table[key] = (n + int(row.n), k + int(row.selected or 0), apart + disagree)
     if auc:
         raw_bin = sa.func.floor(sa.func.coalesce(rows.c.score, 0) * AUC_BINS)
         score_bin = sa.case((raw_bin >= AUC_BINS, AUC_BINS - 1), (raw_bin < 0, 0), else_=raw_bin)
@@ -262,6 +265,57 @@ def slowest(
         .limit(m)
     )
     return [float(v) for v in connection.execute(query).scalars()]
+
+
+def disagreements(
+    connection: sa.Connection,
+    endpoint: str,
+    shadow: ArmSpec,
+    champion: ArmSpec,
+    started: int,
+    upto: int,
+    attributes: Sequence[Attribute],
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """The latest applicants on whom the shadow and the champion decided differently: the live
+    decision, the shadow's, both labels and the applicant's groups."""
+    s, p = DECISIONS.alias("s"), DECISIONS.alias("p")
+    dialect = connection.dialect.name
+    query = (
+        sa.select(
+            p.c.decision_id.label("decision_id"),
+            s.c.decision_id.label("shadow_decision_id"),
+            p.c.label.label("champion_label"),
+            s.c.label.label("shadow_label"),
+            *[bucket(raw_value(dialect, a, s), a).label(f"g{i}") for i, a in enumerate(attributes)],
+        )
+        .select_from(s.join(p, p.c.decision_id == s.c.parent_decision_id))
+        .where(
+            s.c.kind == "shadow",
+            s.c.endpoint == endpoint,
+            s.c.model == shadow.model,
+            s.c.version == shadow.version,
+            s.c.seq > started,
+            s.c.seq <= upto,
+            p.c.seq > started,
+            p.c.route == "live",
+            p.c.model == champion.model,
+            p.c.version == champion.version,
+            s.c.label != p.c.label,
+        )
+        .order_by(s.c.seq.desc())
+        .limit(limit)
+    )
+    return [
+        {
+            "decision_id": row.decision_id,
+            "shadow_decision_id": row.shadow_decision_id,
+            "champion_label": row.champion_label,
+            "shadow_label": row.shadow_label,
+            "group": {a.name: str(row._mapping[f"g{i}"]) for i, a in enumerate(attributes)},
+        }
+        for row in connection.execute(query)
+    ]
 
 
 def highest_seq(connection: sa.Connection) -> int:

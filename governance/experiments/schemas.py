@@ -243,6 +243,22 @@ class Breach(Body):
     limit: float
 
 
+class GroupDisagreement(Body):
+    attribute: str
+    group: str
+    paired_decisions: int
+    disagreements: int
+    disagreement_rate: float | None
+
+
+class Disagreement(Body):
+    decision_id: str = Field(description="The champion's (answered) decision")
+    shadow_decision_id: str
+    champion_label: str
+    shadow_label: str
+    group: dict[str, str]
+
+
 class ShadowEntry(Body):
     arm: str
     paired_decisions: int
@@ -250,6 +266,10 @@ class ShadowEntry(Body):
     disagreement_rate: float | None
     favourable_only_here: int
     favourable_only_by_champion: int
+    by_group: list[GroupDisagreement] | None = Field(description="Compliance only")
+    examples: list[Disagreement] | None = Field(
+        description="Compliance only: the latest disagreements, at most three per group"
+    )
 
 
 class ExperimentReport(Body):

@@ -424,7 +424,8 @@ def _guardrails(
     breaches = []
     for name, table in sorted(c.groups.items()):
         groups = [
-            fairness.GroupCounts(key=(g,), n=n, selected=k) for g, (n, k) in sorted(table.items())
+            fairness.GroupCounts(key=(g,), n=n, selected=k)
+            for g, (n, k, _apart) in sorted(table.items())
         ]
         compared = fairness.compare(groups, [name], min_group_size)
         ratio = compared["disparate_impact_ratio_min"]
@@ -490,6 +491,52 @@ def _guardrails(
                 }
             )
     return report, breaches
+
+
+EXAMPLES_PER_GROUP = 3
+
+
+def _disagreements_by_group(
+    connection: Any,
+    experiment: Experiment,
+    arm: query.ArmSpec,
+    champion: query.ArmSpec,
+    upto: int,
+    attributes: list[Attribute],
+    c: query.ArmCounts,
+) -> dict[str, Any]:
+    """Compliance: how often the shadow and the champion disagree in each group, and the latest
+    disagreements in each (at most three per group)."""
+    by_group = [
+        {
+            "attribute": name,
+            "group": group,
+            "paired_decisions": n,
+            "disagreements": apart,
+            "disagreement_rate": apart / n if n else None,
+        }
+        for name, table in sorted(c.groups.items())
+        for group, (n, _k, apart) in sorted(table.items())
+    ]
+    latest = query.disagreements(
+        connection,
+        experiment.endpoint,
+        arm,
+        champion,
+        experiment.started_seq,
+        upto,
+        attributes,
+    )
+    examples: list[dict[str, Any]] = []
+    shown: dict[tuple[str, str], int] = {}
+    for found in latest:
+        keys = [(name, value) for name, value in found["group"].items()] or [("", "")]
+        if all(shown.get(k, 0) >= EXAMPLES_PER_GROUP for k in keys):
+            continue
+        for k in keys:
+            shown[k] = shown.get(k, 0) + 1
+        examples.append(found)
+    return {"by_group": by_group, "examples": examples}
 
 
 def _overall(tests: list[dict[str, Any]], srm: dict[str, Any]) -> tuple[str, str]:
@@ -607,6 +654,13 @@ def report(
                     else None,
                     "favourable_only_here": c.only_arm,
                     "favourable_only_by_champion": c.only_champion,
+                    **(
+                        _disagreements_by_group(
+                            connection, experiment, arm, arms[0], upto, attributes, c
+                        )
+                        if with_groups
+                        else {"by_group": None, "examples": None}
+                    ),
                 }
             )
             if metric["kind"] == "approval_rate" and c.paired:

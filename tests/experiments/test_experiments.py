@@ -132,6 +132,12 @@ def test_an_experiment_routes_its_arms_and_its_report_matches_a_count_of_the_log
     [shadow] = report.shadows
     assert shadow.paired_decisions == counted["challenger-2"][0]
     assert shadow.disagreements == counted["disagreements"]
+    assert shadow.by_group is not None and shadow.examples is not None
+    assert sum(g.disagreements for g in shadow.by_group) == shadow.disagreements
+    per_group = sum(min(g.disagreements, 3) for g in shadow.by_group)
+    assert len(shadow.examples) == per_group, "the latest, three per group at most"
+    assert all(e.champion_label != e.shadow_label for e in shadow.examples)
+    assert {e.group["sex"] for e in shadow.examples} <= {"F", "M"}
     [canary_test, shadow_test] = report.tests
     assert shadow_test.paired is True and canary_test.paired is False
     assert canary_test.alpha == 0.025, "two challengers: alpha / 2 each"
@@ -147,6 +153,8 @@ def test_an_experiment_routes_its_arms_and_its_report_matches_a_count_of_the_log
         f"/api/v1/experiments/{experiment_id}", headers=auth(Role.data_scientist)
     ).json()
     assert scientist["arms"][0]["guardrails"]["disparate_impact:sex"]["groups"] is None
+    assert scientist["shadows"][0]["examples"] is None
+    assert scientist["shadows"][0]["disagreements"] == shadow.disagreements
 
     changed = client.patch(
         f"/api/v1/experiments/{experiment_id}",
