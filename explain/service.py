@@ -81,10 +81,24 @@ class Explainers:
         )
 
     def compute(self, logged: Logged, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        label = logged.content["label"]
+        return self.compute_for(
+            logged.model, logged.features, logged.content["label"], method, params
+        )
+
+    def compute_for(
+        self,
+        model: dict[str, Any],
+        features: dict[str, Any],
+        label: Any,
+        method: str,
+        params: dict[str, Any],
+    ) -> dict[str, Any]:
+        """One explanation of ``features`` by the model version ``model`` (name, version,
+        sha256): in a worker process for a sampling method, else here."""
         if self.pool is not None and method in SAMPLING:
-            return self.pool.explain(logged.model, logged.features, label, method, params)
-        return compute(_context(self, logged), logged.features, label, method, params)
+            return self.pool.explain(model, features, label, method, params)
+        context = self.contexts.get(model["name"], int(model["version"]), model["sha256"])
+        return compute(context, features, label, method, params)
 
     def shutdown(self) -> None:
         if self.pool is not None:

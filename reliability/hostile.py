@@ -441,6 +441,7 @@ def _role_cases(
         "rebuild_id": "1",
         "case_id": "00000000-0000-4000-8000-000000000000",
         "experiment_id": "00000000-0000-4000-8000-000000000000",
+        "promotion_id": "00000000-0000-4000-8000-000000000000",
         "run_id": "1",
         "dataset_id": "1",
         "key_id": key_ids["predictor"],

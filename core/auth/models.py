@@ -17,6 +17,7 @@ class Role(StrEnum):
     compliance = "compliance"
     appeals = "appeals"
     reviewer = "reviewer"
+    validator = "validator"
     predictor = "predictor"
     outcomes = "outcomes"
 
@@ -44,7 +45,7 @@ class ApiKey(SQLModel, table=True):
     __table_args__ = (
         sa.CheckConstraint(
             "role IN ('admin', 'data-scientist', 'compliance', 'appeals', 'predictor', 'outcomes', "
-            "'reviewer')",
+            "'reviewer', 'validator')",
             name="role_known",
         ),
     )

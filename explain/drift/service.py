@@ -94,17 +94,16 @@ def _version_drift(
     where: list[Any],
     served: tuple[str, int],
     tests: _Tests,
+    own_only: bool = True,
 ) -> dict[str, Any]:
-    """One version's live inputs in the window against its own training rows."""
+    """One version's live inputs in the window against its own training rows (with
+    ``own_only=False``, every decision in the window, whichever model made it)."""
     name, number = served
     _m, found = registry.get_version(session=session, name=name, version=number)
     context = explainers.contexts.get(name, number, found.artifact_sha256)
     grid_list, train_counts = _training_grids(context)
-    n, live = drift.drift_counts(
-        connection,
-        grid_list,
-        [*where, DECISIONS.c.model == name, DECISIONS.c.version == number],
-    )
+    mine = [DECISIONS.c.model == name, DECISIONS.c.version == number] if own_only else []
+    n, live = drift.drift_counts(connection, grid_list, [*where, *mine])
     compared = drift.compare(
         grid_list,
         train_counts,
@@ -180,3 +179,28 @@ def report(
         "versions": versions,
         "method": drift.__doc__.split("\n\n")[0] if drift.__doc__ else None,
     }
+
+
+def against_version(
+    session: Session,
+    explainers: Explainers,
+    *,
+    endpoint: str,
+    reference: tuple[str, int],
+    since: datetime | None,
+    alpha: float,
+    psi_threshold: float,
+    min_samples: int = 30,
+    resamples: int = 999,
+) -> dict[str, Any]:
+    """The endpoint's decisions since ``since``, whichever model made them, against the training
+    rows of ``reference``: how a candidate's training data compares with the traffic it would
+    serve (a promotion's evidence)."""
+    endpoint_row(session, endpoint)
+    where = _window(endpoint, since, None, None, None)
+    tests = _Tests(alpha, psi_threshold, min_samples, resamples)
+    found = _version_drift(
+        session, session.connection(), explainers, where, reference, tests, own_only=False
+    )
+    verdict, reasons = drift.window_verdict([found])
+    return {**found, "verdict": verdict, "verdict_reasons": reasons}

@@ -24,8 +24,9 @@ from tests.conftest import KeyMaker
 
 DS, CO, AP, PR, OU = "data-scientist", "compliance", "appeals", "predictor", "outcomes"
 RV = "reviewer"
+VA = "validator"
 
-EVERY = {AP, CO, DS, OU, PR, RV}
+EVERY = {AP, CO, DS, OU, PR, RV, VA}
 TABLE: dict[str, Any] = {
     # The web console: a person's session cookie instead of a bearer key, the same roles as the
     # API routes each page reads.
@@ -112,6 +113,13 @@ TABLE: dict[str, Any] = {
     "PATCH /api/v1/experiments/{experiment_id}": {DS},
     "POST /api/v1/experiments/{experiment_id}/end": {DS},
     "GET /api/v1/experiments/{experiment_id}/history": {CO, DS},
+    "POST /api/v1/models/{name}/versions/{version}/promotion": {DS},
+    "GET /api/v1/promotions": {CO, DS, VA},
+    "GET /api/v1/promotions/{promotion_id}": {CO, DS, VA},
+    "POST /api/v1/promotions/{promotion_id}/approve": {VA},
+    "POST /api/v1/promotions/{promotion_id}/reject": {VA},
+    "POST /api/v1/promotions/{promotion_id}/waive": set(),
+    "POST /api/v1/endpoints/{name}/rollback": {DS},
     "POST /api/v1/decisions/{decision_id}/appeals": {AP, CO},
     "GET /api/v1/appeals": {AP, CO, RV},
     "GET /api/v1/appeals/oversight": {CO},
@@ -153,6 +161,7 @@ PATH_VALUES = {
     "key_id": "nosuchkey",
     "case_id": "nosuchcase",
     "experiment_id": "nosuchexperiment",
+    "promotion_id": "nosuchpromotion",
 }
 
 

@@ -1,0 +1,58 @@
+"""Promotions: a model version's way to production on an endpoint, with evidence and a second
+pair of eyes. The row holds the current state; every step is a record in the ``governance``
+chain, the evidence bundle's sha256 among them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from core.db import JSONType, UTCDateTime
+
+OPEN = "status = 'requested'"
+
+
+class Promotion(SQLModel, table=True):
+    __tablename__ = "promotion"
+    __table_args__ = (
+        # One open request per version and endpoint.
+        sa.Index(
+            "ux_promotion_open",
+            "model",
+            "version",
+            "endpoint",
+            unique=True,
+            sqlite_where=sa.text(OPEN),
+            postgresql_where=sa.text(OPEN),
+        ),
+        sa.CheckConstraint(
+            "status IN ('requested', 'rejected', 'applied', 'rolled_back')", name="status"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    promotion_id: str = Field(sa_column=sa.Column(sa.String(36), nullable=False, unique=True))
+    model: str = Field(sa_column=sa.Column(sa.String(100), nullable=False))
+    version: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
+    endpoint: str = Field(sa_column=sa.Column(sa.String(100), nullable=False))
+    status: str = Field(sa_column=sa.Column(sa.String(16), nullable=False))
+    rationale: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    experiment_id: str | None = Field(default=None, sa_column=sa.Column(sa.String(36)))
+    requested_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    requested_by: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))
+    evidence: dict[str, Any] = Field(sa_column=sa.Column(JSONType, nullable=False))
+    evidence_sha256: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    evidence_gaps: list[str] = Field(
+        sa_column=sa.Column(JSONType, nullable=False),
+        description="What the evidence lacks; a promotion with a gap needs an admin's waiver",
+    )
+    decided_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime()))
+    decided_by: str | None = Field(default=None, sa_column=sa.Column(sa.String(32)))
+    decision_rationale: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    waivers: list[dict[str, Any]] = Field(sa_column=sa.Column(JSONType, nullable=False))
+    applied_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime()))
+    routing_before: int | None = Field(default=None, sa_column=sa.Column(sa.Integer))
+    routing_applied: int | None = Field(default=None, sa_column=sa.Column(sa.Integer))

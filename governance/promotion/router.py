@@ -1,0 +1,168 @@
+"""Promotions and rollbacks: thin routes over ``governance.promotion.service``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
+
+from core.auth.models import Role
+from core.auth.schemas import Principal
+from core.deps import AdminOnly, SessionDep, allow
+from core.pagination import PageDep
+from governance.casework.router import now_of
+from governance.promotion import schemas, service
+
+router = APIRouter(tags=["promotions"])
+
+Requester = Annotated[Principal, Depends(allow(Role.data_scientist))]
+Validator = Annotated[Principal, Depends(allow(Role.validator))]
+Reader = Annotated[Principal, Depends(allow(Role.data_scientist, Role.compliance, Role.validator))]
+PromotionId = Annotated[str, Path(max_length=64)]
+ModelName = Annotated[str, Path(max_length=100)]
+Version = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+@router.post(
+    "/models/{name}/versions/{version}/promotion",
+    status_code=201,
+    response_model=schemas.PromotionPublic,
+    # The evidence is shown as it was hashed: no default is added to it.
+    response_model_exclude_unset=True,
+    summary="Ask for a version to serve an endpoint live: the evidence is gathered and hashed "
+    "into the log, and a validator approves or rejects",
+)
+def request_promotion(
+    name: ModelName,
+    version: Version,
+    body: schemas.PromotionIn,
+    request: Request,
+    session: SessionDep,
+    principal: Requester,
+) -> Any:
+    promotion = service.request(
+        session,
+        request.app.state.settings,
+        request.app.state.explainers,
+        principal,
+        name=name,
+        number=version,
+        endpoint=body.endpoint,
+        rationale=body.rationale,
+        experiment_id=body.experiment_id,
+        robustness_decisions=body.robustness_decisions,
+        now=now_of(request),
+    )
+    return jsonable_encoder(service.public(session, promotion))
+
+
+@router.get(
+    "/promotions",
+    response_model=schemas.PromotionList,
+    response_model_exclude_unset=True,
+    summary="Promotions, newest first",
+)
+def list_promotions(
+    session: SessionDep,
+    principal: Reader,
+    page: PageDep,
+    status: Annotated[
+        Literal["requested", "rejected", "applied", "rolled_back"] | None, Query()
+    ] = None,
+) -> Any:
+    rows = service.listing(session, principal, page, status)
+    return jsonable_encoder(
+        {
+            "data": [service.public(session, p, evidence_too=False) for p in rows],
+            "count": len(rows),
+            "next_cursor": rows[-1].id if len(rows) == page.limit else None,
+        }
+    )
+
+
+@router.get(
+    "/promotions/{promotion_id}",
+    response_model=schemas.PromotionPublic,
+    # The evidence is shown as it was hashed: no default is added to it.
+    response_model_exclude_unset=True,
+    summary="A promotion with its evidence and every step",
+)
+def get_promotion(promotion_id: PromotionId, session: SessionDep, principal: Reader) -> Any:
+    return jsonable_encoder(service.read(session, promotion_id, principal))
+
+
+@router.post(
+    "/promotions/{promotion_id}/approve",
+    response_model=schemas.PromotionPublic,
+    # The evidence is shown as it was hashed: no default is added to it.
+    response_model_exclude_unset=True,
+    summary="A validator approves, with a rationale: the version goes to production and the "
+    "endpoint's live route to it, at once",
+)
+def approve_promotion(
+    promotion_id: PromotionId,
+    body: schemas.Rationale,
+    request: Request,
+    session: SessionDep,
+    principal: Validator,
+) -> Any:
+    promotion = service.approve(session, promotion_id, body.rationale, principal, now_of(request))
+    request.app.state.serving.forget(promotion.endpoint)
+    return jsonable_encoder(service.public(session, promotion))
+
+
+@router.post(
+    "/promotions/{promotion_id}/reject",
+    response_model=schemas.PromotionPublic,
+    # The evidence is shown as it was hashed: no default is added to it.
+    response_model_exclude_unset=True,
+    summary="A validator rejects, with a rationale",
+)
+def reject_promotion(
+    promotion_id: PromotionId,
+    body: schemas.Rationale,
+    request: Request,
+    session: SessionDep,
+    principal: Validator,
+) -> Any:
+    promotion = service.reject(session, promotion_id, body.rationale, principal, now_of(request))
+    return jsonable_encoder(service.public(session, promotion))
+
+
+@router.post(
+    "/promotions/{promotion_id}/waive",
+    response_model=schemas.PromotionPublic,
+    # The evidence is shown as it was hashed: no default is added to it.
+    response_model_exclude_unset=True,
+    summary="An admin waives the evidence or the approval, in writing (kept in the log)",
+)
+def waive_promotion(
+    promotion_id: PromotionId,
+    body: schemas.WaiverIn,
+    request: Request,
+    session: SessionDep,
+    principal: AdminOnly,
+) -> Any:
+    promotion = service.waive(
+        session, promotion_id, body.what, body.reason, principal, now_of(request)
+    )
+    request.app.state.serving.forget(promotion.endpoint)
+    return jsonable_encoder(service.public(session, promotion))
+
+
+@router.post(
+    "/endpoints/{name}/rollback",
+    response_model=schemas.RolledBack,
+    summary="Return the endpoint to its previous configuration (kept as a new one, logged)",
+)
+def rollback_endpoint(
+    name: ModelName,
+    body: schemas.RollbackIn,
+    request: Request,
+    session: SessionDep,
+    principal: Requester,
+) -> Any:
+    rolled = service.rollback(session, name, body.reason, principal, now_of(request))
+    request.app.state.serving.forget(name)
+    return rolled

@@ -1,0 +1,161 @@
+"""What a promotion asks and what it shows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.responses import Body
+from governance.compliance.schemas import ModelCard
+from governance.experiments.schemas import Breach, TestEntry
+from lineage.spec import NAME_PATTERN
+
+MAX_ROBUSTNESS_DECISIONS = 50
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PromotionIn(Strict):
+    endpoint: str = Field(pattern=NAME_PATTERN, description="The endpoint it would serve live")
+    rationale: str = Field(min_length=10, max_length=4000)
+    experiment_id: str | None = Field(
+        default=None, max_length=64, description="The experiment whose result stands behind it"
+    )
+    robustness_decisions: int = Field(
+        default=10,
+        ge=1,
+        le=MAX_ROBUSTNESS_DECISIONS,
+        description="How many of the endpoint's latest decisions the candidate's robustness is "
+        "sampled on (each one an adversarial search: seconds of CPU)",
+    )
+
+
+class Rationale(Strict):
+    rationale: str = Field(min_length=10, max_length=4000)
+
+
+class WaiverIn(Strict):
+    what: Literal["evidence", "approval"]
+    reason: str = Field(min_length=10, max_length=4000)
+
+
+class RollbackIn(Strict):
+    reason: str = Field(min_length=10, max_length=4000)
+
+
+class Waiver(Body):
+    what: Literal["evidence", "approval"]
+    reason: str
+    by: str
+    at: str
+
+
+class Routing(Body):
+    before: int | None = Field(description="The endpoint configuration (id) it replaced")
+    applied: int | None
+
+
+class Step(Body):
+    seq: int
+    event: str
+    at: datetime
+    by: str
+    record_hash: str = Field(description="Its record in the governance chain")
+
+
+class EvidenceVersion(Body):
+    model: str
+    version: int
+    artifact_sha256: str
+    fingerprint: str
+    estimator: str
+    training_run: int | None
+    trained_by: str
+    created_at: str
+
+
+class EvidenceRebuild(Body):
+    verdict: str | None = Field(description="Only identical closes this part")
+    rebuild_id: int | None
+    finished_at: str | None = None
+    note: str | None = None
+
+
+class EvidenceRobustness(Body):
+    sampled: int = Field(description="The endpoint's latest decisions, decided by the candidate")
+    fragile: int
+    fragile_share: float | None
+    fragile_share_ci95: list[float] | None
+    seed: int | None = None
+    fragile_below: float | None = None
+
+
+class EvidenceDrift(Body):
+    since: str
+    n: int
+    verdict: str
+    verdict_reasons: list[str]
+
+
+class EvidenceExperiment(Body):
+    experiment_id: str
+    arm: str | None
+    decision: str
+    reason: str
+    tests: list[TestEntry]
+    guardrails_breached: list[Breach]
+    counted_to_seq: int
+
+
+class Evidence(Body):
+    """The bundle as hashed (``evidence_sha256`` is over its canonical JSON)."""
+
+    generated_at: str
+    endpoint: str
+    version: EvidenceVersion
+    rebuild: EvidenceRebuild
+    robustness: EvidenceRobustness
+    drift: EvidenceDrift
+    experiment: EvidenceExperiment | None
+    card: ModelCard
+    gaps: list[str]
+
+
+class PromotionPublic(Body):
+    promotion_id: str
+    model: str
+    version: int
+    endpoint: str
+    status: Literal["requested", "rejected", "applied", "rolled_back"]
+    rationale: str
+    experiment_id: str | None
+    requested_at: datetime
+    requested_by: str
+    evidence_sha256: str
+    evidence_gaps: list[str]
+    evidence: Evidence | None
+    decided_at: datetime | None
+    decided_by: str | None
+    decision_rationale: str | None
+    waivers: list[Waiver]
+    applied_at: datetime | None
+    routing: Routing
+    history: list[Step]
+
+
+class PromotionList(Body):
+    data: list[PromotionPublic]
+    count: int
+    next_cursor: int | None
+
+
+class RolledBack(Body):
+    reason: str
+    from_config: int
+    to_config: int
+    as_config: int
+    promotion: str | None

@@ -1,0 +1,403 @@
+"""Promotion with effective challenge: a request gathers the evidence and hashes it into the
+governance chain; a validator (never the key that trained, registered or asked) approves with a
+rationale, or rejects; an admin may waive the evidence or the approval, in writing. An approved
+promotion is applied in one transaction: the version to production and the endpoint's live route
+to it (a running experiment on the endpoint ends). A rollback gives an endpoint its previous
+configuration. Every step is in the chain and the stage history."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from core.audit import access
+from core.auth.models import Role
+from core.auth.schemas import Principal
+from core.config import Settings
+from core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from core.pagination import Page
+from explain import service as explain_service
+from governance.changes import events
+from governance.experiments import service as experiments
+from governance.experiments.models import Experiment
+from governance.promotion import evidence
+from governance.promotion.models import Promotion
+from lineage import registry
+from lineage.models import Stage, TrainingRun
+from serving import endpoints
+from serving.models import EndpointConfig
+from serving.schemas import EndpointConfigIn, RouteSpec, ShadowSpec
+
+KIND = "promotion"
+REQUESTED, REJECTED, APPLIED, ROLLED_BACK = "requested", "rejected", "applied", "rolled_back"
+
+
+def get(session: Session, promotion_id: str) -> Promotion:
+    found = session.exec(select(Promotion).where(Promotion.promotion_id == promotion_id)).first()
+    if found is None:
+        raise NotFound(f"no promotion {promotion_id}")
+    return found
+
+
+def request(
+    session: Session,
+    settings: Settings,
+    explainers: explain_service.Explainers,
+    principal: Principal,
+    *,
+    name: str,
+    number: int,
+    endpoint: str,
+    rationale: str,
+    experiment_id: str | None,
+    robustness_decisions: int,
+    now: datetime,
+) -> Promotion:
+    registry.get_version(session=session, name=name, version=number)
+    endpoints.endpoint_row(session, endpoint)
+    if experiment_id is not None:
+        experiment = experiments.get(session, experiment_id)
+        if experiment.endpoint != endpoint:
+            raise InvalidInput.at("experiment_id", f"ran on {experiment.endpoint}, not {endpoint}")
+    bundle, gaps = evidence.gather(
+        session,
+        settings,
+        explainers,
+        principal,
+        name=name,
+        number=number,
+        endpoint=endpoint,
+        experiment_id=experiment_id,
+        robustness_decisions=robustness_decisions,
+        now=now,
+    )
+    promotion = Promotion(
+        promotion_id=str(uuid.uuid4()),
+        model=name,
+        version=number,
+        endpoint=endpoint,
+        status=REQUESTED,
+        rationale=rationale,
+        experiment_id=experiment_id,
+        requested_at=now,
+        requested_by=principal.key_id,
+        evidence=bundle,
+        evidence_sha256=evidence.digest(bundle),
+        evidence_gaps=gaps,
+        waivers=[],
+    )
+    try:
+        with session.begin_nested():
+            session.add(promotion)
+    except IntegrityError:
+        raise Conflict(
+            f"{name} v{number} has an open promotion to {endpoint}: approve, reject or let it be"
+        ) from None
+    _record(
+        session,
+        principal,
+        promotion,
+        "promotion.requested",
+        now,
+        {"rationale": rationale, "evidence_sha256": promotion.evidence_sha256, "gaps": gaps},
+    )
+    return promotion
+
+
+def _record(
+    session: Session,
+    principal: Principal,
+    promotion: Promotion,
+    event: str,
+    now: datetime,
+    detail: dict[str, Any],
+) -> None:
+    events.record(
+        session,
+        principal,
+        event,
+        kind=KIND,
+        subject=promotion.promotion_id,
+        at=now,
+        detail={
+            "model": promotion.model,
+            "version": promotion.version,
+            "endpoint": promotion.endpoint,
+            **detail,
+        },
+    )
+
+
+def _waived(promotion: Promotion, what: str) -> bool:
+    return any(w["what"] == what for w in promotion.waivers)
+
+
+def _open(session: Session, promotion_id: str) -> Promotion:
+    promotion = get(session, promotion_id)
+    if promotion.status != REQUESTED:
+        raise Conflict(f"the promotion is {promotion.status.replace('_', ' ')}: it is closed")
+    return promotion
+
+
+def _independent(session: Session, promotion: Promotion, principal: Principal) -> None:
+    """A validator is a second pair of eyes: not the key that asked, trained or registered."""
+    _m, version = registry.get_version(
+        session=session, name=promotion.model, version=promotion.version
+    )
+    trained = session.get(TrainingRun, version.run_id) if version.run_id is not None else None
+    involved = {
+        "asked for this promotion": promotion.requested_by,
+        "trained this version": trained.created_by if trained is not None else None,
+        "registered it": version.created_by,
+    }
+    matched = [what for what, key in involved.items() if key == principal.key_id]
+    if matched:
+        raise Forbidden(
+            f"the key that {' and '.join(matched)} cannot approve it: a validator must be another"
+        )
+
+
+def approve(
+    session: Session, promotion_id: str, rationale: str, principal: Principal, now: datetime
+) -> Promotion:
+    promotion = _open(session, promotion_id)
+    _independent(session, promotion, principal)
+    if promotion.evidence_gaps and not _waived(promotion, "evidence"):
+        raise Conflict(
+            "the evidence has gaps ("
+            + ", ".join(promotion.evidence_gaps)
+            + "): close them and ask again, or an admin waives them in writing",
+            code="evidence_incomplete",
+        )
+    promotion.decided_at, promotion.decided_by = now, principal.key_id
+    promotion.decision_rationale = rationale
+    _record(session, principal, promotion, "promotion.approved", now, {"rationale": rationale})
+    return _apply(session, promotion, principal, now)
+
+
+def reject(
+    session: Session, promotion_id: str, rationale: str, principal: Principal, now: datetime
+) -> Promotion:
+    promotion = _open(session, promotion_id)
+    _independent(session, promotion, principal)
+    promotion.status, promotion.decided_at = REJECTED, now
+    promotion.decided_by, promotion.decision_rationale = principal.key_id, rationale
+    session.add(promotion)
+    _record(session, principal, promotion, "promotion.rejected", now, {"rationale": rationale})
+    return promotion
+
+
+def waive(
+    session: Session,
+    promotion_id: str,
+    what: str,
+    reason: str,
+    principal: Principal,
+    now: datetime,
+) -> Promotion:
+    """An admin's written waiver: of the evidence's gaps, or of the validator's approval (which
+    applies the promotion at once; the evidence must then stand or be waived too)."""
+    promotion = _open(session, promotion_id)
+    if principal.role is not Role.admin:
+        raise Forbidden("only an admin may waive")
+    if _waived(promotion, what):
+        raise Conflict(f"the {what} is waived already")
+    if what == "approval" and promotion.evidence_gaps and not _waived(promotion, "evidence"):
+        raise Conflict(
+            "the evidence has gaps (" + ", ".join(promotion.evidence_gaps) + "): waive the "
+            "evidence first, in writing, if it must go ahead",
+            code="evidence_incomplete",
+        )
+    waiver = {"what": what, "reason": reason, "by": principal.key_id, "at": now.isoformat()}
+    promotion.waivers = [*promotion.waivers, waiver]
+    session.add(promotion)
+    _record(session, principal, promotion, "promotion.waived", now, waiver)
+    if what == "approval":
+        promotion.decided_at, promotion.decided_by = now, principal.key_id
+        promotion.decision_rationale = f"approval waived: {reason}"
+        return _apply(session, promotion, principal, now)
+    return promotion
+
+
+def _apply(
+    session: Session, promotion: Promotion, principal: Principal, now: datetime
+) -> Promotion:
+    """The version to production and the endpoint's live route to it, in this transaction."""
+    _m, version = registry.get_version(
+        session=session, name=promotion.model, version=promotion.version
+    )
+    reason = (
+        f"promotion {promotion.promotion_id}: evidence sha256 {promotion.evidence_sha256}, "
+        f"approved by {promotion.decided_by}"
+    )
+    if registry.current_stage(session, version) is not Stage.production:
+        registry.change_stage(
+            session=session,
+            name=promotion.model,
+            version=promotion.version,
+            stage=Stage.production,
+            reason=reason,
+            actor=principal.key_id,
+        )
+    running = session.exec(
+        select(Experiment).where(
+            Experiment.endpoint == promotion.endpoint, Experiment.status == experiments.RUNNING
+        )
+    ).first()
+    if running is not None:
+        experiments.end(
+            session,
+            running.experiment_id,
+            f"promotion {promotion.promotion_id} applied",
+            False,
+            principal,
+            now,
+        )
+    before = _latest_config(session, promotion.endpoint)
+    current = endpoints.current_config(session, promotion.endpoint)
+    target = (promotion.model, promotion.version)
+    config = EndpointConfigIn(
+        routes=[RouteSpec(model=promotion.model, version=promotion.version, name="live")],
+        shadows=[
+            ShadowSpec(model=s.model, version=s.version)
+            for s in current.shadows
+            if (s.model, s.version) != target
+        ],
+        sticky=current.sticky,
+        public_context=list(current.public_context),
+    )
+    endpoints.put_endpoint(
+        session=session, name=promotion.endpoint, config_in=config, actor=principal.key_id
+    )
+    applied = _latest_config(session, promotion.endpoint)
+    promotion.status, promotion.applied_at = APPLIED, now
+    promotion.routing_before = before.id if before is not None else None
+    promotion.routing_applied = applied.id if applied is not None else None
+    session.add(promotion)
+    _record(
+        session,
+        principal,
+        promotion,
+        "promotion.applied",
+        now,
+        {
+            "stage": "production",
+            "routing": {"before": promotion.routing_before, "applied": promotion.routing_applied},
+            "experiment_ended": running.experiment_id if running is not None else None,
+        },
+    )
+    return promotion
+
+
+def _latest_config(session: Session, endpoint: str, offset: int = 0) -> EndpointConfig | None:
+    row = endpoints.endpoint_row(session, endpoint)
+    return session.exec(
+        select(EndpointConfig)
+        .where(EndpointConfig.endpoint_id == row.id)
+        .order_by(col(EndpointConfig.id).desc())
+        .offset(offset)
+        .limit(1)
+    ).first()
+
+
+def rollback(
+    session: Session, endpoint: str, reason: str, principal: Principal, now: datetime
+) -> dict[str, Any]:
+    """The endpoint back to the configuration before its latest one, as a new configuration; a
+    promotion that made the latest one is marked rolled back. Stages are left as they are."""
+    latest = _latest_config(session, endpoint)
+    previous = _latest_config(session, endpoint, offset=1)
+    if latest is None or previous is None:
+        raise Conflict(f"{endpoint} has had one configuration: there is nothing to roll back to")
+    document = EndpointConfigIn.model_validate(
+        {k: v for k, v in previous.config.items() if k in EndpointConfigIn.model_fields}
+    )
+    endpoints.put_endpoint(
+        session=session, name=endpoint, config_in=document, actor=principal.key_id
+    )
+    restored = _latest_config(session, endpoint)
+    assert restored is not None
+    promotion = session.exec(
+        select(Promotion).where(
+            Promotion.endpoint == endpoint,
+            Promotion.status == APPLIED,
+            Promotion.routing_applied == latest.id,
+        )
+    ).first()
+    if promotion is not None:
+        promotion.status = ROLLED_BACK
+        session.add(promotion)
+    detail = {
+        "reason": reason,
+        "from_config": latest.id,
+        "to_config": previous.id,
+        "as_config": restored.id,
+        "promotion": promotion.promotion_id if promotion is not None else None,
+    }
+    events.record(
+        session,
+        principal,
+        "endpoint.rolled_back",
+        kind="endpoint",
+        subject=endpoint,
+        at=now,
+        detail=detail,
+    )
+    return detail
+
+
+def read(session: Session, promotion_id: str, principal: Principal) -> dict[str, Any]:
+    promotion = get(session, promotion_id)
+    access.record(session, principal, "promotion.read", target=promotion_id)
+    return public(session, promotion)
+
+
+def listing(
+    session: Session, principal: Principal, page: Page, status: str | None
+) -> list[Promotion]:
+    query = select(Promotion).order_by(col(Promotion.id).desc()).limit(page.limit)
+    if page.cursor is not None:
+        query = query.where(col(Promotion.id) < page.cursor)
+    if status is not None:
+        query = query.where(Promotion.status == status)
+    rows = list(session.exec(query).all())
+    access.record(session, principal, "promotion.list", params={"status": status}, rows=len(rows))
+    return rows
+
+
+def public(session: Session, promotion: Promotion, evidence_too: bool = True) -> dict[str, Any]:
+    changes = events.history(session, KIND, promotion.promotion_id)
+    return {
+        "promotion_id": promotion.promotion_id,
+        "model": promotion.model,
+        "version": promotion.version,
+        "endpoint": promotion.endpoint,
+        "status": promotion.status,
+        "rationale": promotion.rationale,
+        "experiment_id": promotion.experiment_id,
+        "requested_at": promotion.requested_at,
+        "requested_by": promotion.requested_by,
+        "evidence_sha256": promotion.evidence_sha256,
+        "evidence_gaps": promotion.evidence_gaps,
+        "evidence": promotion.evidence if evidence_too else None,
+        "decided_at": promotion.decided_at,
+        "decided_by": promotion.decided_by,
+        "decision_rationale": promotion.decision_rationale,
+        "waivers": promotion.waivers,
+        "applied_at": promotion.applied_at,
+        "routing": {"before": promotion.routing_before, "applied": promotion.routing_applied},
+        "history": [
+            {
+                "seq": c.seq,
+                "event": c.event,
+                "at": c.created_at,
+                "by": c.key_id,
+                "record_hash": c.record_hash,
+            }
+            for c in changes
+        ],
+    }
