@@ -595,6 +595,7 @@ def report(
         str(schema.positive_class),
         attributes,
         auc=metric["kind"] == "auc",
+        outcomes=metric["kind"] != "approval_rate",
     )
     # Each challenger is tested at alpha / k (Bonferroni over the k challengers).
     k = len(arms) - 1
