@@ -29,17 +29,22 @@ from sqlmodel import Session, col, select
 
 from core.audit.models import AccessRecord as A
 from core.audit.models import Alert
+from core.auth.models import Role
+from core.auth.schemas import Principal
 from core.config import Settings
 from core.db import transaction, utcnow
 from core.pagination import Page
 from governance.audit.probing import ProbeRules, near_duplicate_mask
 from governance.audit.schemas import NoticeOverdueDetail, ProbingDetail
 from governance.casework import service as notice_clock
+from governance.promotion import service as promotions
 from lineage.input_schema import InputSchema
 from lineage.registry import get_version
 from serving import metrics
 from serving.models import DecisionRecord as D
 
+# Who the roll-out's scheduled looks are recorded as.
+ROLLOUT = Principal(key_id="rollout", name="automated roll-out", role=Role.admin)
 log = logging.getLogger("govern.alerts")
 
 PROBING = "probing"
@@ -417,3 +422,19 @@ class Scanner:
                     notice_clock.clock_scan(session, self.settings, utcnow())
             except Exception as exc:
                 log.warning("notice clock scan failed: %s", exc)
+            self._rollouts()
+
+    def _rollouts(self) -> None:
+        """Each roll-out's current step: stepped up, rolled back, or left to wait."""
+        with transaction(self.sessions) as session:
+            found = promotions.rolling_out(session)
+        for promotion_id in found:
+            try:
+                with transaction(self.sessions) as session:
+                    _p, action, reason = promotions.tick(
+                        session, self.settings, promotion_id, ROLLOUT, utcnow()
+                    )
+                if action != "waiting":
+                    log.warning("roll-out %s %s: %s", promotion_id, action, reason)
+            except Exception as exc:
+                log.warning("roll-out %s: the look failed: %s", promotion_id, exc)

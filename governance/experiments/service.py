@@ -275,6 +275,50 @@ def change(
     return experiment
 
 
+def reweight(
+    session: Session, experiment_id: str, weight: float, principal: Principal, now: datetime
+) -> Experiment:
+    """A roll-out's step: the one canary's share of the traffic, as a new version of the
+    configuration and of the endpoint's routing."""
+    experiment = get(session, experiment_id)
+    if experiment.status != RUNNING:
+        raise Conflict("the experiment has ended: it no longer changes")
+    config = dict(experiment.config)
+    [canary] = [c for c in config["challengers"] if c["mode"] == "canary"]
+    config["challengers"] = [
+        {**c, "weight": weight} if c is canary else c for c in config["challengers"]
+    ]
+    body = ExperimentIn.model_validate(
+        {k: v for k, v in config.items() if k in ExperimentIn.model_fields}
+    )
+    routing_in, _before = _routing(session, body)
+    endpoints.put_endpoint(
+        session=session, name=experiment.endpoint, config_in=routing_in, actor=principal.key_id
+    )
+    experiment.version += 1
+    experiment.config = config
+    session.add(experiment)
+    session.add(
+        ExperimentVersion(
+            experiment_id=experiment_id,
+            version=experiment.version,
+            config=config,
+            created_at=now,
+            created_by=principal.key_id,
+        )
+    )
+    events.record(
+        session,
+        principal,
+        "experiment.reweighted",
+        kind=KIND,
+        subject=experiment_id,
+        at=now,
+        detail={"version": experiment.version, "canary_weight": weight},
+    )
+    return experiment
+
+
 def end(
     session: Session,
     experiment_id: str,
@@ -501,6 +545,7 @@ def _disagreements_by_group(
     experiment: Experiment,
     arm: query.ArmSpec,
     champion: query.ArmSpec,
+    first: int,
     upto: int,
     attributes: list[Attribute],
     c: query.ArmCounts,
@@ -523,7 +568,7 @@ def _disagreements_by_group(
         experiment.endpoint,
         arm,
         champion,
-        experiment.started_seq,
+        first,
         upto,
         attributes,
     )
@@ -559,10 +604,18 @@ def _overall(tests: list[dict[str, Any]], srm: dict[str, Any]) -> tuple[str, str
 
 
 def report(
-    session: Session, settings: Settings, experiment_id: str, principal: Principal, now: datetime
+    session: Session,
+    settings: Settings,
+    experiment_id: str,
+    principal: Principal,
+    now: datetime,
+    since_seq: int | None = None,
 ) -> dict[str, Any]:
+    """The report; with ``since_seq``, of the decisions after that seq only (a roll-out's
+    current step), and then no decision is recorded."""
     started = time.perf_counter()
     experiment = get(session, experiment_id)
+    first = max(experiment.started_seq, since_seq or 0)
     config = experiment.config
     connection = session.connection()
     upto = (
@@ -589,7 +642,7 @@ def report(
         connection,
         experiment.endpoint,
         arms,
-        experiment.started_seq,
+        first,
         upto,
         config["favourable_label"],
         str(schema.positive_class),
@@ -622,7 +675,7 @@ def report(
                 connection,
                 experiment.endpoint,
                 arm,
-                experiment.started_seq,
+                first,
                 upto,
                 c.timed - ranks[0] + 1,
             )
@@ -657,7 +710,7 @@ def report(
                     "favourable_only_by_champion": c.only_champion,
                     **(
                         _disagreements_by_group(
-                            connection, experiment, arm, arms[0], upto, attributes, c
+                            connection, experiment, arm, arms[0], first, upto, attributes, c
                         )
                         if with_groups
                         else {"by_group": None, "examples": None}
@@ -680,7 +733,7 @@ def report(
     decided_at = experiment.decided_at
     if experiment.decided is not None:
         decision, reason = experiment.decided["decision"], "decided " + experiment.decided["reason"]
-    elif decision != stats.CONTINUE:
+    elif decision != stats.CONTINUE and since_seq is None:
         decided_at = _record_decision(
             session, experiment, decision, reason, tests, upto, principal, now
         )

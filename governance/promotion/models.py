@@ -29,7 +29,8 @@ class Promotion(SQLModel, table=True):
             postgresql_where=sa.text(OPEN),
         ),
         sa.CheckConstraint(
-            "status IN ('requested', 'rejected', 'applied', 'rolled_back')", name="status"
+            "status IN ('requested', 'rolling_out', 'rejected', 'applied', 'rolled_back')",
+            name="status",
         ),
     )
 
@@ -56,3 +57,9 @@ class Promotion(SQLModel, table=True):
     applied_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime()))
     routing_before: int | None = Field(default=None, sa_column=sa.Column(sa.Integer))
     routing_applied: int | None = Field(default=None, sa_column=sa.Column(sa.Integer))
+    rollout: dict[str, Any] | None = Field(
+        default=None,
+        sa_column=sa.Column(JSONType),
+        description="An automated canary roll-out: its plan, its experiment, the current step "
+        "and every step taken with the figures that justified it",
+    )

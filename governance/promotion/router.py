@@ -19,6 +19,7 @@ router = APIRouter(tags=["promotions"])
 Requester = Annotated[Principal, Depends(allow(Role.data_scientist))]
 Validator = Annotated[Principal, Depends(allow(Role.validator))]
 Reader = Annotated[Principal, Depends(allow(Role.data_scientist, Role.compliance, Role.validator))]
+Watcher = Annotated[Principal, Depends(allow(Role.data_scientist, Role.validator))]
 PromotionId = Annotated[str, Path(max_length=64)]
 ModelName = Annotated[str, Path(max_length=100)]
 Version = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -53,6 +54,7 @@ def request_promotion(
         experiment_id=body.experiment_id,
         robustness_decisions=body.robustness_decisions,
         now=now_of(request),
+        rollout=body.rollout.model_dump(mode="json") if body.rollout is not None else None,
     )
     return jsonable_encoder(service.public(session, promotion))
 
@@ -149,6 +151,25 @@ def waive_promotion(
     )
     request.app.state.serving.forget(promotion.endpoint)
     return jsonable_encoder(service.public(session, promotion))
+
+
+@router.post(
+    "/promotions/{promotion_id}/rollout",
+    response_model=schemas.RolloutTick,
+    response_model_exclude_unset=True,
+    summary="Look at a roll-out's current step now (the alert scans do, every "
+    "GOV_PROBE_SCAN_INTERVAL_S): roll back on a breach, step up when every guardrail holds",
+)
+def rollout_tick(
+    promotion_id: PromotionId, request: Request, session: SessionDep, principal: Watcher
+) -> Any:
+    promotion, action, reason = service.tick(
+        session, request.app.state.settings, promotion_id, principal, now_of(request)
+    )
+    request.app.state.serving.forget(promotion.endpoint)
+    return jsonable_encoder(
+        {"promotion": service.public(session, promotion), "action": action, "reason": reason}
+    )
 
 
 @router.post(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.responses import Body
 from governance.compliance.schemas import ModelCard
-from governance.experiments.schemas import Breach, TestEntry
+from governance.experiments.schemas import Breach, GuardrailEntry, Guardrails, TestEntry
 from lineage.spec import NAME_PATTERN
 
 MAX_ROBUSTNESS_DECISIONS = 50
@@ -19,11 +19,42 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class RolloutIn(Strict):
+    """An automated canary roll-out instead of switching all traffic at once: the candidate
+    takes each share in turn while its guardrails hold, and the endpoint rolls back when one
+    breaks. The last step, 1, makes it the live route."""
+
+    steps: list[float] = Field(
+        default_factory=lambda: [0.05, 0.25, 0.5, 1.0], min_length=2, max_length=8
+    )
+    min_decisions_per_step: int = Field(
+        default=200,
+        ge=30,
+        le=10_000_000,
+        description="The candidate's decisions a step needs before its guardrails can hold",
+    )
+    guardrails: Guardrails = Field(description="At least one must be declared")
+
+    @model_validator(mode="after")
+    def _steps(self) -> Self:
+        if any(not 0 < w <= 1 for w in self.steps) or self.steps != sorted(set(self.steps)):
+            raise ValueError("steps: increasing shares above 0 and at most 1")
+        if self.steps[-1] != 1:
+            raise ValueError("steps: the last must be 1 (the candidate takes all the traffic)")
+        g = self.guardrails
+        if not (g.attributes or g.max_ood_rate is not None or g.max_p99_latency_ms is not None):
+            raise ValueError("guardrails: declare at least one, or there is nothing to hold")
+        return self
+
+
 class PromotionIn(Strict):
     endpoint: str = Field(pattern=NAME_PATTERN, description="The endpoint it would serve live")
     rationale: str = Field(min_length=10, max_length=4000)
     experiment_id: str | None = Field(
         default=None, max_length=64, description="The experiment whose result stands behind it"
+    )
+    rollout: RolloutIn | None = Field(
+        default=None, description="Roll out in steps once approved (default: all at once)"
     )
     robustness_decisions: int = Field(
         default=10,
@@ -125,12 +156,35 @@ class Evidence(Body):
     gaps: list[str]
 
 
+class RolloutStep(Body):
+    at: str
+    step: int
+    weight: float
+    action: Literal["started", "stepped_up", "completed", "rolled_back"]
+    decisions: int = Field(description="The candidate's decisions in the step it left")
+    guardrails: dict[str, GuardrailEntry] = Field(
+        description="Each guardrail of the candidate then, with its figures"
+    )
+    reason: str
+
+
+class Rollout(Body):
+    steps: list[float]
+    min_decisions_per_step: int
+    guardrails: Guardrails
+    experiment_id: str | None
+    step: int
+    weight: float
+    step_started_seq: int
+    history: list[RolloutStep]
+
+
 class PromotionPublic(Body):
     promotion_id: str
     model: str
     version: int
     endpoint: str
-    status: Literal["requested", "rejected", "applied", "rolled_back"]
+    status: Literal["requested", "rolling_out", "rejected", "applied", "rolled_back"]
     rationale: str
     experiment_id: str | None
     requested_at: datetime
@@ -144,6 +198,7 @@ class PromotionPublic(Body):
     waivers: list[Waiver]
     applied_at: datetime | None
     routing: Routing
+    rollout: Rollout | None
     history: list[Step]
 
 
@@ -159,3 +214,9 @@ class RolledBack(Body):
     to_config: int
     as_config: int
     promotion: str | None
+
+
+class RolloutTick(Body):
+    promotion: PromotionPublic
+    action: Literal["waiting", "stepped_up", "completed", "rolled_back"]
+    reason: str

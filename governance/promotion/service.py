@@ -21,9 +21,12 @@ from core.config import Settings
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.pagination import Page
 from explain import service as explain_service
+from explain.fairness import service as fairness_service
 from governance.changes import events
+from governance.experiments import query as experiment_query
 from governance.experiments import service as experiments
 from governance.experiments.models import Experiment
+from governance.experiments.schemas import ExperimentIn
 from governance.promotion import evidence
 from governance.promotion.models import Promotion
 from lineage import registry
@@ -33,7 +36,8 @@ from serving.models import EndpointConfig
 from serving.schemas import EndpointConfigIn, RouteSpec, ShadowSpec
 
 KIND = "promotion"
-REQUESTED, REJECTED, APPLIED, ROLLED_BACK = "requested", "rejected", "applied", "rolled_back"
+REQUESTED, ROLLING_OUT = "requested", "rolling_out"
+REJECTED, APPLIED, ROLLED_BACK = "rejected", "applied", "rolled_back"
 
 
 def get(session: Session, promotion_id: str) -> Promotion:
@@ -56,8 +60,11 @@ def request(
     experiment_id: str | None,
     robustness_decisions: int,
     now: datetime,
+    rollout: dict[str, Any] | None = None,
 ) -> Promotion:
-    registry.get_version(session=session, name=name, version=number)
+    _m, candidate = registry.get_version(session=session, name=name, version=number)
+    if rollout is not None and rollout["guardrails"]["attributes"]:
+        fairness_service._attributes([(name, candidate)], rollout["guardrails"]["attributes"], {})
     endpoints.endpoint_row(session, endpoint)
     if experiment_id is not None:
         experiment = experiments.get(session, experiment_id)
@@ -89,6 +96,16 @@ def request(
         evidence_sha256=evidence.digest(bundle),
         evidence_gaps=gaps,
         waivers=[],
+        rollout=None
+        if rollout is None
+        else {
+            **rollout,
+            "experiment_id": None,
+            "step": 0,
+            "weight": rollout["steps"][0],
+            "step_started_seq": 0,
+            "history": [],
+        },
     )
     try:
         with session.begin_nested():
@@ -176,7 +193,7 @@ def approve(
     promotion.decided_at, promotion.decided_by = now, principal.key_id
     promotion.decision_rationale = rationale
     _record(session, principal, promotion, "promotion.approved", now, {"rationale": rationale})
-    return _apply(session, promotion, principal, now)
+    return _go(session, promotion, principal, now)
 
 
 def reject(
@@ -219,8 +236,179 @@ def waive(
     if what == "approval":
         promotion.decided_at, promotion.decided_by = now, principal.key_id
         promotion.decision_rationale = f"approval waived: {reason}"
-        return _apply(session, promotion, principal, now)
+        return _go(session, promotion, principal, now)
     return promotion
+
+
+def _go(session: Session, promotion: Promotion, principal: Principal, now: datetime) -> Promotion:
+    """Approved: all at once, or the first step of its roll-out."""
+    if promotion.rollout is None:
+        return _apply(session, promotion, principal, now)
+    return _start_rollout(session, promotion, principal, now)
+
+
+def _end_running(
+    session: Session, endpoint: str, why: str, principal: Principal, now: datetime
+) -> str | None:
+    running = session.exec(
+        select(Experiment).where(
+            Experiment.endpoint == endpoint, Experiment.status == experiments.RUNNING
+        )
+    ).first()
+    if running is None:
+        return None
+    experiments.end(session, running.experiment_id, why, False, principal, now)
+    return running.experiment_id
+
+
+def _start_rollout(
+    session: Session, promotion: Promotion, principal: Principal, now: datetime
+) -> Promotion:
+    """The candidate as a canary at the first step's share, in an experiment that watches its
+    guardrails; ``tick`` takes the next steps."""
+    plan = dict(promotion.rollout or {})
+    live = endpoints.current_config(session, promotion.endpoint).routes[0]
+    if (live.model, live.version) == (promotion.model, promotion.version):
+        raise Conflict(
+            f"{promotion.model} v{promotion.version} is live on {promotion.endpoint} already"
+        )
+    why = f"promotion {promotion.promotion_id} rolls out"
+    ended = _end_running(session, promotion.endpoint, why, principal, now)
+    body = ExperimentIn.model_validate(
+        {
+            "name": f"roll-out of {promotion.model} v{promotion.version}",
+            "endpoint": promotion.endpoint,
+            "champion": {"model": live.model, "version": live.version},
+            "challengers": [
+                {
+                    "model": promotion.model,
+                    "version": promotion.version,
+                    "mode": "canary",
+                    "weight": plan["steps"][0],
+                }
+            ],
+            "metric": {"kind": "approval_rate", "mde": 0.05},
+            "guardrails": plan["guardrails"],
+            "stopping": {"kind": "msprt", "baseline": 0.5},
+        }
+    )
+    before = _latest_config(session, promotion.endpoint)
+    experiment = experiments.create(session, body, principal, now)
+    first = float(plan["steps"][0])
+    plan.update(
+        experiment_id=experiment.experiment_id,
+        step=0,
+        weight=first,
+        step_started_seq=experiment.started_seq,
+        history=[_step(now, 0, first, "started", 0, {}, "approved: the first step")],
+    )
+    promotion.rollout = plan
+    promotion.status = ROLLING_OUT
+    promotion.routing_before = before.id if before is not None else None
+    session.add(promotion)
+    _record(
+        session,
+        principal,
+        promotion,
+        "promotion.rollout_started",
+        now,
+        {"experiment_id": experiment.experiment_id, "weight": first, "experiment_ended": ended},
+    )
+    return promotion
+
+
+def _step(
+    now: datetime,
+    step: int,
+    weight: float,
+    action: str,
+    decisions: int,
+    guardrails: dict[str, Any],
+    reason: str,
+) -> dict[str, Any]:
+    return {
+        "at": now.isoformat(),
+        "step": step,
+        "weight": weight,
+        "action": action,
+        "decisions": decisions,
+        "guardrails": guardrails,
+        "reason": reason,
+    }
+
+
+def tick(
+    session: Session, settings: Settings, promotion_id: str, principal: Principal, now: datetime
+) -> tuple[Promotion, str, str]:
+    """One look at a roll-out's current step: roll back when a guardrail of the candidate is
+    breached; step up when the step has its decisions and every declared guardrail holds (the
+    last step makes it the live route); otherwise wait, saying for what."""
+    promotion = get(session, promotion_id)
+    if promotion.status != ROLLING_OUT:
+        state = promotion.status.replace("_", " ")
+        raise Conflict(f"the promotion is {state}: it is not rolling out")
+    plan = dict(promotion.rollout or {})
+    experiment_id = plan["experiment_id"]
+    report = experiments.report(
+        session, settings, experiment_id, principal, now, since_seq=plan["step_started_seq"]
+    )
+    [canary] = [a for a in report["arms"] if a["mode"] == "canary"]
+    rails = {k: v for k, v in canary["guardrails"].items() if v["state"] != "not_declared"}
+    n, step, share = int(canary["decisions"]), int(plan["step"]), float(plan["weight"])
+    breached = sorted(k for k, v in rails.items() if v["state"] == "breached")
+    if breached:
+        why = "roll-out rolled back: " + ", ".join(breached)
+        experiments.end(session, experiment_id, why, True, principal, now)
+        reason = f"{', '.join(breached)} breached at {share:.0%} of the traffic"
+        plan["history"] = [
+            *plan["history"],
+            _step(now, step, share, "rolled_back", n, rails, reason),
+        ]
+        promotion.rollout, promotion.status = plan, ROLLED_BACK
+        session.add(promotion)
+        detail: dict[str, Any] = {"reason": reason, "guardrails": rails}
+        _record(session, principal, promotion, "promotion.rollout_rolled_back", now, detail)
+        return promotion, "rolled_back", reason
+    needed = int(plan["min_decisions_per_step"])
+    if n < needed:
+        return promotion, "waiting", f"{n} of the {needed} decisions this step needs"
+    unsure = sorted(k for k, v in rails.items() if v["state"] != "holds")
+    if unsure:
+        states = ", ".join(f"{k} ({rails[k]['state'].replace('_', ' ')})" for k in unsure)
+        return promotion, "waiting", f"not yet shown to hold: {states}"
+    weight = float(plan["steps"][step + 1])
+    if weight >= 1:
+        experiments.end(session, experiment_id, "roll-out complete", False, principal, now)
+        reason = f"every guardrail held at {share:.0%}: the candidate takes all the traffic"
+        plan["history"] = [
+            *plan["history"],
+            _step(now, step + 1, 1.0, "completed", n, rails, reason),
+        ]
+        plan.update(step=step + 1, weight=1.0)
+        promotion.rollout = plan
+        detail = {"to": 1.0, "guardrails": rails}
+        _record(session, principal, promotion, "promotion.rollout_step", now, detail)
+        _apply(session, promotion, principal, now)
+        return promotion, "completed", reason
+    experiments.reweight(session, experiment_id, weight, principal, now)
+    reason = f"every guardrail held at {share:.0%} over {n} decisions: now {weight:.0%}"
+    plan["history"] = [
+        *plan["history"],
+        _step(now, step + 1, weight, "stepped_up", n, rails, reason),
+    ]
+    highest = experiment_query.highest_seq(session.connection())
+    plan.update(step=step + 1, weight=weight, step_started_seq=highest)
+    promotion.rollout = plan
+    session.add(promotion)
+    detail = {"to": weight, "guardrails": rails}
+    _record(session, principal, promotion, "promotion.rollout_step", now, detail)
+    return promotion, "stepped_up", reason
+
+
+def rolling_out(session: Session) -> list[str]:
+    """The promotions rolling out now (the alert scans look at each)."""
+    query = select(Promotion.promotion_id).where(Promotion.status == ROLLING_OUT)
+    return list(session.exec(query).all())
 
 
 def _apply(
@@ -243,20 +431,9 @@ def _apply(
             reason=reason,
             actor=principal.key_id,
         )
-    running = session.exec(
-        select(Experiment).where(
-            Experiment.endpoint == promotion.endpoint, Experiment.status == experiments.RUNNING
-        )
-    ).first()
-    if running is not None:
-        experiments.end(
-            session,
-            running.experiment_id,
-            f"promotion {promotion.promotion_id} applied",
-            False,
-            principal,
-            now,
-        )
+    ended = _end_running(
+        session, promotion.endpoint, f"promotion {promotion.promotion_id} applied", principal, now
+    )
     before = _latest_config(session, promotion.endpoint)
     current = endpoints.current_config(session, promotion.endpoint)
     target = (promotion.model, promotion.version)
@@ -275,7 +452,8 @@ def _apply(
     )
     applied = _latest_config(session, promotion.endpoint)
     promotion.status, promotion.applied_at = APPLIED, now
-    promotion.routing_before = before.id if before is not None else None
+    if promotion.rollout is None:
+        promotion.routing_before = before.id if before is not None else None
     promotion.routing_applied = applied.id if applied is not None else None
     session.add(promotion)
     _record(
@@ -287,7 +465,7 @@ def _apply(
         {
             "stage": "production",
             "routing": {"before": promotion.routing_before, "applied": promotion.routing_applied},
-            "experiment_ended": running.experiment_id if running is not None else None,
+            "experiment_ended": ended,
         },
     )
     return promotion
@@ -390,6 +568,7 @@ def public(session: Session, promotion: Promotion, evidence_too: bool = True) ->
         "waivers": promotion.waivers,
         "applied_at": promotion.applied_at,
         "routing": {"before": promotion.routing_before, "applied": promotion.routing_applied},
+        "rollout": promotion.rollout,
         "history": [
             {
                 "seq": c.seq,

@@ -66,8 +66,13 @@ def upgrade() -> None:
         sa.Column("applied_at", core.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("routing_before", sa.Integer(), nullable=True),
         sa.Column("routing_applied", sa.Integer(), nullable=True),
+        sa.Column(
+            "rollout",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
         sa.CheckConstraint(
-            "status IN ('requested', 'rejected', 'applied', 'rolled_back')",
+            "status IN ('requested', 'rolling_out', 'rejected', 'applied', 'rolled_back')",
             name=op.f("ck_promotion_status"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_promotion")),

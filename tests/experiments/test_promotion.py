@@ -167,3 +167,145 @@ def test_the_key_that_trained_a_version_cannot_approve_its_promotion(
         json={"rationale": "changed my mind"},
     )
     assert late.status_code == 409 and "rejected" in late.text
+
+
+def _log(engine: Any, route: str, version: int, n: int, slow_share: float, seed: int) -> None:
+    """n decisions on a route, appended to the log as the server would: latencies of 5 ms on
+    average, and ``slow_share`` of them at 100 ms."""
+    from datetime import UTC, datetime
+
+    import numpy as np
+
+    from core.audit import ledger
+    from core.db import session_factory, transaction
+    from serving.decision_log import CHAIN, columns_of
+    from serving.models import DecisionRecord
+
+    rng = np.random.default_rng(seed)
+    latency = rng.exponential(5.0, n) + (rng.random(n) < slow_share) * 100.0
+    contents = [
+        {
+            "decision_id": f"{route}-{seed}-{i}",
+            "kind": "decision",
+            "created_at": datetime.now(UTC).isoformat(),
+            "endpoint": "credit",
+            "key_id": "test",
+            "model": {"name": "credit", "version": version, "sha256": "0" * 64},
+            "route": route,
+            "subject_id": f"{route}-{seed}-{i}",
+            "features": {},
+            "context": {"sex": "FM"[i % 2]},
+            "label": int(rng.random() < 0.6),
+            "score": 0.5,
+            "latency_ms": round(float(latency[i]), 3),
+        }
+        for i in range(n)
+    ]
+    with transaction(session_factory(engine)) as session:
+        ledger.append(
+            session,
+            chain=CHAIN,
+            table=DecisionRecord.__table__,
+            contents=contents,
+            columns_of=columns_of,
+        )
+
+
+def _approved_rollout(client: TestClient, auth: Any, version: int, steps: list[float]) -> str:
+    asked = client.post(
+        f"/api/v1/models/credit/versions/{version}/promotion",
+        headers=auth(Role.data_scientist),
+        json={
+            "endpoint": "credit",
+            "rationale": "roll v2 out in steps while its latency holds",
+            "robustness_decisions": 1,
+            "rollout": {
+                "steps": steps,
+                "min_decisions_per_step": 400,
+                "guardrails": {"max_p99_latency_ms": 40},
+            },
+        },
+    )
+    assert asked.status_code == 201, asked.text
+    promotion_id = asked.json()["promotion_id"]
+    waived = client.post(
+        f"/api/v1/promotions/{promotion_id}/waive",
+        headers=auth(Role.admin),
+        json={"what": "evidence", "reason": "the test's versions are never rebuilt"},
+    )
+    assert waived.status_code == 200, waived.text
+    approved = client.post(
+        f"/api/v1/promotions/{promotion_id}/approve",
+        headers=auth(Role.validator),
+        json={"rationale": "approved to roll out in steps, watched by its guardrails"},
+    )
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["status"] == "rolling_out"
+    return str(promotion_id)
+
+
+def _weights(client: TestClient, auth: Any) -> list[tuple[int, float]]:
+    config = client.get("/api/v1/endpoints/credit", headers=auth(Role.admin)).json()["config"]
+    return [(r["version"], round(r["weight"], 6)) for r in config["routes"]]
+
+
+def test_a_roll_out_steps_up_while_its_guardrails_hold_and_rolls_back_when_one_breaks(
+    client: TestClient, served: Served, auth: Any, engine: Any
+) -> None:
+    _traffic(client, auth, 2)
+    v1, v2 = served.versions
+    before = _weights(client, auth)
+    promotion_id = _approved_rollout(client, auth, v2, [0.1, 0.5, 1.0])
+    assert _weights(client, auth) == [(v1, 0.9), (v2, 0.1)]
+
+    def tick() -> dict[str, Any]:
+        response = client.post(
+            f"/api/v1/promotions/{promotion_id}/rollout", headers=auth(Role.validator)
+        )
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    waiting = tick()
+    assert waiting["action"] == "waiting" and "0 of the 400" in waiting["reason"]
+    _log(engine, "live", v1, 400, 0.0, seed=1)
+    _log(engine, "challenger-1", v2, 400, 0.0, seed=2)
+    stepped = tick()
+    assert stepped["action"] == "stepped_up", stepped["reason"]
+    assert _weights(client, auth) == [(v1, 0.5), (v2, 0.5)]
+    step = stepped["promotion"]["rollout"]["history"][-1]
+    assert step["guardrails"]["p99_latency_ms"]["state"] == "holds"
+    assert step["decisions"] == 400 and step["weight"] == 0.5
+
+    # The next step counts only its own decisions: the slow ones now.
+    _log(engine, "challenger-1", v2, 400, 0.1, seed=3)
+    broken = tick()
+    assert broken["action"] == "rolled_back" and "p99_latency_ms" in broken["reason"]
+    assert _weights(client, auth) == before
+    body = broken["promotion"]
+    assert body["status"] == "rolled_back"
+    [last] = [h for h in body["rollout"]["history"] if h["action"] == "rolled_back"]
+    p99 = last["guardrails"]["p99_latency_ms"]
+    assert p99["state"] == "breached" and p99["ci95"][0] > 40
+    events = [h["event"] for h in body["history"]]
+    assert events[-3:] == [
+        "promotion.rollout_started",
+        "promotion.rollout_step",
+        "promotion.rollout_rolled_back",
+    ]
+    closed = client.post(f"/api/v1/promotions/{promotion_id}/rollout", headers=auth(Role.validator))
+    assert closed.status_code == 409
+
+
+def test_a_roll_out_that_holds_to_the_last_step_makes_the_version_live(
+    client: TestClient, served: Served, auth: Any, engine: Any
+) -> None:
+    _traffic(client, auth, 2)
+    v2 = served.versions[1]
+    promotion_id = _approved_rollout(client, auth, v2, [0.5, 1.0])
+    _log(engine, "challenger-1", v2, 400, 0.0, seed=4)
+    done = client.post(f"/api/v1/promotions/{promotion_id}/rollout", headers=auth(Role.validator))
+    assert done.status_code == 200 and done.json()["action"] == "completed", done.text
+    assert _weights(client, auth) == [(v2, 1.0)]
+    assert done.json()["promotion"]["status"] == "applied"
+    version = client.get(f"/api/v1/models/credit/versions/{v2}", headers=auth(Role.admin))
+    assert version.json()["stage"] == "production"

@@ -119,6 +119,7 @@ TABLE: dict[str, Any] = {
     "POST /api/v1/promotions/{promotion_id}/approve": {VA},
     "POST /api/v1/promotions/{promotion_id}/reject": {VA},
     "POST /api/v1/promotions/{promotion_id}/waive": set(),
+    "POST /api/v1/promotions/{promotion_id}/rollout": {DS, VA},
     "POST /api/v1/endpoints/{name}/rollback": {DS},
     "POST /api/v1/decisions/{decision_id}/appeals": {AP, CO},
     "GET /api/v1/appeals": {AP, CO, RV},
