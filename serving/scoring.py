@@ -15,7 +15,7 @@ from serving import metrics
 from serving.model_cache import LoadedModel
 from serving.payload import Outlier
 from serving.routing import choose_route
-from serving.schemas import Instance, PredictRequest, RouteConfig
+from serving.schemas import EndpointConfigDocument, Instance, PredictRequest, RouteConfig
 from serving.state import Resident, Serving
 from serving.validation import (
     canonical_context,
@@ -57,10 +57,26 @@ def plan(
     return planned
 
 
+def _endpoint_features(
+    serving: Serving, config: EndpointConfigDocument, resident: Resident | None
+) -> frozenset[str]:
+    """With more than one route, every feature some route's model uses: an application the
+    endpoint takes is taken by each of its routes, which ignore what they do not use."""
+    if len(config.routes) == 1:
+        return frozenset()
+    models = (
+        resident.models.values()
+        if resident is not None
+        else [serving.model(r.model, r.version) for r in config.routes]
+    )
+    return frozenset(name for m in models for name in m.input_schema.feature_names)
+
+
 def _routed(
     serving: Serving, endpoint: str, request: PredictRequest, resident: Resident | None
 ) -> list[Planned]:
     config = resident.config if resident is not None else serving.config_for(endpoint)
+    elsewhere = _endpoint_features(serving, config, resident)
     planned = []
     problems: list[dict[str, str]] = []
     many = request.instances is not None
@@ -73,7 +89,9 @@ def _routed(
         )
         prefix = f"instances.{i}." if many else ""
         protected = model.input_schema.protected
-        problems += check_features(model.input_schema, instance.features, f"{prefix}features")
+        problems += check_features(
+            model.input_schema, instance.features, f"{prefix}features", elsewhere
+        )
         problems += check_context(instance.context, f"{prefix}context", protected)
         planned.append(Planned(instance=instance, route=route, model=model))
     if problems:

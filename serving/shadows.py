@@ -13,7 +13,7 @@ from serving.payload import DecisionPayload, Outlier, ScoredBy
 from serving.schemas import ShadowConfig
 from serving.scoring import Planned
 from serving.state import Serving
-from serving.validation import check_features
+from serving.validation import canonical_features, check_features
 
 log = logging.getLogger("govern.serving")
 
@@ -43,14 +43,19 @@ def _shadow_decisions(
     live: list[DecisionPayload],
 ) -> list[DecisionPayload]:
     model = serving.model(shadow.model, shadow.version)
+    # The live model checked the input; the shadow takes what it uses of it, and ignores the
+    # rest (a challenger may have dropped a feature).
+    schema = model.input_schema
     usable = [
         (item, parent)
         for item, parent in zip(planned, live, strict=True)
-        if not check_features(model.input_schema, item.instance.features)
+        if not check_features(
+            schema, item.instance.features, elsewhere=frozenset(item.instance.features)
+        )
     ]
     if not usable:
         return []
-    rows = [item.instance.features for item, _ in usable]
+    rows = [canonical_features(schema, item.instance.features) for item, _ in usable]
     scores = model.scores(rows)
     outliers = model.outlier_fields(rows) if serving.settings.ood_scoring else [{}] * len(rows)
     scored_by = ScoredBy(name=model.name, version=model.version, sha256=model.sha256)

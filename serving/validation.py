@@ -23,12 +23,18 @@ MAX_STRING = 1000
 
 
 def check_features(
-    schema: InputSchema, features: dict[str, Any], prefix: str = "features"
+    schema: InputSchema,
+    features: dict[str, Any],
+    prefix: str = "features",
+    elsewhere: frozenset[str] = frozenset(),
 ) -> list[dict[str, str]]:
+    """The problems of ``features`` for this model. A feature the model does not use is unknown
+    unless it is in ``elsewhere``: a feature another model of the endpoint uses (a challenger
+    that dropped a feature still takes the applications the champion takes; it ignores it)."""
     problems: list[dict[str, str]] = []
     known = schema.by_name
     for name in features:
-        if name not in known:
+        if name not in known and name not in elsewhere:
             problems.append({"field": f"{prefix}.{name}", "message": "unknown feature"})
     for name, feature in known.items():
         field = f"{prefix}.{name}"

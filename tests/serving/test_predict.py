@@ -386,3 +386,45 @@ def test_overload_is_shed_at_once_with_503_and_every_200_is_logged(
     assert {row.decision_id for row in _rows(engine, "decision")} == answered
     # A shed call is not a rejected attempt either: it never reached the service.
     assert _rows(engine, "rejected") == []
+
+
+def test_a_challenger_that_dropped_a_feature_takes_the_same_applications_and_ignores_it(
+    client: TestClient, auth, served: Served, settings, data_repo, engine: sa.Engine
+) -> None:
+    """A canary or a shadow trained without ``credit_history_months`` scores the applications
+    the champion takes, without it; a feature no model of the endpoint uses is still refused."""
+    from tests.support.factories import cached_model, spec_for
+
+    features = [f for f in spec_for(data_repo)["features"] if f["name"] != "credit_history_months"]
+    v1 = served.versions[0]
+    fewer = cached_model(settings, data_repo, seed=7, features=features)
+    config = {
+        "routes": [
+            {"model": "credit", "version": v1, "weight": 0.5},
+            {"model": "credit", "version": fewer, "weight": 0.5},
+        ],
+        "shadows": [{"model": "credit", "version": fewer}],
+    }
+    put = client.put("/api/v1/endpoints/credit", headers=served.headers, json=config)
+    assert put.status_code == 200, put.text
+    instances = [{"features": applicant(income=20000.0 + 3000 * i)} for i in range(30)]
+    made = _predict(client, auth, {"instances": instances}).json()["decisions"]
+    routed = {d["model"]["version"] for d in made}
+    assert routed == {v1, fewer}, "both routes answered"
+    canary = next(d for d in made if d["model"]["version"] == fewer)
+    logged = client.get(
+        f"/api/v1/decisions/{canary['decision_id']}", headers=auth(Role.compliance)
+    ).json()
+    assert "credit_history_months" not in logged["features"], "what the model used is logged"
+    deadline = time.monotonic() + 10
+    while len(_rows(engine, "shadow")) < len(made) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    shadows = _rows(engine, "shadow")
+    assert sorted(s.parent_decision_id for s in shadows) == sorted(d["decision_id"] for d in made)
+
+    unknown = client.post(
+        "/api/v1/endpoints/credit/predict",
+        headers=auth(Role.predictor),
+        json={"features": {**applicant(), "shoe_size": 43}},
+    )
+    assert unknown.status_code == 422 and "features.shoe_size" in unknown.text
