@@ -254,7 +254,9 @@ def test_the_columns_repeat_the_content() -> None:
         "features": FEATURES,
         "outlier_score": 2.385375,
         "is_outlier": False,
+        "latency_ms": None,  # a shadow never answers
     }
+    assert columns_of(json.loads(DECISION[1]))["latency_ms"] == 991.079
     rejected = columns_of(json.loads(REJECTED_BODY[1]))
     assert {k for k, v in rejected.items() if v is not None} == {
         "decision_id",
