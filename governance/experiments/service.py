@@ -31,7 +31,7 @@ from lineage import registry
 from lineage.input_schema import InputSchema
 from lineage.models import ModelVersion
 from serving import endpoints
-from serving.models import EndpointConfig
+from serving.models import DecisionRecord, EndpointConfig
 from serving.schemas import EndpointConfigIn, RouteSpec, ShadowSpec
 
 KIND = "experiment"
@@ -106,8 +106,6 @@ def _routing(session: Session, body: ExperimentIn) -> tuple[EndpointConfigIn, in
 
 def _baseline(session: Session, body: ExperimentIn, favourable: str) -> float:
     """The champion's approval rate over its last decisions on the endpoint (0.5 without)."""
-    from serving.models import DecisionRecord
-
     recent = (
         select(DecisionRecord.label)
         .where(
