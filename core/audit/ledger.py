@@ -8,7 +8,9 @@ of records costs one lock and one commit: this is what makes group commit work.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +19,7 @@ from sqlmodel import Session
 
 from core.audit.chain import GENESIS, canonical_json, content_hash, record_hash
 from core.audit.models import ChainHead
+from core.auth.schemas import Principal
 from core.db import utcnow
 
 ColumnsOf = Callable[[dict[str, Any]], dict[str, Any]]
@@ -86,4 +89,31 @@ def append(
     if rows:
         session.execute(table.insert(), rows)
         session.execute(_MOVE, {"head_chain": chain, "head_seq": seq, "head_hash": prev})
+    return placed
+
+
+def append_event(
+    session: Session,
+    *,
+    chain: str,
+    table: sa.Table,
+    columns_of: ColumnsOf,
+    principal: Principal,
+    event: str,
+    detail: dict[str, Any],
+    at: datetime | None = None,
+    **subject: str,
+) -> tuple[int, str]:
+    """Append one step of a workflow (a case, a governance change) by ``principal``: the event,
+    what it is about (``subject``), who and when, and its detail; returns its (seq, hash)."""
+    content = {
+        "event_id": str(uuid.uuid4()),
+        "created_at": (at or utcnow()).isoformat(),
+        "event": event,
+        **subject,
+        "key_id": principal.key_id,
+        "role": principal.role.value,
+        "detail": detail,
+    }
+    [placed] = append(session, chain=chain, table=table, contents=[content], columns_of=columns_of)
     return placed

@@ -4,7 +4,6 @@ verify`` with the decision log and the access trail."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +11,6 @@ from sqlmodel import Session
 
 from core.audit import ledger
 from core.auth.schemas import Principal
-from core.db import utcnow
 from governance.casework.models import CaseEvent
 
 CHAIN = "case"
@@ -40,21 +38,15 @@ def record(
     at: datetime | None = None,
 ) -> tuple[int, str]:
     """Append one step; returns its (seq, record hash)."""
-    content = {
-        "event_id": str(uuid.uuid4()),
-        "created_at": (at or utcnow()).isoformat(),
-        "event": event,
-        "decision_id": decision_id,
-        "subject": subject,
-        "key_id": principal.key_id,
-        "role": principal.role.value,
-        "detail": detail,
-    }
-    [placed] = ledger.append(
+    return ledger.append_event(
         session,
         chain=CHAIN,
         table=CaseEvent.__table__,  # type: ignore[attr-defined]
-        contents=[content],
         columns_of=columns_of,
+        principal=principal,
+        event=event,
+        detail=detail,
+        at=at,
+        decision_id=decision_id,
+        subject=subject,
     )
-    return placed

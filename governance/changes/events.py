@@ -3,7 +3,6 @@ cannot be written fails with it. ``govern audit verify`` checks the chain with t
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +10,6 @@ from sqlmodel import Session, col, select
 
 from core.audit import ledger
 from core.auth.schemas import Principal
-from core.db import utcnow
 from governance.changes.models import GovernanceEvent
 
 CHAIN = "governance"
@@ -39,24 +37,18 @@ def record(
     at: datetime | None = None,
 ) -> tuple[int, str]:
     """Append one change; returns its (seq, record hash)."""
-    content = {
-        "event_id": str(uuid.uuid4()),
-        "created_at": (at or utcnow()).isoformat(),
-        "event": event,
-        "subject_kind": kind,
-        "subject": subject,
-        "key_id": principal.key_id,
-        "role": principal.role.value,
-        "detail": detail,
-    }
-    [placed] = ledger.append(
+    return ledger.append_event(
         session,
         chain=CHAIN,
         table=GovernanceEvent.__table__,  # type: ignore[attr-defined]
-        contents=[content],
         columns_of=columns_of,
+        principal=principal,
+        event=event,
+        detail=detail,
+        at=at,
+        subject_kind=kind,
+        subject=subject,
     )
-    return placed
 
 
 def history(session: Session, kind: str, subject: str) -> list[GovernanceEvent]:
@@ -68,3 +60,17 @@ def history(session: Session, kind: str, subject: str) -> list[GovernanceEvent]:
             .order_by(col(GovernanceEvent.seq))
         ).all()
     )
+
+
+def steps(session: Session, kind: str, subject: str) -> list[dict[str, Any]]:
+    """A subject's changes as the API shows them: each with its place and hash in the chain."""
+    return [
+        {
+            "seq": c.seq,
+            "event": c.event,
+            "at": c.created_at,
+            "by": c.key_id,
+            "record_hash": c.record_hash,
+        }
+        for c in history(session, kind, subject)
+    ]

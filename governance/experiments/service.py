@@ -247,14 +247,30 @@ def change(
         )
         fairness_service._attributes(versions, body.guardrails.attributes, {})
     config.update(changed)
-    experiment.version += 1
-    experiment.config = config
     if body.name is not None:
         experiment.name = body.name
+    return _new_version(
+        session, experiment, config, principal, now, "experiment.changed", {"changed": changed}
+    )
+
+
+def _new_version(
+    session: Session,
+    experiment: Experiment,
+    config: dict[str, Any],
+    principal: Principal,
+    now: datetime,
+    event: str,
+    detail: dict[str, Any],
+) -> Experiment:
+    """The configuration's next version: the row, its copy in ``experiment_version``, and the
+    change in the governance chain."""
+    experiment.version += 1
+    experiment.config = config
     session.add(experiment)
     session.add(
         ExperimentVersion(
-            experiment_id=experiment_id,
+            experiment_id=experiment.experiment_id,
             version=experiment.version,
             config=config,
             created_at=now,
@@ -264,11 +280,11 @@ def change(
     events.record(
         session,
         principal,
-        "experiment.changed",
+        event,
         kind=KIND,
-        subject=experiment_id,
+        subject=experiment.experiment_id,
         at=now,
-        detail={"version": experiment.version, "changed": changed},
+        detail={"version": experiment.version, **detail},
     )
     return experiment
 
@@ -293,28 +309,15 @@ def reweight(
     endpoints.put_endpoint(
         session=session, name=experiment.endpoint, config_in=routing_in, actor=principal.key_id
     )
-    experiment.version += 1
-    experiment.config = config
-    session.add(experiment)
-    session.add(
-        ExperimentVersion(
-            experiment_id=experiment_id,
-            version=experiment.version,
-            config=config,
-            created_at=now,
-            created_by=principal.key_id,
-        )
-    )
-    events.record(
+    return _new_version(
         session,
+        experiment,
+        config,
         principal,
+        now,
         "experiment.reweighted",
-        kind=KIND,
-        subject=experiment_id,
-        at=now,
-        detail={"version": experiment.version, "canary_weight": weight},
+        {"canary_weight": weight},
     )
-    return experiment
 
 
 def end(
@@ -367,7 +370,6 @@ def history(session: Session, experiment_id: str, principal: Principal) -> dict[
         .where(ExperimentVersion.experiment_id == experiment.experiment_id)
         .order_by(col(ExperimentVersion.version))
     ).all()
-    changes = events.history(session, KIND, experiment.experiment_id)
     access.record(session, principal, "experiment.history", target=experiment_id)
     return {
         "versions": [
@@ -379,16 +381,7 @@ def history(session: Session, experiment_id: str, principal: Principal) -> dict[
             }
             for v in versions
         ],
-        "changes": [
-            {
-                "seq": c.seq,
-                "event": c.event,
-                "at": c.created_at,
-                "by": c.key_id,
-                "record_hash": c.record_hash,
-            }
-            for c in changes
-        ],
+        "changes": events.steps(session, KIND, experiment.experiment_id),
     }
 
 

@@ -548,7 +548,6 @@ def listing(
 
 
 def public(session: Session, promotion: Promotion, evidence_too: bool = True) -> dict[str, Any]:
-    changes = events.history(session, KIND, promotion.promotion_id)
     return {
         "promotion_id": promotion.promotion_id,
         "model": promotion.model,
@@ -569,14 +568,5 @@ def public(session: Session, promotion: Promotion, evidence_too: bool = True) ->
         "applied_at": promotion.applied_at,
         "routing": {"before": promotion.routing_before, "applied": promotion.routing_applied},
         "rollout": promotion.rollout,
-        "history": [
-            {
-                "seq": c.seq,
-                "event": c.event,
-                "at": c.created_at,
-                "by": c.key_id,
-                "record_hash": c.record_hash,
-            }
-            for c in changes
-        ],
+        "history": events.steps(session, KIND, promotion.promotion_id),
     }
