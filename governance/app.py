@@ -37,6 +37,7 @@ from governance.console.render import HERE as CONSOLE_DIR
 from governance.console.render import PREFIX, STATIC
 from governance.console.router import router as console_router
 from governance.experiments.router import router as experiments_router
+from governance.lda.router import router as lda_router
 from governance.promotion.router import router as promotion_router
 from lineage.executor import make_executor
 from lineage.router import router as lineage_router
@@ -157,6 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         casework_router,
         experiments_router,
         promotion_router,
+        lda_router,
     ):
         app.include_router(api_router, prefix=API_PREFIX)
     _document_errors(app)

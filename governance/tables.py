@@ -9,6 +9,7 @@ from explain import models as explain_models
 from governance.casework import models as casework_models
 from governance.changes import models as changes_models
 from governance.experiments import models as experiment_models
+from governance.lda import models as lda_models
 from governance.promotion import models as promotion_models
 from lineage import models as lineage_models
 from serving import models as serving_models
@@ -22,6 +23,7 @@ __all__ = [
     "changes_models",
     "experiment_models",
     "explain_models",
+    "lda_models",
     "lineage_models",
     "metadata",
     "promotion_models",

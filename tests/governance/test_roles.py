@@ -121,6 +121,10 @@ TABLE: dict[str, Any] = {
     "POST /api/v1/promotions/{promotion_id}/waive": set(),
     "POST /api/v1/promotions/{promotion_id}/rollout": {DS, VA},
     "POST /api/v1/endpoints/{name}/rollback": {DS},
+    "POST /api/v1/lda-searches": {DS},
+    "GET /api/v1/lda-searches/{search_id}": {CO, DS, VA},
+    "GET /api/v1/lda-searches/{search_id}/frontier.png": {CO, DS, VA},
+    "POST /api/v1/lda-searches/{search_id}/choice": {DS},
     "POST /api/v1/decisions/{decision_id}/appeals": {AP, CO},
     "GET /api/v1/appeals": {AP, CO, RV},
     "GET /api/v1/appeals/oversight": {CO},
@@ -163,6 +167,7 @@ PATH_VALUES = {
     "case_id": "nosuchcase",
     "experiment_id": "nosuchexperiment",
     "promotion_id": "nosuchpromotion",
+    "search_id": "nosuchsearch",
 }
 
 
