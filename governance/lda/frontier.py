@@ -40,8 +40,8 @@ def grid(
     drops: Sequence[Sequence[str]],
     limit: int = MAX_CANDIDATES,
 ) -> list[Candidate]:
-    """Every combination of the parameter values and the feature subsets to drop (the empty
-    subset always among them), in order; ValueError when there are more than ``limit``."""
+    """Every combination of the parameter values and the feature subsets to drop (dropping
+    nothing always among them), in order; ValueError when there are more than ``limit``."""
     names = sorted(params)
     subsets = [()] + [tuple(sorted(d)) for d in drops if d]
     subsets = list(dict.fromkeys(subsets))

@@ -73,12 +73,27 @@ class CandidateOut(Body):
     selection_rates: dict[str, float] | None = None
 
 
+class BaseFigures(Body):
+    """The base version's own validation figures: what an alternative must improve on."""
+
+    model: str
+    version: int
+    accuracy: float | None
+    fairness: float | None
+    fairness_ci95: list[float] | None
+    four_fifths_verdict: str | None
+    validation_rows: int | None
+    selection_rates: dict[str, float] | None
+
+
 class Report(Body):
     candidates: int
     trained: int
-    base_candidate: int | None
+    base: BaseFigures
     pareto: list[int]
-    less_discriminatory: list[int] = Field(description="Fairest first")
+    less_discriminatory: list[int] = Field(
+        description="Fairer than the base version, losing at most max_accuracy_loss; fairest first"
+    )
     max_accuracy_loss: float
     accuracy_metric: str
     fairness_metric: str

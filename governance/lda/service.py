@@ -172,7 +172,10 @@ def run(
             _record_candidate(sessions, search_id, futures[future], runs[futures[future]])
         with transaction(sessions) as session:
             search = get(session, search_id)
-            search.report = _report(search)
+            _m, base = registry.get_version(
+                session=session, name=search.base_model, version=search.base_version
+            )
+            search.report = _report(search, _figures(base.metrics, base.lineage, search.request))
             search.status, search.finished_at = SUCCEEDED, utcnow()
             search.report["elapsed_s"] = round(time.perf_counter() - started, 3)
             session.add(search)
@@ -232,7 +235,9 @@ def _figures(
     }
 
 
-def _report(search: LdaSearch) -> dict[str, Any]:
+def _report(search: LdaSearch, base: dict[str, Any]) -> dict[str, Any]:
+    """The frontier over the trained candidates, and the alternatives to the base version
+    itself (its own validation figures)."""
     trained = [
         c
         for c in search.candidates
@@ -243,16 +248,17 @@ def _report(search: LdaSearch) -> dict[str, Any]:
     points = [
         frontier.Point(str(c["index"]), float(c["accuracy"]), float(c["fairness"])) for c in trained
     ]
-    base = next((p for p in points if p.key == "0"), None)  # the base spec, unchanged
     loss = float(search.request["max_accuracy_loss"])
+    alternatives: list[int] = []
+    if base.get("accuracy") is not None and base.get("fairness") is not None:
+        reference = frontier.Point("base", float(base["accuracy"]), float(base["fairness"]))
+        alternatives = [int(k) for k in frontier.less_discriminatory(reference, points, loss)]
     return {
         "candidates": len(search.candidates),
         "trained": len(trained),
-        "base_candidate": 0 if base is not None else None,
+        "base": {"model": search.base_model, "version": search.base_version, **base},
         "pareto": [int(k) for k in frontier.pareto(points)],
-        "less_discriminatory": []
-        if base is None
-        else [int(k) for k in frontier.less_discriminatory(base, points, loss)],
+        "less_discriminatory": alternatives,
         "max_accuracy_loss": loss,
         "accuracy_metric": search.request["accuracy_metric"],
         "fairness_metric": f"lowest disparate-impact ratio by {search.request['attribute']} on the "
