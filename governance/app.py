@@ -33,6 +33,7 @@ from governance.casework.router import router as casework_router
 from governance.compliance.router import router as compliance_router
 from governance.console.auth import ConsoleSessions, error_page
 from governance.console.casework import router as console_casework
+from governance.console.experiments import router as console_experiments
 from governance.console.render import HERE as CONSOLE_DIR
 from governance.console.render import PREFIX, STATIC
 from governance.console.router import router as console_router
@@ -144,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(v2_health)
     app.include_router(console_router)
     app.include_router(console_casework)
+    app.include_router(console_experiments)
     app.mount(STATIC, StaticFiles(directory=CONSOLE_DIR / "static"), name="console-static")
     app.state.error_pages = {PREFIX: error_page}
     for api_router in (

@@ -19,6 +19,7 @@ NOTIFIERS = (Role.compliance, Role.appeals)  # notices, and opening appeals
 CASE_READERS = (Role.compliance, Role.appeals, Role.reviewer)
 CASE_DECIDERS = (Role.compliance, Role.reviewer)
 ASSIGNERS = (Role.compliance,)
+EXPERIMENTS = (Role.compliance, Role.data_scientist)
 ANYONE = tuple(Role)
 
 # (label, path, roles), in the order of the navigation bar.
@@ -27,6 +28,7 @@ PAGES: list[tuple[str, str, tuple[Role, ...]]] = [
     ("Models", f"{PREFIX}/models", MODELS),
     ("Fairness", f"{PREFIX}/fairness", FAIRNESS),
     ("Drift and alerts", f"{PREFIX}/drift", MONITORS),
+    ("Experiments", f"{PREFIX}/experiments", EXPERIMENTS),
     ("Notices", f"{PREFIX}/notices", NOTIFIERS),
     ("Appeals", f"{PREFIX}/cases", CASE_READERS),
     ("Audit", f"{PREFIX}/audit", AUDITORS),

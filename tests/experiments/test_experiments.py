@@ -148,6 +148,20 @@ def test_an_experiment_routes_its_arms_and_its_report_matches_a_count_of_the_log
     assert {g.group: g.n for g in sex.groups}["F"] == counted["females_in_champion"]
     assert arms["champion"].guardrails["ood_rate"].state in ("holds", "not_assessable")
 
+    # The console shows the same report.
+    from tests.console.support import sign_in
+
+    officer = TestClient(client.app)
+    sign_in(officer, auth(Role.compliance)["Authorization"].split(" ", 1)[1])
+    listed = officer.get("/console/experiments")
+    assert listed.status_code == 200 and f"/console/experiments/{experiment_id}" in listed.text
+    shown = officer.get(f"/console/experiments/{experiment_id}")
+    assert shown.status_code == 200 and 'id="decision">continue<' in shown.text
+    assert f"{arms['champion'].decisions}</td>" in shown.text and 'id="shadows"' in shown.text
+    refused = TestClient(client.app)
+    sign_in(refused, auth(Role.appeals)["Authorization"].split(" ", 1)[1])
+    assert refused.get(f"/console/experiments/{experiment_id}").status_code == 403
+
     # A data scientist sees the guardrails' verdicts, not the rates of each protected group.
     scientist = client.get(
         f"/api/v1/experiments/{experiment_id}", headers=auth(Role.data_scientist)

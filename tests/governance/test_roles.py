@@ -56,6 +56,8 @@ TABLE: dict[str, Any] = {
     "GET /console/fairness": {CO},
     "GET /console/models": {CO, DS},
     "GET /console/drift": {CO, DS},
+    "GET /console/experiments": {CO, DS},
+    "GET /console/experiments/{experiment_id}": {CO, DS},
     "POST /console/models/{name}/versions/{version}/rebuild": {CO, DS},
     "GET /console/rebuilds/{rebuild_id}": {CO, DS},
     "GET /console/models/{name}/versions/{version}": {CO, DS},
