@@ -20,6 +20,7 @@ CASE_READERS = (Role.compliance, Role.appeals, Role.reviewer)
 CASE_DECIDERS = (Role.compliance, Role.reviewer)
 ASSIGNERS = (Role.compliance,)
 EXPERIMENTS = (Role.compliance, Role.data_scientist)
+SEARCHES = (Role.compliance, Role.data_scientist, Role.validator)
 ANYONE = tuple(Role)
 
 # (label, path, roles), in the order of the navigation bar.
@@ -29,6 +30,7 @@ PAGES: list[tuple[str, str, tuple[Role, ...]]] = [
     ("Fairness", f"{PREFIX}/fairness", FAIRNESS),
     ("Drift and alerts", f"{PREFIX}/drift", MONITORS),
     ("Experiments", f"{PREFIX}/experiments", EXPERIMENTS),
+    ("Fairer models", f"{PREFIX}/lda-searches", SEARCHES),
     ("Notices", f"{PREFIX}/notices", NOTIFIERS),
     ("Appeals", f"{PREFIX}/cases", CASE_READERS),
     ("Audit", f"{PREFIX}/audit", AUDITORS),

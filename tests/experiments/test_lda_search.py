@@ -135,6 +135,23 @@ def test_the_search_finds_the_model_without_the_proxy_and_its_figures_hold(
     width, height = struct.unpack(">II", png.content[16:24])  # the PNG header's IHDR
     assert (width, height) == (700, 450)
 
+    # The console's page: the chart, every candidate, the alternatives marked.
+    from tests.console.support import sign_in
+
+    officer = TestClient(client.app)
+    sign_in(officer, auth(Role.compliance)["Authorization"].split(" ", 1)[1])
+    listed = officer.get("/console/lda-searches")
+    assert listed.status_code == 200 and f"/console/lda-searches/{search_id}" in listed.text
+    shown = officer.get(f"/console/lda-searches/{search_id}")
+    assert shown.status_code == 200 and 'id="frontier"' in shown.text
+    assert f"{len(alternatives)} less discriminatory alternative" in shown.text
+    assert shown.text.count("<tr") == 1 + len(search.candidates)
+    drawn = officer.get(f"/console/lda-searches/{search_id}/frontier.png")
+    assert drawn.status_code == 200 and drawn.content == png.content
+    appeals = TestClient(client.app)
+    sign_in(appeals, auth(Role.appeals)["Authorization"].split(" ", 1)[1])
+    assert appeals.get(f"/console/lda-searches/{search_id}").status_code == 403
+
     chosen = client.post(
         f"/api/v1/lda-searches/{search_id}/choice",
         headers=scientist,
