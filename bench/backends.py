@@ -50,3 +50,26 @@ def print_results(results: dict[str, Any]) -> None:
     print(
         json.dumps(results, indent=2, default=lambda v: round(v, 4) if isinstance(v, float) else v)
     )
+
+
+def train(settings: Settings, spec: dict[str, Any]) -> int:
+    """Train a spec through the real service and runner, in this process; its version."""
+    from core.db import make_engine, session_factory, transaction
+    from lineage import service as lineage_service
+    from lineage.runner import execute_run
+
+    engine = make_engine(settings)
+    factory = session_factory(engine)
+    try:
+        with transaction(factory) as session:
+            run_id = lineage_service.create_run(session=session, spec_data=spec, actor="bench").id
+        assert run_id is not None
+        execute_run(settings, run_id)
+        with transaction(factory) as session:
+            public = lineage_service.run_public(
+                session, lineage_service.get_run(session=session, run_id=run_id)
+            )
+    finally:
+        engine.dispose()
+    assert public.model_version is not None, public.error
+    return public.model_version

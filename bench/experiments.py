@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from bench.backends import add_backend_options, each_backend, print_results
+from bench.backends import add_backend_options, each_backend, print_results, train
 from core import migrate
 from core.audit import ledger
 from core.auth.models import Role
@@ -42,8 +42,6 @@ from explain.fairness.query import DECISIONS, OUTCOMES
 from governance.demo import run_demo
 from governance.experiments import service
 from governance.experiments.schemas import ExperimentIn
-from lineage import service as lineage_service
-from lineage.runner import execute_run
 from serving.decision_log import CHAIN, columns_of
 
 BENCH = Principal(key_id="bench", name="bench.experiments", role=Role.compliance)
@@ -53,19 +51,7 @@ SCIENTIST = Principal(key_id="bench-ds", name="bench.experiments", role=Role.dat
 def _train(settings: Settings, seed: int) -> int:
     spec = json.loads((settings.var_dir / "demo" / "credit-spec.json").read_text())
     spec["seeds"] = {**spec.get("seeds", {}), "split": seed, "estimator": seed}
-    engine = make_engine(settings)
-    factory = session_factory(engine)
-    with transaction(factory) as session:
-        run_id = lineage_service.create_run(session=session, spec_data=spec, actor="bench").id
-    assert run_id is not None
-    execute_run(settings, run_id)
-    with transaction(factory) as session:
-        public = lineage_service.run_public(
-            session, lineage_service.get_run(session=session, run_id=run_id)
-        )
-    engine.dispose()
-    assert public.model_version is not None, public.error
-    return public.model_version
+    return train(settings, spec)
 
 
 def declare(settings: Settings) -> tuple[str, list[int]]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from bench.backends import add_backend_options, print_results
+from bench.backends import add_backend_options, print_results, train
 from bench.serving import pg_database
 from core import migrate
 from core.auth.models import Role
@@ -30,10 +30,8 @@ from core.auth.schemas import Principal
 from core.config import Settings
 from core.db import make_engine, session_factory, transaction
 from governance.lda import service
-from lineage import service as lineage_service
 from lineage.dvc_repo import commit_data, init_data_repo
 from lineage.executor import Executor, InProcessExecutor, RayExecutor
-from lineage.runner import execute_run
 from lineage.synthetic import demo_spec, generate_loans
 
 SCIENTIST = Principal(key_id="bench-lda", name="bench.lda", role=Role.data_scientist)
@@ -57,19 +55,7 @@ def _base(settings: Settings, rows: int) -> int:
         model="book",
         dataset={"name": "book", "repo": str(repo), "path": "data/loans.csv", "rev": "main"},
     )
-    engine = make_engine(settings)
-    factory = session_factory(engine)
-    with transaction(factory) as session:
-        run_id = lineage_service.create_run(session=session, spec_data=spec, actor="bench").id
-    assert run_id is not None
-    execute_run(settings, run_id)
-    with transaction(factory) as session:
-        public = lineage_service.run_public(
-            session, lineage_service.get_run(session=session, run_id=run_id)
-        )
-    engine.dispose()
-    assert public.model_version is not None, public.error
-    return public.model_version
+    return train(settings, spec)
 
 
 def measure(settings: Settings, executor: Executor, rows: int) -> dict[str, Any]:

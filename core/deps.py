@@ -7,6 +7,7 @@ Every route under ``/api/v1`` declares the roles it allows with ``allow(...)``, 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
@@ -179,3 +180,10 @@ def route_guard(route: APIRoute) -> RoleGuard | PublicRoute | None:
     if role_guards:
         return role_guards[0]
     return guards[0] if guards else None
+
+
+def now_of(request: Request) -> datetime:
+    """The app's clock (``app.state.clock``): what casework, experiments and promotions read as
+    now; tests move it, never sleep."""
+    now: datetime = request.app.state.clock()
+    return now

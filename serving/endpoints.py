@@ -27,14 +27,20 @@ def endpoint_row(session: Session, name: str) -> Endpoint:
     return found
 
 
-def current_config(session: Session, name: str) -> EndpointConfigDocument:
+def config_row(session: Session, name: str, back: int = 0) -> EndpointConfig | None:
+    """The endpoint's latest configuration row, or the one ``back`` changes before it."""
     endpoint = endpoint_row(session, name)
-    latest = session.exec(
+    return session.exec(
         select(EndpointConfig)
         .where(EndpointConfig.endpoint_id == endpoint.id)
         .order_by(col(EndpointConfig.id).desc())
+        .offset(back)
         .limit(1)
     ).first()
+
+
+def current_config(session: Session, name: str) -> EndpointConfigDocument:
+    latest = config_row(session, name)
     assert latest is not None
     return EndpointConfigDocument.of(latest.config)
 

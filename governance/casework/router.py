@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
@@ -12,7 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from core.auth.models import Role
 from core.auth.schemas import Principal
-from core.deps import SessionDep, allow
+from core.deps import SessionDep, allow, now_of
 from core.pagination import PageDep, SeqPageDep
 from core.responses import Scalar
 from governance.casework import appeals, awaiting, schemas, service
@@ -30,12 +29,6 @@ DOCUMENT_TYPES = {
 }
 # The JSON body is the response model; the notice is also served as HTML or PDF.
 DOCUMENTS: dict[int | str, dict[str, Any]] = {200: {"content": DOCUMENT_TYPES}}
-
-
-def now_of(request: Request) -> datetime:
-    """The app's clock (tests move it; never sleep)."""
-    now: datetime = request.app.state.clock()
-    return now
 
 
 class ReleaseIn(BaseModel):

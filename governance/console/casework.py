@@ -13,12 +13,12 @@ from sqlmodel import Session
 from core.auth.models import Role
 from core.auth.schemas import Principal
 from core.db import transaction
-from core.deps import SessionDep
+from core.deps import SessionDep, now_of
 from core.errors import GovernanceError, InvalidInput
 from core.pagination import Page
 from explain import service as explain_service
 from governance.casework import appeals, awaiting, service
-from governance.casework.router import letter_response, now_of
+from governance.casework.router import letter_response
 from governance.console import auth, forms, nav
 from governance.console.auth import Assigner, CaseDecider, CaseReader, Notifier
 from governance.console.render import HEADERS, PREFIX, page, see_other

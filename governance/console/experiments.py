@@ -9,9 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from core.deps import SessionDep
+from core.deps import SessionDep, now_of
 from core.pagination import Page
-from governance.casework.router import now_of
 from governance.console.auth import ExperimentReader, SearchReader
 from governance.console.render import PREFIX, page
 from governance.experiments import service

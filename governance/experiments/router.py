@@ -10,9 +10,8 @@ from sqlmodel import Session
 
 from core.auth.models import Role
 from core.auth.schemas import Principal
-from core.deps import SessionDep, allow
+from core.deps import SessionDep, allow, now_of
 from core.pagination import PageDep
-from governance.casework.router import now_of
 from governance.experiments import schemas, service
 from governance.experiments.models import Experiment
 

@@ -32,7 +32,7 @@ from lineage.input_schema import InputSchema
 from lineage.models import ModelVersion
 from serving import endpoints
 from serving.models import DecisionRecord, EndpointConfig
-from serving.schemas import EndpointConfigIn, RouteSpec, ShadowSpec
+from serving.schemas import EndpointConfigDocument, EndpointConfigIn, RouteSpec, ShadowSpec
 
 KIND = "experiment"
 RUNNING, ENDED = "running", "ended"
@@ -67,14 +67,9 @@ def _arm_specs(config: dict[str, Any]) -> list[query.ArmSpec]:
 def _routing(session: Session, body: ExperimentIn) -> tuple[EndpointConfigIn, int | None]:
     """The endpoint's configuration for the experiment: the champion live, each canary on its
     route, sticky by subject; the endpoint's other shadows and public context kept."""
-    endpoint = endpoints.endpoint_row(session, body.endpoint)
-    before = session.exec(
-        select(EndpointConfig)
-        .where(EndpointConfig.endpoint_id == endpoint.id)
-        .order_by(col(EndpointConfig.id).desc())
-        .limit(1)
-    ).first()
-    current = endpoints.current_config(session, body.endpoint)
+    before = endpoints.config_row(session, body.endpoint)
+    assert before is not None  # an endpoint is created with its first configuration
+    current = EndpointConfigDocument.of(before.config)
     canaries = [c for c in body.challengers if c.mode == "canary"]
     share = sum(c.weight or 0.0 for c in canaries)
     routes = [
@@ -101,7 +96,7 @@ def _routing(session: Session, body: ExperimentIn) -> tuple[EndpointConfigIn, in
     config = EndpointConfigIn(
         routes=routes, shadows=shadows, sticky=True, public_context=list(current.public_context)
     )
-    return config, before.id if before is not None else None
+    return config, before.id
 
 
 def _baseline(session: Session, body: ExperimentIn, favourable: str) -> float:
@@ -167,7 +162,8 @@ def create(session: Session, body: ExperimentIn, principal: Principal, now: date
     endpoints.put_endpoint(
         session=session, name=body.endpoint, config_in=routing_in, actor=principal.key_id
     )
-    applied = session.exec(select(sa.func.max(col(EndpointConfig.id)))).one()
+    applied = endpoints.config_row(session, body.endpoint)
+    assert applied is not None
     config = {**body.model_dump(mode="json"), "plan": plan, "favourable_label": favourable}
     experiment = Experiment(
         experiment_id=str(uuid.uuid4()),
@@ -180,7 +176,7 @@ def create(session: Session, body: ExperimentIn, principal: Principal, now: date
         created_by=principal.key_id,
         started_seq=query.highest_seq(session.connection()),
         routing_before=before,
-        routing=int(applied or 0),
+        routing=int(applied.id or 0),
     )
     try:
         with session.begin_nested():

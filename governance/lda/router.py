@@ -9,8 +9,7 @@ from fastapi.encoders import jsonable_encoder
 
 from core.auth.models import Role
 from core.auth.schemas import Principal
-from core.deps import SessionDep, allow
-from governance.casework.router import now_of
+from core.deps import SessionDep, allow, now_of
 from governance.lda import schemas, service
 
 router = APIRouter(tags=["lda"])

@@ -9,9 +9,8 @@ from fastapi.encoders import jsonable_encoder
 
 from core.auth.models import Role
 from core.auth.schemas import Principal
-from core.deps import AdminOnly, SessionDep, allow
+from core.deps import AdminOnly, SessionDep, allow, now_of
 from core.pagination import PageDep
-from governance.casework.router import now_of
 from governance.promotion import schemas, service
 
 router = APIRouter(tags=["promotions"])

@@ -32,7 +32,6 @@ from governance.promotion.models import Promotion
 from lineage import registry
 from lineage.models import Stage, TrainingRun
 from serving import endpoints
-from serving.models import EndpointConfig
 from serving.schemas import EndpointConfigIn, RouteSpec, ShadowSpec
 
 KIND = "promotion"
@@ -292,7 +291,7 @@ def _start_rollout(
             "stopping": {"kind": "msprt", "baseline": 0.5},
         }
     )
-    before = _latest_config(session, promotion.endpoint)
+    before = endpoints.config_row(session, promotion.endpoint)
     experiment = experiments.create(session, body, principal, now)
     first = float(plan["steps"][0])
     plan.update(
@@ -434,7 +433,7 @@ def _apply(
     ended = _end_running(
         session, promotion.endpoint, f"promotion {promotion.promotion_id} applied", principal, now
     )
-    before = _latest_config(session, promotion.endpoint)
+    before = endpoints.config_row(session, promotion.endpoint)
     current = endpoints.current_config(session, promotion.endpoint)
     target = (promotion.model, promotion.version)
     config = EndpointConfigIn(
@@ -450,7 +449,7 @@ def _apply(
     endpoints.put_endpoint(
         session=session, name=promotion.endpoint, config_in=config, actor=principal.key_id
     )
-    applied = _latest_config(session, promotion.endpoint)
+    applied = endpoints.config_row(session, promotion.endpoint)
     promotion.status, promotion.applied_at = APPLIED, now
     if promotion.rollout is None:
         promotion.routing_before = before.id if before is not None else None
@@ -471,24 +470,13 @@ def _apply(
     return promotion
 
 
-def _latest_config(session: Session, endpoint: str, offset: int = 0) -> EndpointConfig | None:
-    row = endpoints.endpoint_row(session, endpoint)
-    return session.exec(
-        select(EndpointConfig)
-        .where(EndpointConfig.endpoint_id == row.id)
-        .order_by(col(EndpointConfig.id).desc())
-        .offset(offset)
-        .limit(1)
-    ).first()
-
-
 def rollback(
     session: Session, endpoint: str, reason: str, principal: Principal, now: datetime
 ) -> dict[str, Any]:
     """The endpoint back to the configuration before its latest one, as a new configuration; a
     promotion that made the latest one is marked rolled back. Stages are left as they are."""
-    latest = _latest_config(session, endpoint)
-    previous = _latest_config(session, endpoint, offset=1)
+    latest = endpoints.config_row(session, endpoint)
+    previous = endpoints.config_row(session, endpoint, back=1)
     if latest is None or previous is None:
         raise Conflict(f"{endpoint} has had one configuration: there is nothing to roll back to")
     document = EndpointConfigIn.model_validate(
@@ -497,7 +485,7 @@ def rollback(
     endpoints.put_endpoint(
         session=session, name=endpoint, config_in=document, actor=principal.key_id
     )
-    restored = _latest_config(session, endpoint)
+    restored = endpoints.config_row(session, endpoint)
     assert restored is not None
     promotion = session.exec(
         select(Promotion).where(
