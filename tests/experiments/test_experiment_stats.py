@@ -138,3 +138,29 @@ def test_the_p99_interval_covers_the_true_quantile_at_least_95_percent_of_the_ti
         covered += values[low - 1] <= truth <= values[high - 1]
     assert covered / len(SEEDS) >= 0.95 - _three_sd(0.95), covered
     assert stats.quantile_ranks(100) is None, "100 values cannot bound a 99th percentile"
+
+
+def test_a_small_arm_holds_no_guardrail_and_breaches_none() -> None:
+    """Ten decisions, five per group, two out of distribution, all fast: every guardrail is
+    not_assessable, never holds or breached; a thousand in the same proportions decide."""
+    from governance.experiments import query
+    from governance.experiments.service import _guardrails
+
+    arm = query.ArmSpec("challenger-1", "credit", 2, "canary", "challenger-1")
+    rails = {"attributes": ["sex"], "max_ood_rate": 0.1, "max_p99_latency_ms": 50}
+    small = query.ArmCounts(
+        n=10, outliers=2, timed=10, groups={"sex": {"F": (5, 1, 0), "M": (5, 4, 0)}}
+    )
+    found, breaches = _guardrails(arm, small, rails, 30, True, [1.0] * 10)
+    assert {k: v["state"] for k, v in found.items()} == {
+        "disparate_impact:sex": "not_assessable",
+        "ood_rate": "not_assessable",
+        "p99_latency_ms": "not_assessable",
+    } and breaches == []
+    large = query.ArmCounts(
+        n=1000, outliers=200, timed=0, groups={"sex": {"F": (500, 100, 0), "M": (500, 400, 0)}}
+    )
+    found, breaches = _guardrails(arm, large, rails, 30, True, [])
+    assert found["disparate_impact:sex"]["state"] == "breached"
+    assert found["ood_rate"]["state"] == "breached"
+    assert {b["guardrail"] for b in breaches} == {"disparate_impact:sex", "ood_rate"}
