@@ -26,6 +26,7 @@ from core.errors import GovernanceError
 from lineage import registry
 from lineage import service as lineage_service
 from lineage.input_schema import InputSchema, frame_from_table, positive_proba
+from lineage.mitigation import is_reduction
 from lineage.pipeline import (
     estimator_of,
     known_estimator_path,
@@ -63,6 +64,8 @@ class ModelContext:
 
     @property
     def kind(self) -> str:
+        if is_reduction(self.estimator):
+            return "other"  # a weighted vote of refitted estimators: model-agnostic explainers
         return ESTIMATORS.get(self.estimator_path, "other")
 
     @property

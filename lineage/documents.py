@@ -132,10 +132,23 @@ class RecordedSplit(Body):
     validation_indices_sha256: str
 
 
+class RecordedReduction(Body):
+    """fairlearn's exponentiated gradient (``lineage.mitigation``): the refitted predictors it
+    weighs, their weights, its distance from the constraint on the training rows, its fits."""
+
+    predictors: int
+    weights: list[float]
+    best_gap: float
+    oracle_calls: int
+
+
 class RecordedEstimator(Body):
     class_: str = Field(alias="class", description="The estimator's class path")
     params: dict[str, JsonValue] = Field(
         description="Its hyperparameters: as fitted here, or as an external model declared them"
+    )
+    reduction: RecordedReduction | None = Field(
+        default=None, description="Trained under a fairness constraint: what the reduction found"
     )
 
 

@@ -18,6 +18,7 @@ from lineage.artifacts import serialize_model
 from lineage.datasets import parse_table
 from lineage.environment import capture_environment
 from lineage.fingerprint import fingerprint
+from lineage.mitigation import estimator_params
 from lineage.spec import parse_spec
 from lineage.training import TrainingOutcome
 from lineage.training import train as train_spec
@@ -63,7 +64,7 @@ def rebuild(
     return {
         "artifact": artifact,
         "fingerprint": fingerprint(outcome.pipeline),
-        "params": _plain(outcome.pipeline.named_steps["model"].get_params(deep=False)),
+        "params": _plain(estimator_params(outcome.pipeline.named_steps["model"])),
         "split": outcome.split,
         "metrics": outcome.metrics,
         "environment": capture_environment(),

@@ -8,6 +8,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import (
+    KBinsDiscretizer,
     MinMaxScaler,
     OneHotEncoder,
     OrdinalEncoder,
@@ -15,6 +16,7 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
+from lineage.mitigation import ReductionClassifier
 from lineage.spec import (
     ESTIMATORS,
     CategoricalTransform,
@@ -40,6 +42,15 @@ def _numeric_steps(transform: NumericTransform) -> list[tuple[str, Any]]:
         if transform.impute == "constant":
             kwargs["fill_value"] = 0.0 if transform.fill_value is None else transform.fill_value
         steps.append(("impute", SimpleImputer(**kwargs)))
+    if transform.bins is not None:
+        steps.append(
+            (
+                "coarsen",
+                KBinsDiscretizer(
+                    n_bins=transform.bins, encode="ordinal", strategy="quantile", subsample=None
+                ),
+            )
+        )
     if transform.scale != "none":
         steps.append(("scale", _SCALERS[transform.scale]()))
     return steps
@@ -104,7 +115,15 @@ def build_pipeline(spec: TrainingSpec) -> Pipeline:
     params = dict(spec.estimator.params)
     if "random_state" in estimator_class().get_params():
         params["random_state"] = spec.seeds.estimator
-    return Pipeline([("preprocess", preprocess), ("model", estimator_class(**params))])
+    model: Any = estimator_class(**params)
+    if spec.mitigation is not None:
+        model = ReductionClassifier(
+            model,
+            constraint=spec.mitigation.constraint,
+            eps=spec.mitigation.eps,
+            max_iter=spec.mitigation.max_iter,
+        )
+    return Pipeline([("preprocess", preprocess), ("model", model)])
 
 
 def _per_column(encoder: Any, n_columns: int) -> Any:

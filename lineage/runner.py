@@ -35,6 +35,7 @@ from lineage.jobs import (
     stop_requested,
     update_job,
 )
+from lineage.mitigation import estimator_params, reduction_summary
 from lineage.models import DatasetVersion, RunStatus, TrainingRun
 from lineage.registration import (
     ModelArtifact,
@@ -76,7 +77,12 @@ def build_lineage(
         "split": outcome.split,
         "estimator": {
             "class": spec.estimator.class_path,
-            "params": outcome.pipeline.named_steps["model"].get_params(deep=False),
+            "params": estimator_params(outcome.pipeline.named_steps["model"]),
+            **(
+                {"reduction": summary}
+                if (summary := reduction_summary(outcome.pipeline.named_steps["model"]))
+                else {}
+            ),
         },
         "environment": capture_environment(),
         "code": code_version(),

@@ -366,7 +366,21 @@ def check_public_context(keys: list[str], protected: Iterable[Protected]) -> lis
 class NumericTransform(Strict):
     impute: Literal["mean", "median", "most_frequent", "constant", "none"] = "median"
     fill_value: float | None = None
+    bins: int | None = Field(
+        default=None,
+        ge=2,
+        le=50,
+        description="Coarsen the feature into this many quantile bins (learned from the training "
+        "rows) before scaling: the model then sees only which bin a value falls in. Needs "
+        "imputation, since a missing value has no bin.",
+    )
     scale: Literal["standard", "minmax", "robust", "none"] = "standard"
+
+    @model_validator(mode="after")
+    def _bins_need_values(self) -> Self:
+        if self.bins is not None and self.impute == "none":
+            raise ValueError("bins need imputation: a missing value falls in no bin")
+        return self
 
 
 class CategoricalTransform(Strict):
@@ -461,6 +475,26 @@ class Decision(Strict):
     )
 
 
+class Mitigation(Strict):
+    """A fairlearn reduction: the estimator refitted under a fairness constraint on the
+    protected attribute (exponentiated gradient, Agarwal et al. 2018). The attribute is read at
+    fit time only: the model never takes it as an input, and scores without it."""
+
+    method: Literal["exponentiated_gradient"] = "exponentiated_gradient"
+    constraint: Literal[
+        "demographic_parity",
+        "equalized_odds",
+        "true_positive_rate_parity",
+        "false_positive_rate_parity",
+        "error_rate_parity",
+    ] = "demographic_parity"
+    attribute: str = Field(min_length=1, max_length=200, description="A protected attribute")
+    eps: float = Field(
+        default=0.01, ge=0.001, le=0.5, description="How far from the constraint it may stay"
+    )
+    max_iter: int = Field(default=50, ge=1, le=100)
+
+
 class TrainingSpec(Strict):
     model_name: str = Field(alias="model", pattern=NAME_PATTERN)
     description: str = Field(default="", max_length=2000)
@@ -487,6 +521,10 @@ class TrainingSpec(Strict):
     validation: Validation = Validation()
     gate: Gate = Gate()
     decision: Decision = Decision()
+    mitigation: Mitigation | None = Field(
+        default=None,
+        description="Optional: train under a fairness constraint (fairlearn's reductions).",
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -564,6 +602,19 @@ class TrainingSpec(Strict):
                 )
         return value
 
+    @model_validator(mode="after")
+    def _mitigation_fits(self) -> Self:
+        if self.mitigation is None:
+            return self
+        name = self.mitigation.attribute
+        if name not in {p.name for p in self.protected}:
+            raise ValueError(f"mitigation.attribute {name!r} is not a protected attribute")
+        from sklearn.utils.validation import has_fit_parameter
+
+        if not has_fit_parameter(import_estimator(self.estimator.class_path)(), "sample_weight"):
+            raise ValueError("mitigation needs an estimator that takes sample weights")
+        return self
+
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
@@ -596,9 +647,13 @@ class TrainingSpec(Strict):
         exactly what they re-run today.
         """
         dumped = self.model_dump(mode="json", by_alias=True)
-        for name in ("public_context", "constraints"):
+        for name in ("public_context", "constraints", "mitigation"):
             if not dumped[name]:
                 del dumped[name]
+        transforms = dumped["transforms"]
+        for transform in (transforms["numeric"], *transforms["overrides"].values()):
+            if "bins" in transform and transform["bins"] is None:
+                del transform["bins"]
         for section in ("features", "protected"):
             for entry in dumped[section]:
                 for name, default in LATER_FIELDS.items():

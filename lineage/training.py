@@ -268,7 +268,12 @@ def train(spec: TrainingSpec, frame: pd.DataFrame, progress: Progress = _quiet) 
     progress(0.40, "fitting")
     pipeline = build_pipeline(spec)
     started = time.perf_counter()
-    pipeline.fit(X_train, y[train_idx])
+    fit_params: dict[str, Any] = {}
+    if spec.mitigation is not None:
+        # The reduction reads the protected groups of its training rows, and only at fit.
+        groups = group_labels(spec, frame.iloc[train_idx], spec.mitigation.attribute)
+        fit_params["model__sensitive_features"] = groups.to_numpy()
+    pipeline.fit(X_train, y[train_idx], **fit_params)
     fit_seconds = time.perf_counter() - started
     for feature, (name, policy) in zip(
         document["features"], missing_value_policy(pipeline, spec).items(), strict=True

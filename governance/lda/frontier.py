@@ -1,8 +1,10 @@
 """The search for a less discriminatory alternative: its candidates and its verdicts. Pure.
 
-A search space is a grid: estimator parameters, and feature subsets to drop (a proxy feature,
-for example). Its candidates are every combination, in a fixed order, and the search refuses a
-space larger than its bound rather than sample from it silently.
+A search space is a grid: estimator parameters; a treatment of the features (none, a subset
+dropped, or numeric features coarsened into a few bins: a proxy, for example); and, if wanted,
+fairlearn reductions (the estimator refitted under a fairness constraint). Its candidates are
+every combination, in a fixed order, and the search refuses a space larger than its bound rather
+than sample from it silently.
 
 Each trained candidate is a point: its accuracy metric (higher is better, e.g. the validation
 AUC) and its fairness (higher is better: the lowest disparate-impact ratio over the groups, at
@@ -26,6 +28,8 @@ class Candidate:
     index: int
     params: dict[str, Any]  # estimator parameters set on top of the base spec's
     dropped: tuple[str, ...]  # features left out
+    coarsened: tuple[tuple[str, int], ...] = ()  # numeric features cut into this many bins
+    mitigation: dict[str, Any] | None = None  # a reduction: its constraint and eps
 
 
 @dataclass(frozen=True)
@@ -39,22 +43,36 @@ def grid(
     params: Mapping[str, Sequence[Any]],
     drops: Sequence[Sequence[str]],
     limit: int = MAX_CANDIDATES,
+    coarsen: Sequence[Mapping[str, int]] = (),
+    reductions: Sequence[Mapping[str, Any]] = (),
 ) -> list[Candidate]:
-    """Every combination of the parameter values and the feature subsets to drop (dropping
-    nothing always among them), in order; ValueError when there are more than ``limit``."""
+    """Every combination of the parameter values, the feature treatments (the features as they
+    are first, then each subset to drop, then each set to coarsen) and the reductions (none
+    first), in that order; ValueError when there are more than ``limit``."""
     names = sorted(params)
-    subsets = [()] + [tuple(sorted(d)) for d in drops if d]
-    subsets = list(dict.fromkeys(subsets))
+    subsets = list(dict.fromkeys([()] + [tuple(sorted(d)) for d in drops if d]))
+    coarsenings = list(dict.fromkeys(tuple(sorted(c.items())) for c in coarsen if c))
+    treatments: list[tuple[tuple[str, ...], tuple[tuple[str, int], ...]]] = [
+        (d, ()) for d in subsets
+    ] + [((), c) for c in coarsenings]
+    mitigations: list[dict[str, Any] | None] = [None, *(dict(r) for r in reductions)]
     values = [list(params[name]) for name in names]
-    size = len(subsets)
+    size = len(treatments) * len(mitigations)
     for v in values:
         size *= len(v)
     if size > limit:
         raise ValueError(f"the space has {size} candidates; at most {limit}")
     found = []
-    for i, (combo, dropped) in enumerate(itertools.product(itertools.product(*values), subsets)):
+    combos = itertools.product(itertools.product(*values), treatments, mitigations)
+    for i, (combo, (dropped, coarsened), mitigation) in enumerate(combos):
         found.append(
-            Candidate(index=i, params=dict(zip(names, combo, strict=True)), dropped=dropped)
+            Candidate(
+                index=i,
+                params=dict(zip(names, combo, strict=True)),
+                dropped=dropped,
+                coarsened=coarsened,
+                mitigation=mitigation,
+            )
         )
     return found
 

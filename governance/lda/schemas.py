@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,6 +23,18 @@ class Base(Strict):
     version: int = Field(ge=1)
 
 
+class Reduction(Strict):
+    method: Literal["exponentiated_gradient"] = "exponentiated_gradient"
+    constraint: Literal[
+        "demographic_parity",
+        "equalized_odds",
+        "true_positive_rate_parity",
+        "false_positive_rate_parity",
+        "error_rate_parity",
+    ] = "demographic_parity"
+    eps: float = Field(default=0.01, ge=0.001, le=0.5)
+
+
 class Space(Strict):
     params: dict[str, list[Scalar]] = Field(
         default_factory=dict,
@@ -34,6 +46,18 @@ class Space(Strict):
         max_length=20,
         description="Feature subsets to leave out (a proxy, for example); the full set is "
         "always a candidate",
+    )
+    coarsen: list[dict[str, Annotated[int, Field(ge=2, le=50)]]] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Numeric features to coarsen, each with its number of quantile bins, e.g. "
+        "{credit_history_months: 4}: the model sees only the bin",
+    )
+    reductions: list[Reduction] = Field(
+        default_factory=list,
+        max_length=5,
+        description="fairlearn reductions to try: the estimator refitted under a fairness "
+        "constraint on the search's protected attribute (which it reads at fit time only)",
     )
 
 
@@ -61,6 +85,8 @@ class CandidateOut(Body):
     index: int
     params: dict[str, Scalar]
     dropped: list[str]
+    coarsened: dict[str, int] = Field(default_factory=dict)
+    mitigation: Reduction | None = None
     status: Literal["queued", "training", "trained", "failed"]
     run_id: int | None = None
     version: int | None = None

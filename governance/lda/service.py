@@ -48,7 +48,10 @@ KIND = "search"
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
 
 
-def _spec(base: dict[str, Any], candidate: frontier.Candidate, model: str) -> dict[str, Any]:
+def _spec(
+    base: dict[str, Any], candidate: frontier.Candidate, model: str, attribute: str
+) -> dict[str, Any]:
+    """The base's recorded spec with the candidate's parameters, treatment and reduction."""
     spec = copy.deepcopy(base)
     spec["model"] = model
     spec["estimator"] = {
@@ -56,7 +59,27 @@ def _spec(base: dict[str, Any], candidate: frontier.Candidate, model: str) -> di
         "params": {**(spec["estimator"].get("params") or {}), **candidate.params},
     }
     spec["features"] = [f for f in spec["features"] if f["name"] not in candidate.dropped]
+    transforms = spec.setdefault("transforms", {})
+    overrides = transforms.setdefault("overrides", {})
+    for name, bins in candidate.coarsened:
+        # The feature's own transform (its override, or the numeric default), cut into bins.
+        own = overrides.get(name) or transforms.get("numeric") or {}
+        overrides[name] = {**own, "bins": bins}
+    spec.pop("mitigation", None)
+    if candidate.mitigation is not None:
+        spec["mitigation"] = {**candidate.mitigation, "attribute": attribute}
     return spec
+
+
+def _planned(entry: dict[str, Any]) -> frontier.Candidate:
+    """A stored candidate as planned (searches from before coarsening and reductions too)."""
+    return frontier.Candidate(
+        entry["index"],
+        entry["params"],
+        tuple(entry["dropped"]),
+        tuple(sorted((entry.get("coarsened") or {}).items())),
+        entry.get("mitigation"),
+    )
 
 
 def create(
@@ -86,9 +109,20 @@ def create(
             )
         if set(drop) >= names:
             raise InvalidInput.at(f"space.drop_features.{i}", "would leave no feature")
+    numeric = {f["name"] for f in spec["features"] if f["type"] == "numeric"}
+    for i, coarsen in enumerate(body["space"]["coarsen"]):
+        wrong = sorted(set(coarsen) - numeric)
+        if wrong:
+            raise InvalidInput.at(
+                f"space.coarsen.{i}", f"coarsening applies to numeric features of the base: {wrong}"
+            )
     try:
         planned = frontier.grid(
-            body["space"]["params"], body["space"]["drop_features"], body["max_candidates"]
+            body["space"]["params"],
+            body["space"]["drop_features"],
+            body["max_candidates"],
+            coarsen=body["space"]["coarsen"],
+            reductions=body["space"]["reductions"],
         )
     except ValueError as exc:
         raise InvalidInput.at("space", str(exc)) from None
@@ -97,11 +131,18 @@ def create(
         raise InvalidInput.at("candidate_model", "must differ from the base model's name")
     candidates = []
     for c in planned:
-        candidate_spec = _spec(spec, c, model)
+        candidate_spec = _spec(spec, c, model, attribute)
         # Every spec checked now (422 naming the parameter), none trained yet.
         parse_spec(candidate_spec)
         candidates.append(
-            {"index": c.index, "params": c.params, "dropped": list(c.dropped), "status": "queued"}
+            {
+                "index": c.index,
+                "params": c.params,
+                "dropped": list(c.dropped),
+                "coarsened": dict(c.coarsened),
+                "mitigation": c.mitigation,
+                "status": "queued",
+            }
         )
     search = LdaSearch(
         search_id=str(uuid.uuid4()),
@@ -146,15 +187,14 @@ def run(
                 session=session, name=search.base_model, version=search.base_version
             )
             base_spec = version.lineage["spec"]
-            planned = [
-                frontier.Candidate(c["index"], c["params"], tuple(c["dropped"]))
-                for c in search.candidates
-            ]
+            planned = [_planned(c) for c in search.candidates]
             runs: dict[int, int] = {}
             for c in planned:
                 created = lineage_service.create_run(
                     session=session,
-                    spec_data=_spec(base_spec, c, search.candidate_model),
+                    spec_data=_spec(
+                        base_spec, c, search.candidate_model, search.request["attribute"]
+                    ),
                     actor=search.created_by,
                     policy=DataPolicy.from_settings(settings),
                 )
@@ -195,7 +235,8 @@ def _record_candidate(
         public = lineage_service.run_public(
             session, lineage_service.get_run(session=session, run_id=run_id)
         )
-        figures: dict[str, Any] = {"status": "failed", "error": public.error}
+        error = public.error.model_dump() if public.error is not None else None
+        figures: dict[str, Any] = {"status": "failed", "error": error}
         if public.model_version is not None:
             _m, version = registry.get_version(
                 session=session, name=search.candidate_model, version=public.model_version

@@ -22,6 +22,26 @@ def test_the_grid_is_every_combination_with_the_base_features_first() -> None:
         grid({"a": [1, 2], "b": [1, 2]}, [["x"]], limit=5)
 
 
+def test_the_grid_takes_coarsenings_and_reductions_after_the_plain_candidates() -> None:
+    reduction = {"constraint": "demographic_parity", "eps": 0.01}
+    found = grid(
+        {"max_depth": [2]},
+        [["zip"]],
+        coarsen=[{"history": 4, "age": 3}, {}],
+        reductions=[reduction],
+    )
+    assert [(c.dropped, c.coarsened, c.mitigation) for c in found] == [
+        ((), (), None),
+        ((), (), reduction),
+        (("zip",), (), None),
+        (("zip",), (), reduction),
+        ((), (("age", 3), ("history", 4)), None),
+        ((), (("age", 3), ("history", 4)), reduction),
+    ]
+    with pytest.raises(ValueError, match="has 6 candidates; at most 5"):
+        grid({}, [["zip"]], limit=5, coarsen=[{"history": 4}], reductions=[reduction])
+
+
 @pytest.mark.parametrize("seed", range(30))
 def test_the_frontier_is_exactly_the_undominated_points(seed: int) -> None:
     rng = np.random.default_rng(seed)

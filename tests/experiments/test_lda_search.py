@@ -7,6 +7,7 @@ candidate's own recorded validation metrics; the chart is a PNG; the choice is i
 from __future__ import annotations
 
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from fastapi.testclient import TestClient
 from core.auth.models import Role
 from governance.lda import schemas
 from lineage.dvc_repo import init_data_repo
-from tests.support.factories import DataRepo, cached_spec, spec_for
+from tests.support.factories import DataRepo, cached_spec, serve_live, spec_for
 
 
 def _proxied_book(n: int = 3000, seed: int = 3) -> bytes:
@@ -196,3 +197,90 @@ def test_a_bad_search_is_refused_naming_the_field(
         assert words in response.text, (change, response.text)
     refused = client.post("/api/v1/lda-searches", headers=auth(Role.compliance), json=good)
     assert refused.status_code == 403
+
+
+def test_coarsening_and_a_reduction_are_candidates_with_full_lineage(
+    client: TestClient, auth: Any, settings: Any, proxied_repo: DataRepo
+) -> None:
+    """A search over coarsening the proxy's neighbour and fairlearn's exponentiated gradient:
+    the reduction is the fairer candidate; its version is served, explained and rebuilt
+    identical like any other."""
+    # A reduction's score is a weighted vote, coarser than a tree's: a lower gate to serve it.
+    spec = {**_base_spec(proxied_repo), "gate": {"metric": "roc_auc", "threshold": 0.55}}
+    base_version = cached_spec(settings, {**spec, "model": "proxied-gated"})
+    scientist, admin = auth(Role.data_scientist), auth(Role.admin)
+    started = client.post(
+        "/api/v1/lda-searches",
+        headers=scientist,
+        json={
+            "base": {"model": "proxied-gated", "version": base_version},
+            "space": {
+                "coarsen": [{"income": 4}],
+                "reductions": [{"constraint": "demographic_parity", "eps": 0.01}],
+            },
+            "attribute": "sex",
+            "max_accuracy_loss": 0.1,
+            "candidate_model": "proxied-fair",
+        },
+    )
+    assert started.status_code == 202, started.text
+    body = client.get(f"/api/v1/lda-searches/{started.json()['search_id']}", headers=scientist)
+    search = schemas.SearchOut.model_validate(body.json())
+    assert search.status == "succeeded", search.error
+    assert search.report is not None
+    assert [(c.coarsened, c.mitigation is not None) for c in search.candidates] == [
+        ({}, False),
+        ({}, True),
+        ({"income": 4}, False),
+        ({"income": 4}, True),
+    ]
+    plain, reduced = search.candidates[0], search.candidates[1]
+    assert plain.fairness is not None and reduced.fairness is not None
+    assert reduced.fairness > plain.fairness + 0.15, (plain, reduced)
+    assert reduced.index in search.report.less_discriminatory
+    lineage = client.get(
+        f"/api/v1/models/proxied-fair/versions/{reduced.version}/lineage", headers=scientist
+    ).json()["lineage"]
+    assert lineage["spec"]["mitigation"] == {
+        "method": "exponentiated_gradient",
+        "constraint": "demographic_parity",
+        "attribute": "sex",
+        "eps": 0.01,
+        "max_iter": 50,
+    }
+    coarse = client.get(
+        f"/api/v1/models/proxied-fair/versions/{search.candidates[2].version}/lineage",
+        headers=scientist,
+    ).json()["lineage"]
+    assert coarse["spec"]["transforms"]["overrides"]["income"]["bins"] == 4
+
+    assert reduced.version is not None
+    serve_live(client, admin, "fair", "proxied-fair", reduced.version)
+    decided = client.post(
+        "/api/v1/endpoints/fair/predict",
+        headers=auth(Role.predictor),
+        json={
+            "features": {"income": 31000.0, "debt_to_income": 0.41, "zip_risk": 1},
+            "context": {"sex": "F"},
+        },
+    )
+    assert decided.status_code == 200, decided.text
+    decision = decided.json()["decision_id"]
+    shap = client.get(f"/api/v1/decisions/{decision}/explanations/shap", headers=scientist)
+    assert shap.status_code == 200, shap.text
+    explained = shap.json()
+    assert set(explained["values"]) == {"income", "debt_to_income", "zip_risk"}
+    assert explained["method"] != "tree", "a weighted vote is explained model-agnostically"
+    assert explained["additivity_error"] < 1e-6
+    rebuild = client.post(
+        f"/api/v1/models/proxied-fair/versions/{reduced.version}/rebuilds", headers=scientist
+    )
+    assert rebuild.status_code == 202, rebuild.text
+    deadline = time.monotonic() + 180
+    while True:
+        result = client.get(f"/api/v1/rebuilds/{rebuild.json()['id']}", headers=scientist).json()
+        if result["status"] in {"succeeded", "failed"} or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert result["status"] == "succeeded", result
+    assert result["verdict"] == "identical", result
