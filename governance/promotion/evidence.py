@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -65,17 +66,26 @@ def _rebuild(session: Session, version_id: int) -> dict[str, Any]:
     }
 
 
-def _robustness(
+Progress = Callable[[int, int], None]
+
+
+def robustness(
     session: Session,
     settings: Settings,
     explainers: explain_service.Explainers,
+    *,
+    name: str,
+    number: int,
     endpoint: str,
-    model: dict[str, Any],
     n: int,
-    seed: int,
+    progress: Progress,
 ) -> dict[str, Any]:
     """The endpoint's latest ``n`` decisions, decided again by the candidate, and how many of
-    those decisions a small perturbation flips."""
+    those decisions a small perturbation flips (each attack seeded with the version's recorded
+    seed). Reads only: ``progress(done, total)`` is called after each decision."""
+    _m, version = registry.get_version(session=session, name=name, version=number)
+    seed = explain_service.recorded_seed(version)
+    model = {"name": name, "version": number, "sha256": version.artifact_sha256}
     rows = session.exec(
         select(DecisionRecord.features)
         .where(
@@ -86,7 +96,7 @@ def _robustness(
         .order_by(col(DecisionRecord.seq).desc())
         .limit(n)
     ).all()
-    context = explainers.contexts.get(model["name"], int(model["version"]), model["sha256"])
+    context = explainers.contexts.get(name, number, version.artifact_sha256)
     schema = context.input_schema
     usable = [dict(f) for f in rows if f and all(name in f for name in schema.feature_names)]
     if not usable:
@@ -94,9 +104,10 @@ def _robustness(
     labels = context.labels(context.scores(pd.DataFrame(usable)[schema.feature_names]))
     params = {"seed": seed, "fragile_below": settings.robustness_fragile_below}
     fragile = 0
-    for features, label in zip(usable, labels, strict=True):
+    for done, (features, label) in enumerate(zip(usable, labels, strict=True), start=1):
         found = explainers.compute_for(model, features, label, "robustness", params)
         fragile += bool(found.get("fragile"))
+        progress(done, len(usable))
     interval = wilson(fragile, len(usable))
     return {
         "sampled": len(usable),
@@ -118,24 +129,19 @@ def gather(
     number: int,
     endpoint: str,
     experiment_id: str | None,
-    robustness_decisions: int,
+    robust: dict[str, Any],
     now: datetime,
 ) -> tuple[dict[str, Any], list[str]]:
-    """The bundle and its gaps."""
+    """The bundle and its gaps, with the robustness sample (``robustness``) taken first."""
     registered, version = registry.get_version(session=session, name=name, version=number)
     assert version.id is not None
-    model = {"name": name, "version": number, "sha256": version.artifact_sha256}
     gaps = []
     if not version.gate_passed:
         gaps.append(GATE)
     rebuilt = _rebuild(session, version.id)
     if rebuilt["verdict"] != rebuild_service.IDENTICAL:
         gaps.append(REBUILD)
-    seed = explain_service.recorded_seed(version)
-    robustness = _robustness(
-        session, settings, explainers, endpoint, model, robustness_decisions, seed
-    )
-    if not robustness["sampled"]:
+    if not robust["sampled"]:
         gaps.append(ROBUSTNESS)
     drift = drift_service.against_version(
         session,
@@ -179,7 +185,7 @@ def gather(
             "created_at": version.created_at.isoformat(),
         },
         "rebuild": rebuilt,
-        "robustness": robustness,
+        "robustness": robust,
         "drift": {
             "since": (now - timedelta(days=DRIFT_DAYS)).isoformat(),
             "n": drift["n"],

@@ -12,7 +12,11 @@ from sqlmodel import Field, SQLModel
 
 from core.db import JSONType, UTCDateTime
 
-OPEN = "status = 'requested'"
+OPEN = "status IN ('gathering', 'requested')"
+STATUSES = (
+    "status IN ('gathering', 'requested', 'rolling_out', 'rejected', 'applied', 'rolled_back', "
+    "'failed')"
+)
 
 
 class Promotion(SQLModel, table=True):
@@ -28,10 +32,7 @@ class Promotion(SQLModel, table=True):
             sqlite_where=sa.text(OPEN),
             postgresql_where=sa.text(OPEN),
         ),
-        sa.CheckConstraint(
-            "status IN ('requested', 'rolling_out', 'rejected', 'applied', 'rolled_back')",
-            name="status",
-        ),
+        sa.CheckConstraint(STATUSES, name="status"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -44,8 +45,18 @@ class Promotion(SQLModel, table=True):
     experiment_id: str | None = Field(default=None, sa_column=sa.Column(sa.String(36)))
     requested_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
     requested_by: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))
-    evidence: dict[str, Any] = Field(sa_column=sa.Column(JSONType, nullable=False))
-    evidence_sha256: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    evidence: dict[str, Any] | None = Field(
+        default=None,
+        sa_column=sa.Column(JSONType),
+        description="The bundle, once gathered (a job: see progress)",
+    )
+    evidence_sha256: str | None = Field(default=None, sa_column=sa.Column(sa.String(64)))
+    progress: dict[str, Any] | None = Field(
+        default=None,
+        sa_column=sa.Column(JSONType),
+        description="While the evidence is gathered: the stage, and the robustness decisions done",
+    )
+    error: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
     evidence_gaps: list[str] = Field(
         sa_column=sa.Column(JSONType, nullable=False),
         description="What the evidence lacks; a promotion with a gap needs an admin's waiver",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 
 from core.auth.models import Role
@@ -26,25 +26,26 @@ Version = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 @router.post(
     "/models/{name}/versions/{version}/promotion",
-    status_code=201,
+    status_code=202,
     response_model=schemas.PromotionPublic,
     # The evidence is shown as it was hashed: no default is added to it.
     response_model_exclude_unset=True,
-    summary="Ask for a version to serve an endpoint live: the evidence is gathered and hashed "
-    "into the log, and a validator approves or rejects",
+    summary="Ask for a version to serve an endpoint live: the evidence is gathered as a job "
+    "(202; poll the promotion for its progress) and hashed into the log, then a validator "
+    "approves or rejects",
 )
 def request_promotion(
     name: ModelName,
     version: Version,
     body: schemas.PromotionIn,
     request: Request,
+    response: Response,
+    background: BackgroundTasks,
     session: SessionDep,
     principal: Requester,
 ) -> Any:
     promotion = service.request(
         session,
-        request.app.state.settings,
-        request.app.state.explainers,
         principal,
         name=name,
         number=version,
@@ -55,6 +56,18 @@ def request_promotion(
         now=now_of(request),
         rollout=body.rollout.model_dump(mode="json") if body.rollout is not None else None,
     )
+    state = request.app.state
+    # The response is sent after the request's transaction commits; the job runs after it.
+    background.add_task(
+        service.gather,
+        state.sessions,
+        state.settings,
+        state.explainers,
+        principal,
+        promotion.promotion_id,
+        state.clock,
+    )
+    response.headers["Location"] = f"/api/v1/promotions/{promotion.promotion_id}"
     return jsonable_encoder(service.public(session, promotion))
 
 
@@ -69,7 +82,11 @@ def list_promotions(
     principal: Reader,
     page: PageDep,
     status: Annotated[
-        Literal["requested", "rejected", "applied", "rolled_back"] | None, Query()
+        Literal[
+            "gathering", "requested", "rolling_out", "rejected", "applied", "rolled_back", "failed"
+        ]
+        | None,
+        Query(),
     ] = None,
 ) -> Any:
     rows = service.listing(session, principal, page, status)

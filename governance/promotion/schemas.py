@@ -179,19 +179,32 @@ class Rollout(Body):
     history: list[RolloutStep]
 
 
+class GatheringProgress(Body):
+    stage: str = Field(description="queued, robustness, then the rest of the evidence, gathered")
+    done: int = Field(description="Robustness decisions attacked so far")
+    total: int = Field(description="Robustness decisions asked for (the endpoint may have fewer)")
+
+
 class PromotionPublic(Body):
     promotion_id: str
     model: str
     version: int
     endpoint: str
-    status: Literal["requested", "rolling_out", "rejected", "applied", "rolled_back"]
+    status: Literal[
+        "gathering", "requested", "rolling_out", "rejected", "applied", "rolled_back", "failed"
+    ] = Field(
+        description="gathering: the evidence job runs (see progress); requested: the evidence "
+        "is in and a validator may decide; failed: the evidence could not be gathered (error)"
+    )
     rationale: str
     experiment_id: str | None
     requested_at: datetime
     requested_by: str
-    evidence_sha256: str
+    evidence_sha256: str | None = Field(description="null until the evidence is gathered")
     evidence_gaps: list[str]
     evidence: Evidence | None
+    progress: GatheringProgress | None
+    error: str | None
     decided_at: datetime | None
     decided_by: str | None
     decision_rationale: str | None

@@ -7,17 +7,21 @@ configuration. Every step is in the chain and the stage history."""
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, col, select
 
 from core.audit import access
 from core.auth.models import Role
 from core.auth.schemas import Principal
 from core.config import Settings
+from core.db import transaction
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.pagination import Page
 from explain import service as explain_service
@@ -34,9 +38,11 @@ from lineage.models import Stage, TrainingRun
 from serving import endpoints
 from serving.schemas import EndpointConfigIn, RouteSpec, ShadowSpec
 
+log = logging.getLogger("govern.promotion")
+
 KIND = "promotion"
-REQUESTED, ROLLING_OUT = "requested", "rolling_out"
-REJECTED, APPLIED, ROLLED_BACK = "rejected", "applied", "rolled_back"
+GATHERING, REQUESTED, ROLLING_OUT = "gathering", "requested", "rolling_out"
+REJECTED, APPLIED, ROLLED_BACK, FAILED = "rejected", "applied", "rolled_back", "failed"
 
 
 def get(session: Session, promotion_id: str) -> Promotion:
@@ -48,8 +54,6 @@ def get(session: Session, promotion_id: str) -> Promotion:
 
 def request(
     session: Session,
-    settings: Settings,
-    explainers: explain_service.Explainers,
     principal: Principal,
     *,
     name: str,
@@ -69,31 +73,18 @@ def request(
         experiment = experiments.get(session, experiment_id)
         if experiment.endpoint != endpoint:
             raise InvalidInput.at("experiment_id", f"ran on {experiment.endpoint}, not {endpoint}")
-    bundle, gaps = evidence.gather(
-        session,
-        settings,
-        explainers,
-        principal,
-        name=name,
-        number=number,
-        endpoint=endpoint,
-        experiment_id=experiment_id,
-        robustness_decisions=robustness_decisions,
-        now=now,
-    )
     promotion = Promotion(
         promotion_id=str(uuid.uuid4()),
         model=name,
         version=number,
         endpoint=endpoint,
-        status=REQUESTED,
+        status=GATHERING,
         rationale=rationale,
         experiment_id=experiment_id,
         requested_at=now,
         requested_by=principal.key_id,
-        evidence=bundle,
-        evidence_sha256=evidence.digest(bundle),
-        evidence_gaps=gaps,
+        evidence_gaps=[],
+        progress={"stage": "queued", "done": 0, "total": robustness_decisions},
         waivers=[],
         rollout=None
         if rollout is None
@@ -119,9 +110,80 @@ def request(
         promotion,
         "promotion.requested",
         now,
-        {"rationale": rationale, "evidence_sha256": promotion.evidence_sha256, "gaps": gaps},
+        {"rationale": rationale, "robustness_decisions": robustness_decisions},
     )
     return promotion
+
+
+def _progress(
+    sessions: sessionmaker[Session], promotion_id: str, stage: str, done: int, total: int
+) -> None:
+    with transaction(sessions) as session:
+        promotion = get(session, promotion_id)
+        promotion.progress = {"stage": stage, "done": done, "total": total}
+        session.add(promotion)
+
+
+def gather(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    explainers: explain_service.Explainers,
+    principal: Principal,
+    promotion_id: str,
+    now: Callable[[], datetime],
+) -> None:
+    """The job: the robustness sample (read only, its progress written after each decision),
+    then the rest of the evidence; the bundle stored and its sha256 recorded in the chain. A
+    failure is recorded on the promotion, which then cannot be approved."""
+    try:
+        with transaction(sessions) as session:
+            promotion = get(session, promotion_id)
+            total = int((promotion.progress or {}).get("total") or 0)
+            robust = evidence.robustness(
+                session,
+                settings,
+                explainers,
+                name=promotion.model,
+                number=promotion.version,
+                endpoint=promotion.endpoint,
+                n=total,
+                progress=lambda done, n: _progress(sessions, promotion_id, "robustness", done, n),
+            )
+        _progress(sessions, promotion_id, "card, rebuild, drift and experiment", total, total)
+        with transaction(sessions) as session:
+            promotion = get(session, promotion_id)
+            at = now()
+            bundle, gaps = evidence.gather(
+                session,
+                settings,
+                explainers,
+                principal,
+                name=promotion.model,
+                number=promotion.version,
+                endpoint=promotion.endpoint,
+                experiment_id=promotion.experiment_id,
+                robust=robust,
+                now=at,
+            )
+            promotion.evidence, promotion.evidence_sha256 = bundle, evidence.digest(bundle)
+            promotion.evidence_gaps, promotion.status = gaps, REQUESTED
+            promotion.progress = {"stage": "gathered", "done": total, "total": total}
+            session.add(promotion)
+            _record(
+                session,
+                principal,
+                promotion,
+                "promotion.evidence",
+                at,
+                {"evidence_sha256": promotion.evidence_sha256, "gaps": gaps},
+            )
+    except Exception as exc:
+        log.exception("promotion %s: gathering the evidence failed", promotion_id)
+        with transaction(sessions) as session:
+            promotion = get(session, promotion_id)
+            promotion.status, promotion.error = FAILED, f"{type(exc).__name__}: {exc}"
+            session.add(promotion)
+            _record(session, principal, promotion, "promotion.failed", now(), {"error": str(exc)})
 
 
 def _record(
@@ -154,6 +216,13 @@ def _waived(promotion: Promotion, what: str) -> bool:
 
 def _open(session: Session, promotion_id: str) -> Promotion:
     promotion = get(session, promotion_id)
+    if promotion.status == GATHERING:
+        progress = promotion.progress or {}
+        raise Conflict(
+            f"the evidence is still being gathered ({progress.get('stage')}: "
+            f"{progress.get('done')} of {progress.get('total')} robustness decisions): "
+            "decide once it is complete"
+        )
     if promotion.status != REQUESTED:
         raise Conflict(f"the promotion is {promotion.status.replace('_', ' ')}: it is closed")
     return promotion
@@ -549,6 +618,8 @@ def public(session: Session, promotion: Promotion, evidence_too: bool = True) ->
         "evidence_sha256": promotion.evidence_sha256,
         "evidence_gaps": promotion.evidence_gaps,
         "evidence": promotion.evidence if evidence_too else None,
+        "progress": promotion.progress,
+        "error": promotion.error,
         "decided_at": promotion.decided_at,
         "decided_by": promotion.decided_by,
         "decision_rationale": promotion.decision_rationale,

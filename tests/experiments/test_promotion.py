@@ -43,9 +43,17 @@ def _ask(client: TestClient, headers: dict[str, str], version: int) -> dict[str,
             "robustness_decisions": 2,
         },
     )
-    assert response.status_code == 201, response.text
-    schemas.PromotionPublic.model_validate(response.json())
-    return dict(response.json())  # as sent: the evidence exactly as it was hashed
+    assert response.status_code == 202, response.text
+    queued = schemas.PromotionPublic.model_validate(response.json())
+    assert queued.status == "gathering" and queued.evidence is None
+    assert response.headers["Location"] == f"/api/v1/promotions/{queued.promotion_id}"
+    # The job ran (the test client runs it before returning): the evidence is in.
+    gathered = client.get(response.headers["Location"], headers=headers)
+    assert gathered.status_code == 200, gathered.text
+    promotion = schemas.PromotionPublic.model_validate(gathered.json())
+    assert promotion.status == "requested", promotion.error
+    assert promotion.progress is not None and promotion.progress.stage == "gathered"
+    return dict(gathered.json())  # as sent: the evidence exactly as it was hashed
 
 
 def test_a_promotion_needs_evidence_or_a_waiver_and_a_second_pair_of_eyes(
@@ -65,7 +73,8 @@ def test_a_promotion_needs_evidence_or_a_waiver_and_a_second_pair_of_eyes(
     assert evidence["robustness"]["sampled"] == 2
     assert evidence["card"]["version"] == served.versions[1]
     assert "rebuild_not_identical" in asked["evidence_gaps"], "never rebuilt"
-    assert asked["history"][0]["event"] == "promotion.requested"
+    assert [h["event"] for h in asked["history"]] == ["promotion.requested", "promotion.evidence"]
+    assert asked["progress"] == {"stage": "gathered", "done": 2, "total": 2}
 
     again = client.post(
         f"/api/v1/models/credit/versions/{served.versions[1]}/promotion",
@@ -110,6 +119,7 @@ def test_a_promotion_needs_evidence_or_a_waiver_and_a_second_pair_of_eyes(
     assert body["status"] == "applied" and body["routing"]["before"] is not None
     assert [s["event"] for s in body["history"]] == [
         "promotion.requested",
+        "promotion.evidence",
         "promotion.waived",
         "promotion.approved",
         "promotion.applied",
@@ -226,7 +236,7 @@ def _approved_rollout(client: TestClient, auth: Any, version: int, steps: list[f
             },
         },
     )
-    assert asked.status_code == 201, asked.text
+    assert asked.status_code == 202, asked.text
     promotion_id = asked.json()["promotion_id"]
     waived = client.post(
         f"/api/v1/promotions/{promotion_id}/waive",
@@ -309,3 +319,72 @@ def test_a_roll_out_that_holds_to_the_last_step_makes_the_version_live(
     assert done.json()["promotion"]["status"] == "applied"
     version = client.get(f"/api/v1/models/credit/versions/{v2}", headers=auth(Role.admin))
     assert version.json()["stage"] == "production"
+
+
+def test_the_evidence_is_a_job_a_validator_waits_for_and_its_failure_is_recorded(
+    client: TestClient, served: Served, auth: Any, engine: Any, settings: Any
+) -> None:
+    """While the evidence is gathered nobody can decide; when gathering fails (the candidate's
+    artifact no longer matches the registry) the promotion says so and stays closed."""
+    import os
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from core.auth.schemas import Principal
+    from core.db import session_factory, transaction
+    from governance.promotion import service
+    from lineage.artifacts import ArtifactStore
+
+    _traffic(client, auth, 3)
+    scientist = Principal(key_id="ds-test", name="a scientist", role=Role.data_scientist)
+    with transaction(session_factory(engine)) as session:
+        queued = service.request(
+            session,
+            scientist,
+            name="credit",
+            number=served.versions[1],
+            endpoint="credit",
+            rationale="asked, and the job has not run yet",
+            experiment_id=None,
+            robustness_decisions=3,
+            now=datetime.now(UTC),
+        )
+        promotion_id = queued.promotion_id
+    waiting = client.post(
+        f"/api/v1/promotions/{promotion_id}/approve",
+        headers=auth(Role.validator),
+        json={"rationale": "approving before the evidence is in"},
+    )
+    assert waiting.status_code == 409, waiting.text
+    assert "still being gathered (queued: 0 of 3" in waiting.text
+    listed = client.get(
+        "/api/v1/promotions", params={"status": "gathering"}, headers=auth(Role.validator)
+    )
+    assert [p["promotion_id"] for p in listed.json()["data"]] == [promotion_id]
+
+    sha = client.get(
+        f"/api/v1/models/credit/versions/{served.versions[1]}", headers=auth(Role.admin)
+    ).json()["artifact_sha256"]
+    path = Path(ArtifactStore(settings.artifacts).path_for(sha))
+    os.chmod(path, 0o644)
+    path.write_bytes(path.read_bytes() + b"tampered")
+    app = client.app
+    service.gather(
+        app.state.sessions,
+        app.state.settings,
+        app.state.explainers,
+        scientist,
+        promotion_id,
+        lambda: datetime.now(UTC),
+    )
+    failed = client.get(f"/api/v1/promotions/{promotion_id}", headers=auth(Role.validator))
+    body = schemas.PromotionPublic.model_validate(failed.json())
+    assert body.status == "failed" and body.evidence is None and body.evidence_sha256 is None
+    assert body.error is not None and "ArtifactIntegrityError" in body.error, body.error
+    assert [h.event for h in body.history] == ["promotion.requested", "promotion.failed"]
+    closed = client.post(
+        f"/api/v1/promotions/{promotion_id}/approve",
+        headers=auth(Role.validator),
+        json={"rationale": "approving a promotion that failed"},
+    )
+    assert closed.status_code == 409 and "failed" in closed.text
