@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import distinct_on
 
-from explain.fairness.query import DECISIONS, OUTCOMES, Attribute, bucket, raw_value
+from explain.fairness.query import DECISIONS, OUTCOMES, Attribute, Span, bucket, raw_value
 
 AUC_BINS = 1000  # score bins for the AUC: an error below 1/1000 of the AUC's range
 
@@ -65,39 +65,47 @@ class ArmCounts:
     groups: dict[str, dict[str, tuple[int, int, int]]] = field(default_factory=dict)
 
 
-def _latest_outcome(decision_id: Any) -> Any:
-    """The decision's latest outcome by an index probe on (decision_id, id): SQLite's way."""
-    return (
-        sa.select(OUTCOMES.c.outcome)
-        .where(OUTCOMES.c.decision_id == decision_id)
-        .order_by(OUTCOMES.c.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
+def _latest_outcome(decision_id: Any, outcomes_upto: int | None) -> Any:
+    """The decision's latest outcome by an index probe on (decision_id, id): SQLite's way, and
+    PostgreSQL's for a few records (a tally's tail, or the decisions a new outcome changed)."""
+    latest = sa.select(OUTCOMES.c.outcome).where(OUTCOMES.c.decision_id == decision_id)
+    if outcomes_upto is not None:
+        latest = latest.where(OUTCOMES.c.id <= outcomes_upto)
+    return latest.order_by(OUTCOMES.c.id.desc()).limit(1).scalar_subquery()
 
 
-def _with_outcome(source: Any, decision_id: Any, latest: Any) -> tuple[Any, Any]:
+def _with_outcome(source: Any, decision_id: Any, latest: Any, span: Span | None) -> tuple[Any, Any]:
     """(the rows with their latest outcome, the outcome column): joined to ``latest`` (the
     latest outcome per decision, once per query: PostgreSQL), else by an index probe per row
     (SQLite), or none (``latest`` False: a metric that needs no outcome)."""
     if latest is False:
         return source, sa.null()
     if latest is None:
-        return source, _latest_outcome(decision_id)
+        return source, _latest_outcome(decision_id, span.outcomes_upto if span else None)
     return source.outerjoin(latest, latest.c.decision_id == decision_id), latest.c.outcome
 
 
-def _latest_outcomes(dialect: str, outcomes: bool) -> Any:
+def _latest_outcomes(dialect: str, outcomes: bool, span: Span | None) -> Any:
     if not outcomes:
         return False
-    if dialect != "postgresql":
+    if dialect != "postgresql" or (span is not None and span.incremental):
         return None
-    return (
+    latest = (
         sa.select(OUTCOMES.c.decision_id, OUTCOMES.c.outcome)
         .ext(distinct_on(OUTCOMES.c.decision_id))
         .order_by(OUTCOMES.c.decision_id, OUTCOMES.c.id.desc())
-        .subquery("latest_outcome")
     )
+    if span is not None:
+        latest = latest.where(OUTCOMES.c.id <= span.outcomes_upto)
+    return latest.subquery("latest_outcome")
+
+
+def _changed(span: Span | None) -> Any:
+    """The decisions an outcome in ``span.changed`` (a range of outcome ids) concerns."""
+    if span is None or span.changed is None:
+        return None
+    low, high = span.changed
+    return sa.select(OUTCOMES.c.decision_id).where(OUTCOMES.c.id > low, OUTCOMES.c.id <= high)
 
 
 def _rows(
@@ -108,14 +116,21 @@ def _rows(
     upto: int,
     attributes: Sequence[Attribute],
     outcomes: bool = True,
+    span: Span | None = None,
 ) -> Any:
     """One row per record in an arm: its arm, label, score, outcome, out-of-distribution flag,
-    groups and (for a shadow) the champion's label on the same applicant."""
+    groups and (for a shadow) the champion's label on the same applicant. With ``span``, only
+    the records after ``span.after`` (a tally's tail) or those whose outcome changed, each with
+    its latest outcome up to ``span.outcomes_upto``."""
     d = DECISIONS
     routed = [a for a in arms if a.route is not None]
     shadows = [a for a in arms if a.route is None]
     champion = next(a for a in arms if a.mode == "champion")
-    latest = _latest_outcomes(dialect, outcomes)
+    latest = _latest_outcomes(dialect, outcomes, span)
+    after = span.after if span is not None and span.after is not None else started
+    if span is not None:
+        upto = min(upto, span.upto)
+    changed = _changed(span)
     parts = []
     if routed:
         arm = sa.case(
@@ -128,8 +143,8 @@ def _rows(
             ],
             else_=None,
         )
-        source, outcome = _with_outcome(d, d.c.decision_id, latest)
-        parts.append(
+        source, outcome = _with_outcome(d, d.c.decision_id, latest, span)
+        routed_rows = (
             sa.select(
                 arm.label("arm"),
                 d.c.label.label("label"),
@@ -144,11 +159,14 @@ def _rows(
             .where(
                 d.c.kind == "decision",
                 d.c.endpoint == endpoint,
-                d.c.seq > started,
+                d.c.seq > max(started, after),
                 d.c.seq <= upto,
                 d.c.route.in_([a.route for a in routed]),
             )
         )
+        if changed is not None:
+            routed_rows = routed_rows.where(d.c.decision_id.in_(changed))
+        parts.append(routed_rows)
     if shadows:
         s, p = DECISIONS.alias("s"), DECISIONS.alias("p")
         arm = sa.case(
@@ -156,9 +174,9 @@ def _rows(
             else_=None,
         )
         source, outcome = _with_outcome(
-            s.join(p, p.c.decision_id == s.c.parent_decision_id), p.c.decision_id, latest
+            s.join(p, p.c.decision_id == s.c.parent_decision_id), p.c.decision_id, latest, span
         )
-        parts.append(
+        shadow_rows = (
             sa.select(
                 arm.label("arm"),
                 s.c.label.label("label"),
@@ -173,7 +191,7 @@ def _rows(
             .where(
                 s.c.kind == "shadow",
                 s.c.endpoint == endpoint,
-                s.c.seq > started,
+                s.c.seq > max(started, after),
                 s.c.seq <= upto,
                 p.c.seq > started,
                 p.c.route == "live",
@@ -181,6 +199,9 @@ def _rows(
                 p.c.version == champion.version,
             )
         )
+        if changed is not None:  # a shadow's outcome is its live decision's
+            shadow_rows = shadow_rows.where(p.c.decision_id.in_(changed))
+        parts.append(shadow_rows)
     rows = parts[0] if len(parts) == 1 else sa.union_all(*parts)
     return rows.cte("arm_rows")
 
@@ -196,6 +217,7 @@ def counts(
     attributes: Sequence[Attribute],
     auc: bool,
     outcomes: bool = True,
+    span: Span | None = None,
 ) -> dict[str, ArmCounts]:
     """Every arm's counts, by group of each guardrail attribute: one aggregate query; and the
     score bins by outcome when the metric is the AUC."""
@@ -203,7 +225,7 @@ def counts(
     if dialect == "postgresql":
         # A few aggregates over many rows: compiling them (JIT) cost half the query's time.
         connection.execute(sa.text("SET LOCAL jit = off"))
-    rows = _rows(dialect, endpoint, arms, started, upto, attributes, outcomes)
+    rows = _rows(dialect, endpoint, arms, started, upto, attributes, outcomes, span)
     fav = rows.c.label == favourable
     known = rows.c.outcome.is_not(None)
     repaid = rows.c.outcome == favourable

@@ -24,7 +24,7 @@ from explain.fairness import service as fairness_service
 from explain.fairness import stats as fairness
 from explain.fairness.query import Attribute
 from governance.changes import events
-from governance.experiments import query, schemas, stats
+from governance.experiments import query, schemas, stats, tally
 from governance.experiments.models import Experiment, ExperimentVersion
 from governance.experiments.schemas import ExperimentChange, ExperimentIn
 from lineage import registry
@@ -590,6 +590,44 @@ def _overall(tests: list[dict[str, Any]], srm: dict[str, Any]) -> tuple[str, str
     return stats.NO_DIFFERENCE, "; ".join(f"{t['arm']}: {t['reason']}" for t in tests)
 
 
+def _tallied(
+    connection: sa.Connection,
+    experiment: Experiment,
+    arms: list[query.ArmSpec],
+    first: int,
+    schema: InputSchema,
+    attributes: list[Attribute],
+) -> tuple[dict[str, query.ArmCounts], dict[str, list[float]], int]:
+    """Every arm's counts from the kept tally (brought up to date), each routed arm's slowest
+    latencies when the p99 guardrail is declared, and the seq counted to."""
+    config = experiment.config
+    metric = config["metric"]
+    wants_p99 = config["guardrails"].get("max_p99_latency_ms") is not None
+
+    def tail_size(arm: query.ArmSpec, c: query.ArmCounts) -> int | None:
+        """How many of the arm's slowest latencies its 99th percentile's interval needs."""
+        ranks = stats.quantile_ranks(c.timed)
+        if not wants_p99 or arm.route is None or ranks is None:
+            return None
+        return c.timed - ranks[0] + 1
+
+    key = tally.Key(
+        endpoint=experiment.endpoint,
+        arms=tuple(arms),
+        started=first,
+        ended=experiment.ended_seq,
+        favourable=config["favourable_label"],
+        positive=str(schema.positive_class),
+        attributes=tuple(attributes),
+        auc=metric["kind"] == "auc",
+        outcomes=metric["kind"] != "approval_rate",
+    )
+    counted, tails, marks = tally.tallies_of(connection.engine).counts(
+        connection, key, tally.tail_sizes_of(arms, tail_size)
+    )
+    return counted, tails, marks.seq
+
+
 def report(
     session: Session,
     settings: Settings,
@@ -605,9 +643,6 @@ def report(
     first = max(experiment.started_seq, since_seq or 0)
     config = experiment.config
     connection = session.connection()
-    upto = (
-        experiment.ended_seq if experiment.ended_seq is not None else query.highest_seq(connection)
-    )
     arms = _arm_specs(config)
     metric, stop, rails, plan = (
         config["metric"],
@@ -625,18 +660,7 @@ def report(
         if rails["attributes"]
         else []
     )
-    counted = query.counts(
-        connection,
-        experiment.endpoint,
-        arms,
-        first,
-        upto,
-        config["favourable_label"],
-        str(schema.positive_class),
-        attributes,
-        auc=metric["kind"] == "auc",
-        outcomes=metric["kind"] != "approval_rate",
-    )
+    counted, tails, upto = _tallied(connection, experiment, arms, first, schema, attributes)
     # Each challenger is tested at alpha / k (Bonferroni over the k challengers).
     k = len(arms) - 1
     rule = stats.Rule(
@@ -655,17 +679,7 @@ def report(
     for arm in arms:
         c = counted[arm.arm]
         estimate = _estimate(metric["kind"], c, metric.get("costs"))
-        tail: list[float] = []
-        ranks = stats.quantile_ranks(c.timed)
-        if rails.get("max_p99_latency_ms") is not None and ranks is not None:
-            tail = query.slowest(
-                connection,
-                experiment.endpoint,
-                arm,
-                first,
-                upto,
-                c.timed - ranks[0] + 1,
-            )
+        tail = tails.get(arm.arm, [])
         rails_report, breached = _guardrails(
             arm, c, rails, settings.fairness_min_group_size, with_groups, tail
         )
