@@ -34,6 +34,7 @@ from governance.compliance.router import router as compliance_router
 from governance.console.auth import ConsoleSessions, error_page
 from governance.console.casework import router as console_casework
 from governance.console.experiments import router as console_experiments
+from governance.console.promotions import router as console_promotions
 from governance.console.render import HERE as CONSOLE_DIR
 from governance.console.render import PREFIX, STATIC
 from governance.console.router import router as console_router
@@ -146,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(console_router)
     app.include_router(console_casework)
     app.include_router(console_experiments)
+    app.include_router(console_promotions)
     app.mount(STATIC, StaticFiles(directory=CONSOLE_DIR / "static"), name="console-static")
     app.state.error_pages = {PREFIX: error_page}
     for api_router in (

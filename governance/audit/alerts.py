@@ -37,6 +37,7 @@ from core.pagination import Page
 from governance.audit.probing import ProbeRules, near_duplicate_mask
 from governance.audit.schemas import NoticeOverdueDetail, ProbingDetail
 from governance.casework import service as notice_clock
+from governance.experiments import service as experiments
 from governance.promotion import service as promotions
 from lineage.input_schema import InputSchema
 from lineage.registry import get_version
@@ -423,6 +424,19 @@ class Scanner:
             except Exception as exc:
                 log.warning("notice clock scan failed: %s", exc)
             self._rollouts()
+            self._experiments()
+
+    def _experiments(self) -> None:
+        """Each running experiment's kept counts brought up to date, so that a report read
+        after a restart does not count a long experiment from the start."""
+        with transaction(self.sessions) as session:
+            found = experiments.running(session)
+        for experiment_id in found:
+            try:
+                with transaction(self.sessions) as session:
+                    experiments.keep_counts(session, experiment_id)
+            except Exception as exc:
+                log.warning("experiment %s: keeping its counts failed: %s", experiment_id, exc)
 
     def _rollouts(self) -> None:
         """Each roll-out's current step: stepped up, rolled back, or left to wait."""

@@ -21,6 +21,8 @@ CASE_DECIDERS = (Role.compliance, Role.reviewer)
 ASSIGNERS = (Role.compliance,)
 EXPERIMENTS = (Role.compliance, Role.data_scientist)
 SEARCHES = (Role.compliance, Role.data_scientist, Role.validator)
+PROMOTIONS = (Role.compliance, Role.data_scientist, Role.validator)
+VALIDATORS = (Role.validator,)
 ANYONE = tuple(Role)
 
 # (label, path, roles), in the order of the navigation bar.
@@ -31,6 +33,7 @@ PAGES: list[tuple[str, str, tuple[Role, ...]]] = [
     ("Drift and alerts", f"{PREFIX}/drift", MONITORS),
     ("Experiments", f"{PREFIX}/experiments", EXPERIMENTS),
     ("Fairer models", f"{PREFIX}/lda-searches", SEARCHES),
+    ("Promotions", f"{PREFIX}/promotions", PROMOTIONS),
     ("Notices", f"{PREFIX}/notices", NOTIFIERS),
     ("Appeals", f"{PREFIX}/cases", CASE_READERS),
     ("Audit", f"{PREFIX}/audit", AUDITORS),

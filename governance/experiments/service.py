@@ -590,6 +590,38 @@ def _overall(tests: list[dict[str, Any]], srm: dict[str, Any]) -> tuple[str, str
     return stats.NO_DIFFERENCE, "; ".join(f"{t['arm']}: {t['reason']}" for t in tests)
 
 
+def _inputs(
+    session: Session, experiment: Experiment
+) -> tuple[list[query.ArmSpec], InputSchema, list[Attribute]]:
+    """The arms, the champion's input schema (its classes) and the guardrails' attributes."""
+    arms = _arm_specs(experiment.config)
+    versions = [
+        (a.model, registry.get_version(session=session, name=a.model, version=a.version)[1])
+        for a in arms
+    ]
+    schema = InputSchema.from_document(versions[0][1].input_schema)
+    names = experiment.config["guardrails"]["attributes"]
+    attributes: list[Attribute] = fairness_service._attributes(versions, names, {}) if names else []
+    return arms, schema, attributes
+
+
+def keep_counts(session: Session, experiment_id: str) -> int:
+    """Bring a running experiment's kept counts up to date (the alert scan does, so a report
+    read after a restart does not count a long experiment from the start); the seq counted to."""
+    experiment = get(session, experiment_id)
+    arms, schema, attributes = _inputs(session, experiment)
+    _c, _t, upto = _tallied(
+        session.connection(), experiment, arms, experiment.started_seq, schema, attributes
+    )
+    return upto
+
+
+def running(session: Session) -> list[str]:
+    return list(
+        session.exec(select(Experiment.experiment_id).where(Experiment.status == RUNNING)).all()
+    )
+
+
 def _tallied(
     connection: sa.Connection,
     experiment: Experiment,
@@ -643,22 +675,12 @@ def report(
     first = max(experiment.started_seq, since_seq or 0)
     config = experiment.config
     connection = session.connection()
-    arms = _arm_specs(config)
+    arms, schema, attributes = _inputs(session, experiment)
     metric, stop, rails, plan = (
         config["metric"],
         config["stopping"],
         config["guardrails"],
         config["plan"],
-    )
-    versions = [
-        (a.model, registry.get_version(session=session, name=a.model, version=a.version)[1])
-        for a in arms
-    ]
-    schema = InputSchema.from_document(versions[0][1].input_schema)
-    attributes: list[Attribute] = (
-        fairness_service._attributes(versions, rails["attributes"], {})
-        if rails["attributes"]
-        else []
     )
     counted, tails, upto = _tallied(connection, experiment, arms, first, schema, attributes)
     # Each challenger is tested at alpha / k (Bonferroni over the k challengers).

@@ -283,3 +283,124 @@ def test_a_notice_and_an_appeal_through_the_console_from_denial_to_the_letter(
     _wait(browser, lambda d: "The decision on your appeal" in d.page_source)
     assert "your application is now" in browser.page_source and "approved" in browser.page_source
     assert violations == {}, violations
+
+
+def _api(live: LiveServer, key: str, method: str, path: str, body: Any = None) -> Any:
+    response = httpx.request(
+        method,
+        f"{live.url}/api/v1{path}",
+        headers={"Authorization": f"Bearer {key}"},
+        json=body,
+        timeout=120,
+    )
+    assert response.status_code < 300, response.text
+    return response.json()
+
+
+def _until(read: Callable[[], Any], done: Callable[[Any], bool], seconds: float = 120) -> Any:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        found = read()
+        if done(found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.3)
+
+
+def test_the_experiment_promotion_and_search_pages_pass_axe_and_a_validator_approves(
+    live: LiveServer, browser: Any, served: Served, make_key: KeyMaker
+) -> None:
+    """A data scientist declares an experiment, asks for a promotion and runs a search through
+    the API; a validator reads each page (axe at both sizes) and approves on screen."""
+    predictor, scientist = make_key(Role.predictor), make_key(Role.data_scientist)
+    for i in range(3):
+        _predict(live, predictor, f"P-{i}", applicant(income=25000.0 + 5000 * i))
+    experiment = _api(
+        live,
+        scientist,
+        "POST",
+        "/experiments",
+        {
+            "name": "v2 as a canary",
+            "endpoint": "credit",
+            "champion": {"model": "credit", "version": served.versions[0]},
+            "challengers": [
+                {"model": "credit", "version": served.versions[1], "mode": "canary", "weight": 0.2}
+            ],
+            "metric": {"kind": "approval_rate", "mde": 0.1},
+            "guardrails": {"attributes": ["sex"]},
+            "stopping": {"kind": "msprt", "baseline": 0.5},
+        },
+    )
+    search = _api(
+        live,
+        scientist,
+        "POST",
+        "/lda-searches",
+        {
+            "base": {"model": "credit", "version": served.versions[0]},
+            "space": {"params": {"max_iter": [20, 30]}},
+            "attribute": "sex",
+        },
+    )
+    asked = _api(
+        live,
+        scientist,
+        "POST",
+        f"/models/credit/versions/{served.versions[1]}/promotion",
+        {"endpoint": "credit", "rationale": "v2 for the axe check", "robustness_decisions": 1},
+    )
+    promotion_id = asked["promotion_id"]
+    gathered = _until(
+        lambda: _api(live, scientist, "GET", f"/promotions/{promotion_id}"),
+        lambda p: p["status"] != "gathering",
+    )
+    assert gathered["status"] == "requested", gathered
+    admin = make_key(Role.admin)
+    _api(
+        live,
+        admin,
+        "POST",
+        f"/promotions/{promotion_id}/waive",
+        {"what": "evidence", "reason": "the test's versions are never rebuilt"},
+    )
+    searched = _until(
+        lambda: _api(live, scientist, "GET", f"/lda-searches/{search['search_id']}"),
+        lambda s: s["status"] != "running",
+    )
+    assert searched["status"] == "succeeded", searched
+
+    violations: dict[str, Any] = {}
+    browser.set_window_size(*SIZES["desktop"])
+    _sign_in(browser, live, make_key(Role.validator, name="Validator"), "/console/promotions")
+    for name, path in (
+        ("promotions", "/console/promotions"),
+        ("lda-searches", "/console/lda-searches"),
+        ("lda-search", f"/console/lda-searches/{search['search_id']}"),
+        ("promotion", f"/console/promotions/{promotion_id}"),
+    ):
+        browser.get(live.url + path)
+        _wait(browser, ec.presence_of_element_located((By.TAG_NAME, "h1")))
+        _check_page(browser, name, violations)
+    browser.find_element(By.ID, "rationale-input").send_keys(
+        "independent review: the evidence's gaps are waived in writing"
+    )
+    Select(browser.find_element(By.ID, "action")).select_by_value("approve")
+    browser.find_element(By.CSS_SELECTOR, "#decide-form button[type=submit]").click()
+    _wait(
+        browser,
+        ec.text_to_be_present_in_element((By.ID, "promotion-status"), "applied"),
+    )
+    _check_page(browser, "promotion-applied", violations)
+
+    browser.delete_all_cookies()  # signed out: an officer signs in next
+    _sign_in(browser, live, make_key(Role.compliance, name="Officer"), "/console/experiments")
+    for name, path in (
+        ("experiments", "/console/experiments"),
+        ("experiment", f"/console/experiments/{experiment['experiment_id']}"),
+    ):
+        browser.get(live.url + path)
+        _wait(browser, ec.presence_of_element_located((By.TAG_NAME, "h1")))
+        _check_page(browser, name, violations)
+    assert violations == {}, violations

@@ -89,6 +89,45 @@ def test_a_promotion_needs_evidence_or_a_waiver_and_a_second_pair_of_eyes(
         json={"rationale": "looks fine to me"},
     )
     assert refused.status_code == 409 and "rebuild_not_identical" in refused.text
+
+    # The console: the validator finds it waiting, reads its evidence, and is refused the same.
+    from tests.console.support import form_value, sign_in
+
+    screen = TestClient(client.app)
+    sign_in(screen, validator["Authorization"].split(" ", 1)[1])
+    listed = screen.get("/console/promotions", params={"status": "requested"})
+    assert listed.status_code == 200 and f"/console/promotions/{promotion_id}" in listed.text
+    shown = screen.get(f"/console/promotions/{promotion_id}")
+    assert shown.status_code == 200 and 'id="evidence"' in shown.text
+    assert asked["evidence_sha256"] in shown.text and "rebuild not identical" in shown.text
+    assert "of 2 recent decisions fragile" in shown.text
+    decide = {"csrf_token": form_value(shown.text, "csrf_token"), "action": "approve"}
+    short = screen.post(
+        f"/console/promotions/{promotion_id}/decision",
+        data={**decide, "rationale": "ok"},
+        follow_redirects=False,
+    )
+    assert short.status_code == 422 and "at least 10 characters" in short.text
+    gaps = screen.post(
+        f"/console/promotions/{promotion_id}/decision",
+        data={**decide, "rationale": "looks fine to me on screen"},
+        follow_redirects=False,
+    )
+    assert gaps.status_code == 409 and "rebuild_not_identical" in gaps.text
+    watcher = TestClient(client.app)
+    sign_in(watcher, scientist["Authorization"].split(" ", 1)[1])
+    page = watcher.get(f"/console/promotions/{promotion_id}")
+    assert page.status_code == 200 and 'id="decide-form"' not in page.text
+    forbidden = watcher.post(
+        f"/console/promotions/{promotion_id}/decision",
+        data={
+            "csrf_token": form_value(page.text, "csrf_token"),
+            "action": "approve",
+            "rationale": "I asked for it, so I approve it",
+        },
+        follow_redirects=False,
+    )
+    assert forbidden.status_code == 403
     not_admin = client.post(
         f"/api/v1/promotions/{promotion_id}/waive",
         headers=scientist,
@@ -109,13 +148,21 @@ def test_a_promotion_needs_evidence_or_a_waiver_and_a_second_pair_of_eyes(
     assert waived.status_code == 200, waived.text
     assert waived.json()["waivers"][0]["what"] == "evidence"
 
-    approved = client.post(
-        f"/api/v1/promotions/{promotion_id}/approve",
-        headers=validator,
-        json={"rationale": "independent review: gate, fairness and drift are acceptable"},
+    shown = screen.get(f"/console/promotions/{promotion_id}")
+    approved_on_screen = screen.post(
+        f"/console/promotions/{promotion_id}/decision",
+        data={
+            "csrf_token": form_value(shown.text, "csrf_token"),
+            "action": "approve",
+            "rationale": "independent review: gate, fairness and drift are acceptable",
+        },
+        follow_redirects=False,
     )
-    assert approved.status_code == 200, approved.text
+    assert approved_on_screen.status_code == 303, approved_on_screen.text
+    approved = client.get(f"/api/v1/promotions/{promotion_id}", headers=validator)
     body = approved.json()
+    after = screen.get(f"/console/promotions/{promotion_id}")
+    assert 'id="promotion-status">applied<' in after.text and 'id="decide-form"' not in after.text
     assert body["status"] == "applied" and body["routing"]["before"] is not None
     assert [s["event"] for s in body["history"]] == [
         "promotion.requested",
