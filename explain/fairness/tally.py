@@ -26,8 +26,9 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Generic, TypeVar
 
 import sqlalchemy as sa
 
@@ -36,6 +37,10 @@ from explain.fairness.stats import GroupCounts
 from serving.outcomes import settled_mark
 
 ENTRIES = 128
+
+K = TypeVar("K", bound=Hashable)
+E = TypeVar("E")
+T = TypeVar("T")
 
 Periods = dict[str | None, list[GroupCounts]]
 
@@ -129,24 +134,53 @@ class _Entry:
     periods: Periods = field(default_factory=dict)
 
 
+class Kept(Generic[K, E]):
+    """At most ``limit`` entries by key, the least recently used going first: a caller's
+    choices (bins, dates, experiments) cannot grow memory without bound."""
+
+    def __init__(self, make: Callable[[], E], limit: int) -> None:
+        self._entries: OrderedDict[K, E] = OrderedDict()
+        self._make = make
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def entry(self, key: K) -> E:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None:
+                found = self._entries[key] = self._make()
+                while len(self._entries) > self._limit:
+                    self._entries.popitem(last=False)
+            else:
+                self._entries.move_to_end(key)
+            return found
+
+    def entries(self) -> list[E]:
+        with self._lock:
+            return list(self._entries.values())
+
+    def keys_by_use(self) -> list[K]:
+        """Least recently used first."""
+        with self._lock:
+            return list(self._entries)
+
+
+def per_engine(
+    registry: weakref.WeakKeyDictionary[sa.Engine, T], engine: sa.Engine, make: Callable[[], T]
+) -> T:
+    """The one ``make()`` of the database behind ``engine`` in ``registry`` (gone with it)."""
+    with _BY_ENGINE_LOCK:
+        found = registry.get(engine)
+        if found is None:
+            found = registry[engine] = make()
+        return found
+
+
 class Tallies:
     """The tallies of one database, least recently used first."""
 
     def __init__(self, entries: int = ENTRIES) -> None:
-        self._entries: OrderedDict[Report, _Entry] = OrderedDict()
-        self._limit = entries
-        self._lock = threading.Lock()
-
-    def _entry(self, report: Report) -> _Entry:
-        with self._lock:
-            entry = self._entries.get(report)
-            if entry is None:
-                entry = self._entries[report] = _Entry()
-                while len(self._entries) > self._limit:
-                    self._entries.popitem(last=False)
-            else:
-                self._entries.move_to_end(report)
-            return entry
+        self._kept: Kept[Report, _Entry] = Kept(_Entry, entries)
 
     def counts(
         self,
@@ -158,7 +192,7 @@ class Tallies:
     ) -> tuple[Periods, Marks]:
         """The counts by period and group up to the log's current marks, and those marks."""
         report = Report(filters, tuple(attributes), favourable, window)
-        entry = self._entry(report)
+        entry = self._kept.entry(report)
         with entry.lock:
             now = read_marks(connection)
             entry.periods = self._bring_up(connection, report, entry, now)
@@ -204,8 +238,4 @@ _BY_ENGINE_LOCK = threading.Lock()
 
 def tallies_of(engine: sa.Engine) -> Tallies:
     """The tallies of the database behind ``engine`` (one per engine, gone with it)."""
-    with _BY_ENGINE_LOCK:
-        found = _BY_ENGINE.get(engine)
-        if found is None:
-            found = _BY_ENGINE[engine] = Tallies()
-        return found
+    return per_engine(_BY_ENGINE, engine, Tallies)

@@ -21,14 +21,13 @@ from __future__ import annotations
 import heapq
 import threading
 import weakref
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import sqlalchemy as sa
 
 from explain.fairness.query import Attribute, Span
-from explain.fairness.tally import Marks, _hash_at, read_marks
+from explain.fairness.tally import Kept, Marks, _hash_at, per_engine, read_marks
 from governance.experiments import query
 from governance.experiments.query import TOTALS, ArmCounts, ArmSpec
 
@@ -92,20 +91,7 @@ class _Entry:
 
 class Tallies:
     def __init__(self, entries: int = ENTRIES) -> None:
-        self._entries: OrderedDict[Key, _Entry] = OrderedDict()
-        self._limit = entries
-        self._lock = threading.Lock()
-
-    def _entry(self, key: Key) -> _Entry:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                entry = self._entries[key] = _Entry()
-                while len(self._entries) > self._limit:
-                    self._entries.popitem(last=False)
-            else:
-                self._entries.move_to_end(key)
-            return entry
+        self._kept: Kept[Key, _Entry] = Kept(_Entry, entries)
 
     def counts(
         self, connection: sa.Connection, key: Key, tail_sizes: Callable[[Counts], dict[str, int]]
@@ -113,7 +99,7 @@ class Tallies:
         """Every arm's counts up to the log's current marks (or the experiment's end); the
         slowest ``tail_sizes(counts)[arm]`` latencies of each arm that needs them, longest first;
         and the marks counted to."""
-        entry = self._entry(key)
+        entry = self._kept.entry(key)
         with entry.lock:
             now = read_marks(connection)
             if key.ended is not None and key.ended < now.seq:
@@ -209,12 +195,8 @@ def tail_sizes_of(
 
 
 _BY_ENGINE: weakref.WeakKeyDictionary[sa.Engine, Tallies] = weakref.WeakKeyDictionary()
-_BY_ENGINE_LOCK = threading.Lock()
 
 
 def tallies_of(engine: sa.Engine) -> Tallies:
-    with _BY_ENGINE_LOCK:
-        found = _BY_ENGINE.get(engine)
-        if found is None:
-            found = _BY_ENGINE[engine] = Tallies()
-        return found
+    """The experiments' tallies of the database behind ``engine``."""
+    return per_engine(_BY_ENGINE, engine, Tallies)

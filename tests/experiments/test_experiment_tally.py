@@ -120,7 +120,7 @@ def test_the_kept_counts_equal_a_count_from_the_start(
 
     app = client.app
     Scanner(app.state.sessions, app.state.settings)._experiments()
-    [warmed] = tally.tallies_of(app.state.engine)._entries.values()
+    [warmed] = tally.tallies_of(app.state.engine)._kept.entries()
     assert warmed.marks is not None
     first = report()
     assert first["decision"] == "continue"
@@ -130,7 +130,7 @@ def test_the_kept_counts_equal_a_count_from_the_start(
     _append(engine, _records(versions, rng, 1000, 300))
     for i in list(range(1, 1300, 4)) + list(range(0, 90, 3)):
         _outcome(client, auth, _id(i), repaid=bool(rng.random() < 0.6))
-    entries = list(tally.tallies_of(client.app.state.engine)._entries.values())
+    entries = tally.tallies_of(client.app.state.engine)._kept.entries()
     assert len(entries) == 1 and entries[0].marks is not None
     assert entries[0].marks.seq == first["counted_to_seq"], "the kept counts stop at the first"
     assert "champion" in entries[0].tails, "the champion's slowest latencies are kept"

@@ -186,8 +186,7 @@ def test_counts_combine_and_a_tally_keeps_a_bounded_number_of_reports(
     with engine.connect() as connection:
         for window in ("day", "week", "month"):
             tallies.counts(connection, FILTERS, ATTRIBUTES, "1", window)
-    assert len(tallies._entries) == 2
-    assert [r.window for r in tallies._entries] == ["week", "month"]
+    assert [r.window for r in tallies._kept.keys_by_use()] == ["week", "month"]
 
 
 def test_the_outcome_mark_waits_for_a_writer_in_flight(
