@@ -23,13 +23,17 @@ import sklearn
 from numpy.typing import NDArray
 
 from explain.context import GLOBAL_RNG, ModelContext
+from lineage.pipeline import margin
 from serving.fastpath import THREADS
 
 BACKGROUND_ROWS = 100
 PERMUTATION_EVALS = 2000
+# Whose tree explainer explains the margin (log-odds), not the probability.
 _LOG_ODDS = {
     "sklearn.ensemble.HistGradientBoostingClassifier",
     "sklearn.ensemble.GradientBoostingClassifier",
+    "xgboost.XGBClassifier",
+    "lightgbm.LGBMClassifier",
 }
 
 
@@ -77,8 +81,8 @@ def _tree(context: ModelContext, xt: NDArray[np.float64]) -> dict[str, Any]:
     # One row: one OpenMP thread (waking a thread team costs more than the work).
     with THREADS.limit(limits=1, user_api="openmp"):
         if log_odds:
-            margin = float(np.asarray(context.estimator.decision_function(xt)).reshape(-1)[0])
-            output = margin if positive == 1 else -margin
+            raw = float(np.asarray(margin(context.estimator, xt)).reshape(-1)[0])
+            output = raw if positive == 1 else -raw
         else:
             output = float(context.estimator.predict_proba(xt)[0, positive])
     return {

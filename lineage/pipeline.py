@@ -18,6 +18,7 @@ from sklearn.preprocessing import (
 
 from lineage.mitigation import ReductionClassifier
 from lineage.spec import (
+    DETERMINISTIC,
     ESTIMATORS,
     CategoricalTransform,
     Feature,
@@ -112,7 +113,7 @@ def build_pipeline(spec: TrainingSpec) -> Pipeline:
         branches.append((name, transformer, columns))
     preprocess = ColumnTransformer(branches, remainder="drop", verbose_feature_names_out=True)
     estimator_class = import_estimator(spec.estimator.class_path)
-    params = dict(spec.estimator.params)
+    params = {**DETERMINISTIC.get(spec.estimator.class_path, {}), **spec.estimator.params}
     if "random_state" in estimator_class().get_params():
         params["random_state"] = spec.seeds.estimator
     model: Any = estimator_class(**params)
@@ -229,3 +230,16 @@ def missing_value_policy(pipeline: Pipeline, spec: TrainingSpec) -> dict[str, di
             entry["fill_value"] = filled[feature.name]
         policy[feature.name] = entry
     return policy
+
+
+def margin(estimator: Any, x: Any) -> Any:
+    """The estimator's log-odds for ``classes_[1]``: what a gradient-boosting tree explainer's
+    values add up to. None for an estimator without one."""
+    if hasattr(estimator, "decision_function"):
+        return estimator.decision_function(x)
+    path = known_estimator_path(estimator)
+    if path == "xgboost.XGBClassifier":
+        return estimator.predict(x, output_margin=True)
+    if path == "lightgbm.LGBMClassifier":
+        return estimator.predict(x, raw_score=True)
+    return None

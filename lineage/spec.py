@@ -42,6 +42,36 @@ ESTIMATORS: dict[str, str] = {
     "sklearn.ensemble.ExtraTreesClassifier": "tree",
     "sklearn.tree.DecisionTreeClassifier": "tree",
     "sklearn.linear_model.LogisticRegression": "linear",
+    "xgboost.XGBClassifier": "tree",
+    "lightgbm.LGBMClassifier": "tree",
+}
+
+# What makes a gradient-boosting library's fit the same on every run, set in the pipeline unless
+# the spec sets it (and recorded with the estimator's parameters): a fixed thread count, and
+# LightGBM's deterministic mode (which needs a fixed histogram layout). The seed is always
+# ``seeds.estimator``.
+DETERMINISTIC: dict[str, dict[str, Any]] = {
+    "xgboost.XGBClassifier": {"n_jobs": 1, "tree_method": "hist"},
+    "lightgbm.LGBMClassifier": {
+        "n_jobs": 1,
+        "deterministic": True,
+        "force_row_wise": True,
+        "verbose": -1,
+    },
+}
+# Parameters a library takes beyond ``get_params()`` (LightGBM passes its own through **kwargs).
+EXTRA_PARAMS: dict[str, set[str]] = {
+    "lightgbm.LGBMClassifier": {
+        "deterministic",
+        "force_row_wise",
+        "force_col_wise",
+        "verbose",
+        "max_bin",
+        "min_data_in_bin",
+        "extra_trees",
+        "path_smooth",
+        "monotone_constraints",
+    },
 }
 
 
@@ -421,15 +451,21 @@ class Estimator(Strict):
         if class_path is None:  # the class itself was refused; that error is reported
             return value
         estimator_class = import_estimator(class_path)
-        known = set(estimator_class().get_params())
+        known = set(estimator_class().get_params()) | EXTRA_PARAMS.get(class_path, set())
         unknown = sorted(set(value) - known)
         if unknown:
             raise ValueError(
                 f"{class_path.rsplit('.', 1)[1]} has no parameter(s) {unknown}; "
                 f"known: {sorted(known - {'random_state'})}"
             )
+        if value.get("device") not in (None, "cpu"):
+            raise ValueError("device: only 'cpu' (govern trains on the CPU)")
+        if "callbacks" in value and value["callbacks"] is not None:
+            raise ValueError("callbacks are not allowed in a spec")
         try:
-            estimator_class(**value)._validate_params()
+            made = estimator_class(**value)
+            if hasattr(made, "_parameter_constraints"):  # scikit-learn's own checks
+                made._validate_params()
         except (ValueError, TypeError) as exc:
             raise ValueError(str(exc)) from None
         return value

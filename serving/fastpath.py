@@ -155,8 +155,10 @@ def _branch(transformer: Any, numeric: bool) -> list[Step]:
     for _name, step in transformer.steps:
         if isinstance(step, SimpleImputer):
             steps.append(_imputer(step, numeric))
-        elif numeric:
+        elif numeric and isinstance(step, MinMaxScaler | StandardScaler | RobustScaler):
             steps.append(_scaler(step))
+        elif numeric:
+            raise Unsupported(type(step).__name__)
         else:
             steps.append(_encoder(step))
     return steps
@@ -164,10 +166,17 @@ def _branch(transformer: Any, numeric: bool) -> list[Step]:
 
 def compile_pipeline(pipeline: Any, schema: InputSchema) -> Compiled | None:
     """A function rows -> P(positive), or None when this Pipeline is not one we can compile."""
+    return compile_or_reason(pipeline, schema)[0]
+
+
+def compile_or_reason(pipeline: Any, schema: InputSchema) -> tuple[Compiled | None, str]:
+    """The compiled path, or None and why not (in words, for the log)."""
     try:
-        return _compile(pipeline, schema)
-    except (Unsupported, AttributeError, KeyError, TypeError, ValueError):
-        return None
+        return _compile(pipeline, schema), "compiled"
+    except Unsupported as exc:
+        return None, f"not compiled: unsupported {exc}"
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        return None, f"not compiled: {type(exc).__name__}: {exc}"
 
 
 def _compile(pipeline: Any, schema: InputSchema) -> Compiled:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -14,7 +15,9 @@ from lineage.input_schema import InputSchema, positive_proba, to_frame
 from lineage.models import ModelVersion
 from lineage.outliers import Detector, detector_of
 from lineage.pipeline import preprocessing_of
-from serving.fastpath import Compiled, compile_pipeline, probe_rows
+from serving.fastpath import Compiled, compile_or_reason, probe_rows
+
+log = logging.getLogger("govern.serving")
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class LoadedModel:
     input_schema: InputSchema
     fast: Compiled | None = None
     detector: Detector | None = None
+    scoring: str = "pipeline"  # "compiled", or why it is scored through its Pipeline
 
     def scores(self, records: list[dict[str, Any]]) -> list[float]:
         if self.fast is not None:
@@ -53,29 +57,30 @@ class LoadedModel:
         return preprocessing_of(self.pipeline).transform(to_frame(self.input_schema, records))
 
 
-def checked_fast_path(pipeline: Any, schema: InputSchema) -> Compiled | None:
+def fast_path_or_reason(pipeline: Any, schema: InputSchema) -> tuple[Compiled | None, str]:
     """The compiled path, only if it gives exactly the Pipeline's numbers on probe rows, in a
-    batch and one row at a time, for the preprocessed features as for the scores."""
-    fast = compile_pipeline(pipeline, schema)
+    batch and one row at a time, for the preprocessed features as for the scores; otherwise
+    None, and why the model is scored through its Pipeline."""
+    fast, reason = compile_or_reason(pipeline, schema)
     if fast is None:
-        return None
+        return None, reason
     probe = probe_rows(schema)
     frame = to_frame(schema, probe)
     expected = positive_proba(pipeline, frame, schema)
     if not np.array_equal(fast(probe), expected):
-        return None
+        return None, "not compiled: its scores differ from the Pipeline's on the probe rows"
     preprocess = pipeline.named_steps.get("preprocess")
     if preprocess is None or not np.array_equal(
         fast.transform(probe),
         np.asarray(preprocess.transform(frame), dtype=np.float64),
         equal_nan=True,
     ):
-        return None
+        return None, "not compiled: its features differ from the preprocessing's on the probe rows"
     for i in range(0, len(probe), 9):
         single = positive_proba(pipeline, to_frame(schema, [probe[i]]), schema)
         if not np.array_equal(fast([probe[i]]), single) or single[0] != expected[i]:
-            return None
-    return fast
+            return None, "not compiled: one row at a time scores differently from a batch"
+    return fast, "compiled"
 
 
 class ModelCache:
@@ -103,13 +108,17 @@ class ModelCache:
                 return model
         pipeline = self.store.load_model(version.artifact_sha256)
         schema = InputSchema.from_document(version.input_schema)
+        fast, scoring = fast_path_or_reason(pipeline, schema)
+        if fast is None:
+            log.info("%s v%s is scored through its Pipeline (%s)", name, version.version, scoring)
         loaded = LoadedModel(
             name=name,
             version=version.version,
             sha256=version.artifact_sha256,
             pipeline=pipeline,
             input_schema=schema,
-            fast=checked_fast_path(pipeline, schema),
+            fast=fast,
+            scoring=scoring,
             detector=detector_of(version.lineage),
         )
         with self._lock:

@@ -8,7 +8,7 @@ from lineage.spec import parse_spec
 from lineage.synthetic import demo_spec, generate_loans
 from lineage.training import train
 from serving.fastpath import compile_pipeline, probe_rows
-from serving.model_cache import checked_fast_path
+from serving.model_cache import fast_path_or_reason
 
 ESTIMATORS = [
     ("sklearn.ensemble.HistGradientBoostingClassifier", {"max_iter": 30}, {}),
@@ -26,6 +26,8 @@ ESTIMATORS = [
         {"max_depth": 5},
         {"numeric": {"impute": "median", "scale": "robust"}},
     ),
+    ("xgboost.XGBClassifier", {"n_estimators": 30, "max_depth": 3}, {}),
+    ("lightgbm.LGBMClassifier", {"n_estimators": 30, "num_leaves": 15}, {}),
 ]
 
 
@@ -44,7 +46,17 @@ def test_compiled_path_gives_the_pipelines_numbers_to_the_bit(
     expected = positive_proba(outcome.pipeline, to_frame(schema, rows), schema)
     assert np.array_equal(fast(rows), expected)
     assert [fast([r])[0] for r in rows[:20]] == list(expected[:20])
-    assert checked_fast_path(outcome.pipeline, schema) is not None
+    assert fast_path_or_reason(outcome.pipeline, schema)[1] == "compiled"
+
+
+def test_a_pipeline_it_cannot_compile_is_served_through_the_pipeline_with_the_reason() -> None:
+    raw = demo_spec(dataset={"id": 1}, seed=3)
+    raw["estimator"] = {"class": "sklearn.ensemble.HistGradientBoostingClassifier", "params": {}}
+    raw["transforms"] = {"overrides": {"income": {"bins": 4}}}  # a KBinsDiscretizer step
+    outcome = train(parse_spec(raw), generate_loans(800, seed=2))
+    schema = InputSchema.from_document(outcome.input_schema)
+    fast, reason = fast_path_or_reason(outcome.pipeline, schema)
+    assert fast is None and reason == "not compiled: unsupported KBinsDiscretizer"
 
 
 def test_unknown_pipelines_are_not_compiled() -> None:
