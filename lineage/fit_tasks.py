@@ -18,7 +18,7 @@ from lineage.artifacts import serialize_model
 from lineage.datasets import parse_table
 from lineage.environment import capture_environment
 from lineage.fingerprint import fingerprint
-from lineage.mitigation import estimator_params
+from lineage.pipeline import estimator_params
 from lineage.spec import parse_spec
 from lineage.training import TrainingOutcome
 from lineage.training import train as train_spec

@@ -78,14 +78,6 @@ def is_reduction(estimator: Any) -> bool:
     return isinstance(estimator, ReductionClassifier)
 
 
-def estimator_params(model: Any) -> dict[str, Any]:
-    """The fitted model's estimator parameters, as lineage records them: for a reduction, its
-    estimator's (the reduction's own settings are the spec's ``mitigation``)."""
-    inner = model.estimator if is_reduction(model) else model
-    params: dict[str, Any] = inner.get_params(deep=False)
-    return params
-
-
 def reduction_summary(model: Any) -> dict[str, Any] | None:
     """What the reduction found: how many predictors it weighs, how far from the constraint it
     ended on the training rows, and how many fits it took. None for a plain estimator."""

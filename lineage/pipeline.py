@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from sklearn.compose import ColumnTransformer
@@ -16,7 +17,7 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
-from lineage.mitigation import ReductionClassifier
+from lineage.mitigation import ReductionClassifier, is_reduction
 from lineage.spec import (
     DETERMINISTIC,
     ESTIMATORS,
@@ -243,3 +244,18 @@ def margin(estimator: Any, x: Any) -> Any:
     if path == "lightgbm.LGBMClassifier":
         return estimator.predict(x, raw_score=True)
     return None
+
+
+def estimator_params(model: Any) -> dict[str, Any]:
+    """The fitted model's estimator parameters, as lineage records them: for a reduction, its
+    estimator's (the reduction's own settings are the spec's ``mitigation``); JSON-safe."""
+    inner = model.estimator if is_reduction(model) else model
+    return {name: _json_number(value) for name, value in inner.get_params(deep=False).items()}
+
+
+def _json_number(value: Any) -> Any:
+    """A parameter as JSON can hold it: a non-finite number (XGBoost's ``missing=nan``) as its
+    text, which PostgreSQL's JSON and a rebuild's comparison both take as it is."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value

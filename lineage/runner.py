@@ -35,8 +35,9 @@ from lineage.jobs import (
     stop_requested,
     update_job,
 )
-from lineage.mitigation import estimator_params, reduction_summary
+from lineage.mitigation import reduction_summary
 from lineage.models import DatasetVersion, RunStatus, TrainingRun
+from lineage.pipeline import estimator_params
 from lineage.registration import (
     ModelArtifact,
     NewVersion,

@@ -269,7 +269,9 @@ def test_a_scoring_failure_does_not_echo_what_the_model_raised(
     assert "income" not in text  # the column the model wanted, named only by scikit-learn
 
 
-@pytest.mark.parametrize("estimator", sorted(ESTIMATORS))
+# scikit-learn's own: an XGBoost or LightGBM model holds its library's booster, which skops
+# would rebuild from a pickle; those come in their own formats, never through skops.
+@pytest.mark.parametrize("estimator", sorted(p for p in ESTIMATORS if p.startswith("sklearn.")))
 def test_every_supported_estimator_and_transformer_loads_from_skops(estimator: str) -> None:
     frame = generate_loans(300, seed=3)
     numeric = ["income", "debt_to_income", "late_payments"]
