@@ -9,7 +9,7 @@ RUN = $(UV) run --locked --no-sync
 export GOV_HOST ?= 127.0.0.1
 export GOV_PORT ?= 8000
 
-.PHONY: help bootstrap system install run serve migrate test browser lint format clean bench bench-training bench-serving bench-ood bench-explain bench-robustness bench-fairness bench-drift bench-rebuild bench-compliance bench-false-alarms bench-cli bench-predict bench-console bench-notices bench-experiments bench-lda reliability
+.PHONY: help bootstrap system install run serve migrate test browser lint licenses format clean bench bench-training bench-serving bench-ood bench-explain bench-robustness bench-fairness bench-drift bench-rebuild bench-compliance bench-false-alarms bench-cli bench-predict bench-console bench-notices bench-experiments bench-lda reliability
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ RELIABILITY_PROFILE ?= full
 RELIABILITY_OUT ?= RELIABILITY.md
 reliability: install ## Crash, outage, concurrency, fuzzing, hostile-input, tamper and attack drills; writes RELIABILITY.md
 	$(RUN) python -m reliability --profile $(RELIABILITY_PROFILE) --out $(RELIABILITY_OUT)
+
+licenses: install ## Every installed package's licence from its metadata; fails on one not in licenses.toml
+	$(RUN) python -m core.licenses --allowlist licenses.toml
 
 lint: install ## ruff check, ruff format --check, mypy
 	$(RUN) ruff check .
