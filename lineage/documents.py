@@ -169,6 +169,12 @@ class OutlierDetector(Body):
     validation_outlier_rate: Number | None = None
 
 
+class UploadedModel(Body):
+    format: str = Field(description="xgboost-json, xgboost-ubj or lightgbm-text")
+    sha256: str
+    size_bytes: int
+
+
 class RecordedArtifact(Body):
     """The stored artifact (``lineage.registration.StoredArtifact``)."""
 
@@ -178,6 +184,11 @@ class RecordedArtifact(Body):
     fingerprint: str
     uploaded_skops_sha256: str | None = Field(
         default=None, description="An uploaded model: the hash of the file as it was uploaded"
+    )
+    uploaded: UploadedModel | None = Field(
+        default=None,
+        description="An XGBoost or LightGBM model uploaded in its library's own format: that "
+        "file, kept in the artifact store under its sha256",
     )
 
 

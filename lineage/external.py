@@ -1,7 +1,8 @@
 """Register a model version trained outside govern, with its lineage.
 
 The upload is a scikit-learn Pipeline in skops format: skops loads only the types we trust
-(scikit-learn, NumPy, SciPy), so an upload can never run code the way an unpickled one could.
+(scikit-learn, NumPy, SciPy), so an upload can never run code the way an unpickled one could. Or
+an XGBoost or LightGBM model in its library's own format (``lineage.native``): data, never code.
 The stored artifact is then written by govern itself and verified by hash like any other.
 """
 
@@ -23,6 +24,7 @@ from lineage.data_sources import DataPolicy
 from lineage.datasets import check_columns
 from lineage.input_schema import InputSchema, build_input_schema, frame_from_table
 from lineage.models import DatasetVersion, ModelVersion, RegisteredModel
+from lineage.native import FORMATS, load_native
 from lineage.outliers import fit_detector
 from lineage.registration import (
     ModelArtifact,
@@ -54,7 +56,12 @@ _NOT_DECLARED = {"estimator", "seeds", "validation", "transforms"}
 
 class ExternalArtifact(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    format: str = Field(pattern="^skops$")
+    format: str = Field(
+        pattern="^(skops|xgboost-json|xgboost-ubj|lightgbm-text)$",
+        description="skops: a scikit-learn Pipeline; xgboost-json or xgboost-ubj: an XGBoost "
+        "model as Booster.save_model writes it; lightgbm-text: a LightGBM model as "
+        "Booster.save_model writes it. Never a pickle.",
+    )
     content_base64: str = Field(min_length=1)
 
 
@@ -167,7 +174,9 @@ def _decode(artifact: ExternalArtifact) -> bytes:
         ) from None
 
 
-def _classifier(upload: bytes, max_unpacked: int) -> Any:
+def _classifier(reg: ExternalRegistration, upload: bytes, max_unpacked: int) -> Any:
+    if reg.artifact.format in FORMATS:
+        return load_native(reg.artifact.format, upload, reg.features)
     pipeline = load_skops(upload, max_unpacked=max_unpacked)
     if not hasattr(pipeline, "predict_proba"):
         raise InvalidInput(
@@ -279,7 +288,7 @@ def register_external(
 ) -> tuple[RegisteredModel, ModelVersion]:
     reg = parse_registration(data)
     upload = _decode(reg.artifact)
-    pipeline = _classifier(upload, max_unpacked)
+    pipeline = _classifier(reg, upload, max_unpacked)
 
     assert reg.dataset is not None
     assert reg.seeds is not None
@@ -296,7 +305,10 @@ def register_external(
     all_rows, by_group = _evaluate(spec, pipeline, frame, y, schema)
     metrics = {"all_rows": all_rows, "note": "scored by govern on every row of the data version"}
     gate = _gate(reg, spec, all_rows)
-    stored = store_artifact(store, ModelArtifact.of(pipeline), uploaded=upload)
+    native = reg.artifact.format if reg.artifact.format in FORMATS else None
+    stored = store_artifact(
+        store, ModelArtifact.of(pipeline), uploaded=upload, native_format=native
+    )
     estimator_class = _estimator_class(pipeline)
     evaluated = {
         "metrics_by_group": by_group,

@@ -45,6 +45,7 @@ class StoredArtifact:
     size_bytes: int
     fingerprint: str
     uploaded_skops_sha256: str | None = None
+    uploaded: dict[str, Any] | None = None  # a native upload: its format, sha256 and size
 
     def lineage(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -55,13 +56,29 @@ class StoredArtifact:
         }
         if self.uploaded_skops_sha256 is not None:
             record["uploaded_skops_sha256"] = self.uploaded_skops_sha256
+        if self.uploaded is not None:
+            record["uploaded"] = self.uploaded
         return record
 
 
 def store_artifact(
-    store: ArtifactStore, artifact: ModelArtifact, *, uploaded: bytes | None = None
+    store: ArtifactStore,
+    artifact: ModelArtifact,
+    *,
+    uploaded: bytes | None = None,
+    native_format: str | None = None,
 ) -> StoredArtifact:
-    """Write the artifact (``uploaded``: the file it was uploaded as, whose hash is kept)."""
+    """Write the artifact. ``uploaded``: the file it was uploaded as, whose hash is kept; a
+    native model's file (``native_format``) is kept in the store too, in its own format."""
+    if native_format is not None:
+        assert uploaded is not None
+        kept = {"format": native_format, "sha256": store.put(uploaded), "size_bytes": len(uploaded)}
+        return StoredArtifact(
+            sha256=store.put(artifact.content),
+            size_bytes=len(artifact.content),
+            fingerprint=artifact.fingerprint,
+            uploaded=kept,
+        )
     return StoredArtifact(
         sha256=store.put(artifact.content),
         size_bytes=len(artifact.content),
