@@ -1,5 +1,7 @@
-"""The model inventory (SR 11-7): every model version, its stage and history, owner, where it
-served and when, its decision count, last rebuild and last fairness report.
+"""The model inventory, for model risk management (SR 26-2 / OCC Bulletin 2026-13, which
+superseded SR 11-7 / OCC 2011-12 in April 2026; the README maps its fields to both): every model
+version, its stage and history, owner, where it served and when, its decision count, last
+rebuild and last fairness report.
 
 Where a version served comes from the endpoints' configuration history (every change is a row),
 replayed into intervals. ``at`` answers "what was in production on date D": stages and serving

@@ -218,8 +218,9 @@ Inventorist = Annotated[Principal, Depends(allow(Role.compliance, Role.data_scie
 @router.get(
     "/inventory",
     response_model=Inventory,
-    summary="Every model version: stage and history, owner, where it serves or served and when, "
-    "decision count, last rebuild and fairness report; `at` answers what was in use then",
+    summary="The model inventory for model risk management (SR 26-2 / OCC 2026-13; SR 11-7 "
+    "superseded): every model version, its stage and history, owner, where it serves or served "
+    "and when, decision count, last rebuild and fairness report; `at` answers what was in use then",
 )
 def model_inventory(
     session: SessionDep,
