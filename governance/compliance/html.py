@@ -372,3 +372,29 @@ def card_html(card: dict[str, Any]) -> str:
     rows += [g for report in reports for g in report.get("groups") or []]
     marked = any(row.get("below_reporting_threshold") and not row.get("suppressed") for row in rows)
     return _CARD.render(c=card, marked=marked, style=_STYLE, verdict_class=VERDICT_CLASS)
+
+
+_ANNEX_IV = _ENV.from_string(
+    """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Technical documentation: {{ d.model }} v{{ d.version }}</title><style>{{ style }}</style></head>
+<body>
+<h1>Technical documentation: {{ d.model }} v{{ d.version }}</h1>
+<p class="muted">{{ d.regulation }}. Assembled by govern on {{ d.generated_at }} from its own
+records; each section says what is evidenced, by which record, and what is missing.</p>
+<table><tr><th>section</th><th>where the Act asks</th><th>status</th></tr>
+{% for s in d.sections %}<tr><td><a href="#{{ s.key }}">{{ s.title }}</a></td><td>{{ s.article }}</td>
+<td class="{{ 'ok' if s.status == 'evidenced' else ('bad' if s.status == 'missing' else '') }}">{{ s.status }}</td></tr>
+{% endfor %}</table>
+{% for s in d.sections %}
+<h2 id="{{ s.key }}">{{ s.title }} <span class="muted">({{ s.article }}): {{ s.status }}</span></h2>
+{% if s.missing %}<p>Missing:</p><ul>{% for m in s.missing %}<li>{{ m }}</li>{% endfor %}</ul>{% endif %}
+<p>Records: {% for r in s.records %}<code>{{ r }}</code>{% if not loop.last %}, {% endif %}{% endfor %}</p>
+<table>{% for k, v in s.evidence.items() %}<tr><th>{{ k | replace("_", " ") }}</th><td><pre>{{ v | tojson(indent=1) if v is mapping or (v is iterable and v is not string) else (v | readable) }}</pre></td></tr>{% endfor %}</table>
+{% endfor %}
+</body></html>"""
+)
+
+
+def annex_iv_html(document: dict[str, Any]) -> str:
+    return _ANNEX_IV.render(d=document, style=_STYLE)

@@ -15,11 +15,17 @@ from core.audit import access
 from core.auth.models import Role
 from core.auth.schemas import Principal
 from core.db import transaction
-from core.deps import SessionDep, SettingsDep, allow
+from core.deps import SessionDep, SettingsDep, allow, now_of
 from core.errors import InvalidInput
 from core.pagination import Paged, SeqPageDep
-from governance.compliance import card, decisions, dossier, html, inventory, trail
-from governance.compliance.schemas import DecisionRow, Dossier, Inventory, ModelCard
+from governance.compliance import annex_iv, card, decisions, dossier, html, inventory, trail
+from governance.compliance.schemas import (
+    DecisionRow,
+    Dossier,
+    Inventory,
+    ModelCard,
+    TechnicalDocumentation,
+)
 from lineage.router import VersionDep
 
 router = APIRouter(tags=["compliance"])
@@ -238,6 +244,35 @@ def model_inventory(
         "count": len(items),
         "versions": jsonable_encoder(items),
     }
+
+
+@router.get(
+    "/models/{name}/versions/{version}/technical-documentation",
+    response_model=TechnicalDocumentation,
+    summary="The EU AI Act's technical documentation (Annex IV) for this version, assembled from "
+    "what govern records: each section evidenced, partly or missing, with the records it comes "
+    "from; JSON or (Accept: text/html or format=html) HTML",
+    responses=HTML,
+)
+def technical_documentation(
+    principal: Inventorist,
+    found: VersionDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    request: Request,
+    format: Annotated[Literal["json", "html"] | None, Query()] = None,
+    accept: Annotated[str | None, Header()] = None,
+) -> Any:
+    document = annex_iv.document(session, principal, settings, *found, now_of(request))
+    access.record(
+        session,
+        principal,
+        "model.technical_documentation",
+        target=f"{found[0].name}/{found[1].version}",
+    )
+    if format == "html" or (format is None and accept and "text/html" in accept):
+        return HTMLResponse(html.annex_iv_html(jsonable_encoder(document)))
+    return JSONResponse(jsonable_encoder(document))
 
 
 @router.get(

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from core.responses import Body, FeatureValue, IsoTime, LibraryVersions, Number, Scalar
+from core.responses import Body, FeatureValue, IsoTime, JsonValue, LibraryVersions, Number, Scalar
 from explain.fairness.schemas import (
     AttributeAsked,
     Comparison,
@@ -645,3 +645,25 @@ class Inventory(Body):
     status: Literal["in_use", "in_development", "retired"] | None
     count: int
     versions: list[InventoryItem]
+
+
+# The EU AI Act's technical documentation (Annex IV) ---------------------------------------------
+
+
+class DocSection(Body):
+    key: str
+    title: str
+    article: str = Field(description="Where the Act asks for it")
+    status: Literal["evidenced", "partly", "missing"]
+    evidence: dict[str, JsonValue] = Field(description="What govern records, as recorded")
+    records: list[str] = Field(description="The routes that show the records it comes from")
+    missing: list[str] = Field(description="What is not evidenced, in words")
+
+
+class TechnicalDocumentation(Body):
+    model: str
+    version: int
+    generated_at: str
+    regulation: str
+    summary: dict[str, list[str]] = Field(description="Section keys by status")
+    sections: list[DocSection]

@@ -92,6 +92,7 @@ TABLE: dict[str, Any] = {
     "GET /api/v1/models/{name}/versions/{version}/lineage": {CO, DS},
     "GET /api/v1/models/{name}/stage-history": {CO, DS},
     "GET /api/v1/models/{name}/versions/{version}/card": {CO, DS},
+    "GET /api/v1/models/{name}/versions/{version}/technical-documentation": {CO, DS},
     "GET /api/v1/inventory": {CO, DS},
     "POST /api/v1/models/{name}/versions": {DS},
     "POST /api/v1/models/{name}/versions/{version}/stage": {DS},

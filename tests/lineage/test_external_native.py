@@ -94,6 +94,11 @@ def test_a_native_model_is_registered_served_and_explained_like_any_other(
     }
     store = ArtifactStore(settings.artifacts)
     assert store.get(kept["sha256"]) == content, "the upload is kept in its own format"
+    documented = client.get(
+        f"/api/v1/models/{model}/versions/{version}/technical-documentation", headers=scientist
+    ).json()
+    design = next(s for s in documented["sections"] if s["key"] == "design")
+    assert design["status"] == "partly" and "its uploader declared" in design["missing"][0]
 
     promote(client, admin, model, version)
     routed = client.put(
