@@ -9,7 +9,7 @@ RUN = $(UV) run --locked --no-sync
 export GOV_HOST ?= 127.0.0.1
 export GOV_PORT ?= 8000
 
-.PHONY: help bootstrap system install run serve migrate test browser lint licenses format clean bench bench-training bench-serving bench-ood bench-explain bench-robustness bench-fairness bench-drift bench-rebuild bench-compliance bench-false-alarms bench-cli bench-predict bench-console bench-notices bench-experiments bench-lda reliability
+.PHONY: help bootstrap system install run serve migrate test browser lint licenses format clean bench bench-training bench-serving bench-ood bench-explain bench-robustness bench-fairness bench-drift bench-rebuild bench-compliance bench-false-alarms bench-cli bench-predict bench-console bench-notices bench-experiments bench-lda bench-estimators reliability
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -71,7 +71,7 @@ format: install ## Apply ruff's fixes and formatting
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
 
-bench: bench-training bench-serving bench-ood bench-explain bench-robustness bench-fairness bench-drift bench-rebuild bench-compliance bench-false-alarms bench-cli bench-predict bench-console bench-notices bench-experiments bench-lda ## Run every benchmark (figures go in BENCHMARKS.md)
+bench: bench-training bench-serving bench-ood bench-explain bench-robustness bench-fairness bench-drift bench-rebuild bench-compliance bench-false-alarms bench-cli bench-predict bench-console bench-notices bench-experiments bench-lda bench-estimators ## Run every benchmark (figures go in BENCHMARKS.md)
 
 bench-training: install ## Training run with lineage capture vs bare Pipeline.fit
 	$(RUN) python -m bench.training_overhead --rows 20000 --repeats 5
@@ -118,6 +118,9 @@ bench-experiments: install ## Experiment report over 1,000,000 decisions (and 70
 
 bench-lda: install ## LDA search of 50 candidates on 20,000 rows, in process and on a 2-worker Ray cluster
 	$(RUN) python -m bench.lda --rows 20000
+
+bench-estimators: install ## Fit and one-row scoring of each estimator, govern against the bare library
+	$(RUN) python -m bench.estimators --train 5000 --rows 2000
 
 bench-cli: install ## govern --help and govern models list start-up vs python -c pass
 	$(RUN) python -m bench.cli_startup --runs 10
