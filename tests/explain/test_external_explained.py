@@ -13,7 +13,7 @@ from sklearn.preprocessing import OneHotEncoder
 from core.auth.models import Role
 from lineage.capture import TrainingCapture
 from tests.conftest import Served
-from tests.support.factories import DataRepo, applicant, serve_live
+from tests.support.factories import DataRepo, applicant, decision_reports, serve_live
 
 NAMES = ["income", "debt_to_income", "late_payments", "purpose"]
 
@@ -91,32 +91,14 @@ def test_every_explanation_report_and_dossier_works_for_internal_and_external_mo
         assert response.status_code == 200, response.text
         ids.append(response.json()["decision_id"])
     decision = ids[0]
-    compliance, scientist = auth(Role.compliance), auth(Role.data_scientist)
-    answers = {
-        "shap": client.get(f"/api/v1/decisions/{decision}/explanations/shap", headers=scientist),
-        "anchor": client.get(
-            f"/api/v1/decisions/{decision}/explanations/anchor", headers=scientist
-        ),
-        "counterfactual": client.get(
-            f"/api/v1/decisions/{decision}/explanations/counterfactual", headers=scientist
-        ),
-        "robustness": client.get(f"/api/v1/decisions/{decision}/robustness", headers=scientist),
-        "reasons": client.get(f"/api/v1/decisions/{decision}/reasons", headers=compliance),
-        "dossier": client.get(f"/api/v1/decisions/{decision}/dossier", headers=compliance),
-        "fairness": client.get(
-            "/api/v1/fairness",
-            params={"endpoint": served.endpoint, "attribute": "sex"},
-            headers=compliance,
-        ),
-        "drift": client.get(
-            "/api/v1/drift", params={"endpoint": served.endpoint}, headers=compliance
-        ),
-        "card": client.get(
-            f"/api/v1/models/{'credit' if source == 'internal' else 'ext'}/versions/"
-            f"{served.versions[0]}/card",
-            headers=compliance,
-        ),
-    }
+    answers = decision_reports(
+        client,
+        auth,
+        decision,
+        served.endpoint,
+        "credit" if source == "internal" else "ext",
+        served.versions[0],
+    )
     failed = {name: r.text[:300] for name, r in answers.items() if r.status_code != 200}
     assert failed == {}
     shap = answers["shap"].json()

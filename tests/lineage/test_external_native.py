@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from core.auth.models import Role
 from lineage.artifacts import ArtifactStore
-from tests.support.factories import DataRepo, promote
+from tests.support.factories import DataRepo, serve_live
 
 NUMERIC = ["income", "debt_to_income", "credit_history_months", "late_payments"]
 
@@ -100,13 +100,7 @@ def test_a_native_model_is_registered_served_and_explained_like_any_other(
     design = next(s for s in documented["sections"] if s["key"] == "design")
     assert design["status"] == "partly" and "its uploader declared" in design["missing"][0]
 
-    promote(client, admin, model, version)
-    routed = client.put(
-        f"/api/v1/endpoints/{model}",
-        headers=admin,
-        json={"routes": [{"model": model, "version": version}]},
-    )
-    assert routed.status_code == 200, routed.text
+    serve_live(client, admin, model, model, version)
     row = frame.iloc[5]
     decided = client.post(
         f"/api/v1/endpoints/{model}/predict",

@@ -207,3 +207,29 @@ def book_applicant(**changes: Any) -> dict[str, Any]:
         "age": 24,
         **changes,
     }
+
+
+def decision_reports(
+    client: TestClient, auth: Any, decision: str, endpoint: str, model: str, version: int
+) -> dict[str, Any]:
+    """Every explanation and report of one decision and its endpoint, as its readers ask for
+    them: name -> the response."""
+    from core.auth.models import Role
+
+    compliance, scientist = auth(Role.compliance), auth(Role.data_scientist)
+    on = f"/api/v1/decisions/{decision}"
+    return {
+        "shap": client.get(f"{on}/explanations/shap", headers=scientist),
+        "anchor": client.get(f"{on}/explanations/anchor", headers=scientist),
+        "counterfactual": client.get(f"{on}/explanations/counterfactual", headers=scientist),
+        "robustness": client.get(f"{on}/robustness", headers=scientist),
+        "reasons": client.get(f"{on}/reasons", headers=compliance),
+        "dossier": client.get(f"{on}/dossier", headers=compliance),
+        "fairness": client.get(
+            "/api/v1/fairness",
+            params={"endpoint": endpoint, "attribute": "sex"},
+            headers=compliance,
+        ),
+        "drift": client.get("/api/v1/drift", params={"endpoint": endpoint}, headers=compliance),
+        "card": client.get(f"/api/v1/models/{model}/versions/{version}/card", headers=compliance),
+    }
