@@ -17,13 +17,13 @@ from core.auth import sessions
 from core.auth.schemas import Principal
 from core.config import Settings
 from core.db import transaction
-from core.deps import SessionDep, public
+from core.deps import SessionDep, now_of, public
 from core.errors import GovernanceError, InvalidInput
 from core.pagination import Page
 from explain.drift import service as drift_service
 from explain.fairness import service as fairness_service
 from governance.audit import alerts, verification
-from governance.compliance import card, decisions, dossier, inventory, retention, trail
+from governance.compliance import annex_iv, card, decisions, dossier, inventory, retention, trail
 from governance.compliance.router import export_response
 from governance.console import auth, casework, forms, nav
 from governance.console.auth import (
@@ -447,6 +447,24 @@ def _drift_report(
     except InvalidInput as exc:
         form.problems += forms.problems_of(exc)
         return None
+
+
+@router.get(
+    "/models/{name}/versions/{version}/technical-documentation", response_class=HTMLResponse
+)
+def technical_documentation(
+    request: Request,
+    session: SessionDep,
+    principal: ModelReader,
+    name: Annotated[str, Path(max_length=100)],
+    version: Annotated[int, Path(ge=1, le=2**31 - 1)],
+) -> HTMLResponse:
+    """The EU AI Act's technical documentation (``GET .../technical-documentation``)."""
+    found = registry.get_version(session=session, name=name, version=version)
+    settings = request.app.state.settings
+    document = annex_iv.document(session, principal, settings, *found, now_of(request))
+    access.record(session, principal, "model.technical_documentation", target=f"{name}/{version}")
+    return page(request, "annex_iv.html", {"d": jsonable_encoder(document)})
 
 
 @router.get("/models/{name}/versions/{version}", response_class=HTMLResponse)

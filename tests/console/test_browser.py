@@ -399,6 +399,10 @@ def test_the_experiment_promotion_and_search_pages_pass_axe_and_a_validator_appr
     for name, path in (
         ("experiments", "/console/experiments"),
         ("experiment", f"/console/experiments/{experiment['experiment_id']}"),
+        (
+            "technical-documentation",
+            f"/console/models/credit/versions/{served.versions[1]}/technical-documentation",
+        ),
     ):
         browser.get(live.url + path)
         _wait(browser, ec.presence_of_element_located((By.TAG_NAME, "h1")))

@@ -65,3 +65,17 @@ def test_the_documentation_says_what_is_evidenced_and_what_is_missing(
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'id="logging"' in page.text and "never rebuilt" in page.text
     assert client.get(path, headers=auth(Role.appeals)).status_code == 403
+
+    # The console: linked from the model card, the same sections.
+    from tests.console.support import sign_in
+
+    officer = TestClient(client.app)
+    sign_in(officer, compliance["Authorization"].split(" ", 1)[1])
+    card = officer.get(f"/console/models/credit/versions/{served.versions[0]}")
+    assert 'id="annex-iv"' in card.text
+    shown = officer.get(
+        f"/console/models/credit/versions/{served.versions[0]}/technical-documentation"
+    )
+    assert shown.status_code == 200
+    assert shown.text.count("<section") == len(document.sections)
+    assert "never rebuilt" in shown.text and 'id="logging"' in shown.text

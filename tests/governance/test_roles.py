@@ -67,6 +67,7 @@ TABLE: dict[str, Any] = {
     "POST /console/models/{name}/versions/{version}/rebuild": {CO, DS},
     "GET /console/rebuilds/{rebuild_id}": {CO, DS},
     "GET /console/models/{name}/versions/{version}": {CO, DS},
+    "GET /console/models/{name}/versions/{version}/technical-documentation": {CO, DS},
     "GET /healthz": PUBLIC,
     "GET /readyz": PUBLIC,
     "GET /metrics": PUBLIC,
