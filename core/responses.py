@@ -28,6 +28,12 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Strict(BaseModel):
+    """A request body: a key it does not declare is refused (422), never ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 # A class label, a category or a feature value, as the data has it.
 Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
 # A feature value as logged: a scalar, or null for a missing value.

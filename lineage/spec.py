@@ -511,19 +511,23 @@ class Decision(Strict):
     )
 
 
+# fairlearn's reductions' constraints, by the names a spec uses (``lineage.mitigation``).
+ReductionConstraint = Literal[
+    "demographic_parity",
+    "equalized_odds",
+    "true_positive_rate_parity",
+    "false_positive_rate_parity",
+    "error_rate_parity",
+]
+
+
 class Mitigation(Strict):
     """A fairlearn reduction: the estimator refitted under a fairness constraint on the
     protected attribute (exponentiated gradient, Agarwal et al. 2018). The attribute is read at
     fit time only: the model never takes it as an input, and scores without it."""
 
     method: Literal["exponentiated_gradient"] = "exponentiated_gradient"
-    constraint: Literal[
-        "demographic_parity",
-        "equalized_odds",
-        "true_positive_rate_parity",
-        "false_positive_rate_parity",
-        "error_rate_parity",
-    ] = "demographic_parity"
+    constraint: ReductionConstraint = "demographic_parity"
     attribute: str = Field(min_length=1, max_length=200, description="A protected attribute")
     eps: float = Field(
         default=0.01, ge=0.001, le=0.5, description="How far from the constraint it may stay"

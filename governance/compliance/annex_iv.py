@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from core.audit import access
 from core.audit.models import Alert
 from core.auth.schemas import Principal
 from core.config import Settings
@@ -293,6 +294,7 @@ def document(
     now: datetime,
 ) -> dict[str, Any]:
     name, number = model.name, version.version
+    access.record(session, principal, "model.technical_documentation", target=f"{name}/{number}")
     base = f"/api/v1/models/{name}/versions/{number}"
     c = model_card.card(session, principal, settings, model, version)
     lineage = version.lineage or {}

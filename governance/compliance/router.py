@@ -264,12 +264,6 @@ def technical_documentation(
     accept: Annotated[str | None, Header()] = None,
 ) -> Any:
     document = annex_iv.document(session, principal, settings, *found, now_of(request))
-    access.record(
-        session,
-        principal,
-        "model.technical_documentation",
-        target=f"{found[0].name}/{found[1].version}",
-    )
     if format == "html" or (format is None and accept and "text/html" in accept):
         return HTMLResponse(html.annex_iv_html(jsonable_encoder(document)))
     return JSONResponse(jsonable_encoder(document))

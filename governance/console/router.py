@@ -38,6 +38,7 @@ from governance.console.auth import (
 )
 from governance.console.render import PREFIX, fragment, page, see_other
 from lineage import registry
+from lineage.router import VersionDep
 from rebuild import access as rebuild_access
 from rebuild import service as rebuild_service
 from serving import endpoints as endpoint_service
@@ -453,31 +454,20 @@ def _drift_report(
     "/models/{name}/versions/{version}/technical-documentation", response_class=HTMLResponse
 )
 def technical_documentation(
-    request: Request,
-    session: SessionDep,
-    principal: ModelReader,
-    name: Annotated[str, Path(max_length=100)],
-    version: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    request: Request, session: SessionDep, principal: ModelReader, found: VersionDep
 ) -> HTMLResponse:
     """The EU AI Act's technical documentation (``GET .../technical-documentation``)."""
-    found = registry.get_version(session=session, name=name, version=version)
     settings = request.app.state.settings
     document = annex_iv.document(session, principal, settings, *found, now_of(request))
-    access.record(session, principal, "model.technical_documentation", target=f"{name}/{version}")
     return page(request, "annex_iv.html", {"d": jsonable_encoder(document)})
 
 
 @router.get("/models/{name}/versions/{version}", response_class=HTMLResponse)
 def model_card(
-    request: Request,
-    session: SessionDep,
-    principal: ModelReader,
-    name: Annotated[str, Path(max_length=100)],
-    version: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    request: Request, session: SessionDep, principal: ModelReader, found: VersionDep
 ) -> HTMLResponse:
     """The model card (``GET .../card``): intended use, data, metrics overall and by group,
     the gate, live fairness, lineage and the latest rebuild."""
-    found = registry.get_version(session=session, name=name, version=version)
     document = card.card(session, principal, request.app.state.settings, *found)
     return page(
         request,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from core.responses import Body
+from core.responses import Body, Strict
 from lineage.spec import NAME_PATTERN
 
 METRICS = ("approval_rate", "default_rate", "auc", "expected_loss")
@@ -18,10 +18,6 @@ DIRECTIONS: dict[str, Literal["higher", "lower"]] = {
     "expected_loss": "lower",
 }
 MAX_PER_ARM = 100_000_000
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class Arm(Strict):

@@ -5,17 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from core.responses import Body, Scalar
+from core.responses import Body, Scalar, Strict
 from governance.promotion.schemas import Step
-from lineage.spec import NAME_PATTERN
+from lineage.spec import NAME_PATTERN, ReductionConstraint
 
 MAX_SEARCH = 60
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class Base(Strict):
@@ -25,13 +21,7 @@ class Base(Strict):
 
 class Reduction(Strict):
     method: Literal["exponentiated_gradient"] = "exponentiated_gradient"
-    constraint: Literal[
-        "demographic_parity",
-        "equalized_odds",
-        "true_positive_rate_parity",
-        "false_positive_rate_parity",
-        "error_rate_parity",
-    ] = "demographic_parity"
+    constraint: ReductionConstraint = "demographic_parity"
     eps: float = Field(default=0.01, ge=0.001, le=0.5)
 
 

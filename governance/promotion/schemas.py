@@ -5,18 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from core.responses import Body
+from core.responses import Body, Strict
 from governance.compliance.schemas import ModelCard
 from governance.experiments.schemas import Breach, GuardrailEntry, Guardrails, TestEntry
 from lineage.spec import NAME_PATTERN
 
 MAX_ROBUSTNESS_DECISIONS = 50
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class RolloutIn(Strict):
