@@ -316,13 +316,25 @@ class Reason(Body):
     text: str
     value: FeatureValue
     value_label: str
-    contribution: float
+    contribution: float | None = Field(
+        default=None, description="From SHAP: the attribution against the favourable outcome"
+    )
+    points_lost: float | None = Field(
+        default=None, description="From a scorecard: the points below the feature's best bin"
+    )
 
 
 class ReasonsSource(Body):
     method: str
-    seed: int
+    seed: int | None = Field(description="The SHAP seed; None for a scorecard's points")
     versions: LibraryVersions
+
+
+class ScorecardPoints(Body):
+    """A scorecard decision's score and each feature's points (``lineage.scorecard``)."""
+
+    score: float
+    points: dict[str, float]
 
 
 class AdverseActionReasons(Body):
@@ -335,7 +347,8 @@ class AdverseActionReasons(Body):
     favourable: bool
     label: Scalar
     reasons: list[Reason]
-    space: Literal["log_odds", "probability"] | None = None
+    space: Literal["log_odds", "probability", "scorecard points"] | None = None
+    scorecard: ScorecardPoints | None = None
     message: str
     source: ReasonsSource
 

@@ -247,14 +247,23 @@ def explain(
     return explanation_public(logged, row, cached)
 
 
+SCORECARD_METHOD = "scorecard points lost against each feature's best bin"
+
+
 def reasons_for(
     session: Session, explainers: Explainers, decision_id: str, principal: Principal
 ) -> dict[str, Any]:
     logged = logged_decision(session, decision_id)
     schema = InputSchema.from_document(_version(session, logged).input_schema)
-    row, _cached = explanation_for(session, explainers, logged, "shap", {}, principal.key_id)
+    if schema.scorecard is not None:  # points lost, read off the recorded points table
+        attributions: dict[str, Any] = {}
+        source: dict[str, Any] = {"method": SCORECARD_METHOD, "seed": None, "versions": {}}
+    else:
+        row, _cached = explanation_for(session, explainers, logged, "shap", {}, principal.key_id)
+        attributions = row.result
+        source = {"method": row.result["method"], "seed": row.seed, "versions": row.versions}
     result = reasons.adverse_action_reasons(
-        schema, row.result, logged.content["label"], schema.favourable, logged.features
+        schema, attributions, logged.content["label"], schema.favourable, logged.features
     )
     access.record(session, principal, "explanation.reasons", target=decision_id)
     return {
@@ -262,7 +271,7 @@ def reasons_for(
         "model": logged.model,
         "score": logged.content.get("score"),
         **result,
-        "source": {"method": row.result["method"], "seed": row.seed, "versions": row.versions},
+        "source": source,
     }
 
 

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from core.responses import Body, IsoTime, JsonValue, Number, Scalar
 from lineage.models import Stage
+from lineage.scorecard import Scorecard
 
 
 class SplitMetrics(Body):
@@ -233,5 +234,8 @@ class LineageDocument(Body):
         description="How well each feature predicts each protected attribute"
     )
     missing_values: dict[str, MissingValues] | None = None
+    scorecard: Scorecard | None = Field(
+        default=None, description="A scorecard's points per bin (lineage.scorecard)"
+    )
     artifact: RecordedArtifact
     timing: RecordedTiming

@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from core.errors import GovernanceError, InvalidInput, field_list, validation_details
+from lineage.scorecard import Scorecard
 from lineage.spec import DEFAULT_THRESHOLD, Constraint, FeatureType, TrainingSpec, category_text
 from lineage.spec import Feature as DeclaredFeature
 
@@ -191,6 +192,8 @@ class InputSchema(_Entry):
     # keep its classes in another order).
     positive_index: StrictInt = Field(default=1, ge=0)
     decision_words: dict[str, StrictStr] | None = None
+    # A scorecard's points table: its reason codes are the points lost (``lineage.scorecard``).
+    scorecard: Scorecard | None = None
 
     @field_validator("features")
     @classmethod

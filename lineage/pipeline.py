@@ -18,6 +18,7 @@ from sklearn.preprocessing import (
 )
 
 from lineage.mitigation import ReductionClassifier, is_reduction
+from lineage.scorecard import WoeBinner, points_table
 from lineage.spec import (
     DETERMINISTIC,
     ESTIMATORS,
@@ -93,6 +94,8 @@ def build_pipeline(spec: TrainingSpec) -> Pipeline:
     """Features that share a type and a transform share one ColumnTransformer branch (fewer
     branches make a one-row transform several times faster), then the estimator, seeded from
     ``seeds``. ``output_features`` maps every output column back to its feature."""
+    if spec.scorecard is not None:
+        return _scorecard_pipeline(spec)
     groups: dict[str, tuple[list[tuple[str, Any]], list[str]]] = {}
     for feature in spec.features:
         transform = spec.transform_for(feature)
@@ -113,6 +116,11 @@ def build_pipeline(spec: TrainingSpec) -> Pipeline:
             )
         branches.append((name, transformer, columns))
     preprocess = ColumnTransformer(branches, remainder="drop", verbose_feature_names_out=True)
+    return Pipeline([("preprocess", preprocess), ("model", _estimator(spec))])
+
+
+def _estimator(spec: TrainingSpec) -> Any:
+    """The spec's estimator, with its deterministic settings and seed (and its reduction)."""
     estimator_class = import_estimator(spec.estimator.class_path)
     params = {**DETERMINISTIC.get(spec.estimator.class_path, {}), **spec.estimator.params}
     if "random_state" in estimator_class().get_params():
@@ -125,7 +133,53 @@ def build_pipeline(spec: TrainingSpec) -> Pipeline:
             eps=spec.mitigation.eps,
             max_iter=spec.mitigation.max_iter,
         )
-    return Pipeline([("preprocess", preprocess), ("model", model)])
+    return model
+
+
+def _scorecard_pipeline(spec: TrainingSpec) -> Pipeline:
+    """Numeric and categorical features each binned by one ``WoeBinner``, then the regression."""
+    card = spec.scorecard
+    assert card is not None
+    branches = []
+    for kind in ("numeric", "categorical"):
+        columns = [f.name for f in spec.features if f.type.value == kind]
+        if columns:
+            binner = WoeBinner(
+                kind=kind,
+                method=card.binning,
+                max_bins=card.max_bins,
+                min_bin_share=card.min_bin_share,
+            )
+            branches.append(("num" if kind == "numeric" else "cat", binner, columns))
+    preprocess = ColumnTransformer(branches, remainder="drop", verbose_feature_names_out=True)
+    return Pipeline([("preprocess", preprocess), ("model", _estimator(spec))])
+
+
+def scorecard_of(pipeline: Pipeline, spec: TrainingSpec, favourable_is_positive: bool) -> Any:
+    """The fitted scorecard's points table (``lineage.scorecard.Scorecard``), None for a model
+    that is not one."""
+    card = spec.scorecard
+    if card is None:
+        return None
+    preprocess: ColumnTransformer = pipeline.named_steps["preprocess"]
+    names: list[str] = []
+    binned: list[Any] = []
+    for _name, binner, columns in preprocess.transformers_:
+        if isinstance(binner, WoeBinner):
+            names.extend(columns)
+            binned.extend(binner.bins_)
+    model = pipeline.named_steps["model"]
+    return points_table(
+        names,
+        binned,
+        [float(c) for c in model.coef_[0]],
+        float(model.intercept_[0]),
+        favourable_is_positive=favourable_is_positive,
+        binning=card.binning,
+        pdo=card.pdo,
+        base_score=card.base_score,
+        base_odds=card.base_odds,
+    )
 
 
 def _per_column(encoder: Any, n_columns: int) -> Any:
@@ -215,6 +269,8 @@ def missing_value_policy(pipeline: Pipeline, spec: TrainingSpec) -> dict[str, di
     and the value it fills in (learned at fit, e.g. the training median), or "none" when the
     estimator receives the gap itself."""
     preprocess: ColumnTransformer = pipeline.named_steps["preprocess"]
+    if spec.scorecard is not None:  # a missing value is a bin of its own, with its own points
+        return {f.name: {"impute": "own_bin"} for f in spec.features}
     filled: dict[str, Any] = {}
     for _name, transformer, columns in preprocess.transformers_:
         imputer = (

@@ -93,6 +93,7 @@ def build_lineage(
         "outlier_detector": outcome.outlier_detector,
         "proxies": outcome.proxies,
         "missing_values": missing_values(outcome.input_schema),
+        **({"scorecard": outcome.scorecard} if outcome.scorecard else {}),
     }
 
 

@@ -535,6 +535,29 @@ class Mitigation(Strict):
     max_iter: int = Field(default=50, ge=1, le=100)
 
 
+class ScorecardSpec(Strict):
+    """A logistic scorecard (``lineage.scorecard``): every feature binned and encoded by its
+    weight of evidence, a LogisticRegression on those, and points per bin."""
+
+    binning: Literal["monotone", "quantile"] = Field(
+        default="monotone",
+        description="monotone: fine quantile bins merged until the positive-class rate only "
+        "rises or only falls across them; quantile: equal-count bins.",
+    )
+    max_bins: int = Field(default=6, ge=2, le=20, description="Most bins per feature")
+    min_bin_share: float = Field(
+        default=0.05, ge=0.0, le=0.5, description="Fewest training rows a bin may hold, as a share"
+    )
+    pdo: float = Field(default=20.0, gt=0, le=1000, description="Points to double the odds")
+    base_score: float = Field(default=600.0, ge=0, le=10000, description="Score at base_odds")
+    base_odds: float = Field(
+        default=50.0, gt=0, le=1e6, description="Odds of the favourable class at base_score"
+    )
+
+
+SCORECARD_ESTIMATOR = "sklearn.linear_model.LogisticRegression"
+
+
 class TrainingSpec(Strict):
     model_name: str = Field(alias="model", pattern=NAME_PATTERN)
     description: str = Field(default="", max_length=2000)
@@ -564,6 +587,12 @@ class TrainingSpec(Strict):
     mitigation: Mitigation | None = Field(
         default=None,
         description="Optional: train under a fairness constraint (fairlearn's reductions).",
+    )
+    scorecard: ScorecardSpec | None = Field(
+        default=None,
+        description="Optional: a logistic scorecard (binning and weight of evidence in front of "
+        "LogisticRegression), with points per bin in the model card and reason codes from "
+        "points lost.",
     )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -655,6 +684,22 @@ class TrainingSpec(Strict):
             raise ValueError("mitigation needs an estimator that takes sample weights")
         return self
 
+    @model_validator(mode="after")
+    def _scorecard_fits(self) -> Self:
+        if self.scorecard is None:
+            return self
+        if self.estimator.class_path != SCORECARD_ESTIMATOR:
+            raise ValueError(f"a scorecard's estimator is {SCORECARD_ESTIMATOR}")
+        if self.mitigation is not None:
+            raise ValueError(
+                "a scorecard cannot be trained under a mitigation: its points are one regression's"
+            )
+        if self.transforms != Transforms():
+            raise ValueError(
+                "a scorecard bins and encodes every feature itself: leave out transforms"
+            )
+        return self
+
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
@@ -687,7 +732,7 @@ class TrainingSpec(Strict):
         exactly what they re-run today.
         """
         dumped = self.model_dump(mode="json", by_alias=True)
-        for name in ("public_context", "constraints", "mitigation"):
+        for name in ("public_context", "constraints", "mitigation", "scorecard"):
             if not dumped[name]:
                 del dumped[name]
         transforms = dumped["transforms"]

@@ -25,7 +25,7 @@ from lineage.input_schema import (
     same_class,
 )
 from lineage.outliers import fit_detector
-from lineage.pipeline import build_pipeline, missing_value_policy
+from lineage.pipeline import build_pipeline, missing_value_policy, scorecard_of
 from lineage.proxies import proxy_report
 from lineage.spec import YAML_BOOLEAN_HINT, FeatureType, TrainingSpec
 
@@ -48,6 +48,7 @@ class TrainingOutcome:
     fit_seconds: float
     outlier_detector: dict[str, Any]
     proxies: dict[str, Any] | None = None
+    scorecard: dict[str, Any] | None = None  # a scorecard's points table (``lineage.scorecard``)
 
 
 def _class_hint(declared: Any, values: list[Any]) -> str:
@@ -280,6 +281,9 @@ def train(spec: TrainingSpec, frame: pd.DataFrame, progress: Progress = _quiet) 
     ):
         assert feature["name"] == name
         feature["missing"] = policy
+    scorecard = scorecard_of(pipeline, spec, same_class(spec.favourable_class, classes[1]))
+    if scorecard is not None:
+        document["scorecard"] = scorecard.model_dump(mode="json")
     schema = InputSchema.from_document(document)
 
     progress(0.70, "evaluating")
@@ -312,4 +316,5 @@ def train(spec: TrainingSpec, frame: pd.DataFrame, progress: Progress = _quiet) 
         fit_seconds=fit_seconds,
         outlier_detector=detector,
         proxies=proxies,
+        scorecard=document.get("scorecard"),
     )

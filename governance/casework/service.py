@@ -52,6 +52,8 @@ def _reasons_at(
     found = reason_codes.adverse_action_reasons(
         schema, shap, logged.content.get("label"), schema.favourable, logged.features
     )
+    if schema.scorecard is not None:
+        return None, list(found["reasons"]), explain_service.SCORECARD_METHOD
     return shap.get("seed"), list(found["reasons"]), str(shap.get("method") or "SHAP")
 
 

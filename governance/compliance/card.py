@@ -171,6 +171,8 @@ def missing_value_policy(feature: FeatureEntry) -> str | None:
     impute = None if policy is None else policy.impute
     if impute == "none":
         parts.append("the estimator receives the gap itself")
+    elif impute == "own_bin":
+        parts.append("a scorecard bin of its own, with its own points")
     elif policy is not None and impute:
         filled = f"filled with {IMPUTED_WITH.get(impute, impute)}"
         if policy.fill_value is not None:
@@ -382,6 +384,7 @@ def card(
         },
         "live_fairness": together,
         "live_fairness_by_attribute": alone,
+        "scorecard": schema.scorecard.model_dump() if schema.scorecard else None,
         "gate": lineage.get("gate"),
         "lineage": registry.lineage_summary(session, version),
         "rebuild": last_rebuild(session, version),

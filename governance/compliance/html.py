@@ -346,6 +346,19 @@ sha256 <code>{{ c.data.sha256 | readable }}</code>.</p>
 compliance and admin see such groups' figures.</p>
 {% endif %}
 
+{% if c.scorecard %}{% set sc = c.scorecard %}
+<h2>Scorecard</h2>
+<p>{{ sc.binning }} binning. {{ sc.base_score | readable }} points at odds of {{ sc.base_odds | readable }} to 1
+for the favourable outcome; {{ sc.pdo | readable }} points double the odds. A decision's score is the sum of
+its bins' points; its reasons are the features where it lost the most points against the best bin.</p>
+{% for f in sc.features %}
+<table><caption>{{ f.feature }}{% if f.direction %} (rate {{ f.direction }} across its bins){% endif %}: at most {{ "%.1f" | format(f.max_points) }} points</caption>
+<tr><th>bin</th><th>training rows</th><th>positive rate</th><th>weight of evidence</th><th>points</th></tr>
+{% for b in f.bins %}<tr><td>{{ b.label }}</td><td>{{ b.rows }}</td><td>{{ "%.3f" | format(b.positive_rate) if b.positive_rate is not none else "none" }}</td><td>{{ "%.3f" | format(b.woe) }}</td><td>{{ "%.1f" | format(b.points) }}</td></tr>
+{% endfor %}</table>
+{% endfor %}
+{% endif %}
+
 <h2>Gate</h2>
 <p class="{{ 'ok' if c.gate and c.gate.passed else 'bad' }}">{{ c.gate.rule if c.gate else "no gate" }}:
 {{ "passed" if c.gate and c.gate.passed else "failed" }}{% if c.gate and c.gate.value is not none %} ({{ "%.4f" | format(c.gate.value) }}){% endif %}.</p>

@@ -44,6 +44,7 @@ from lineage.documents import GateResult, LineageSummary, MissingValues, Trainin
 from lineage.input_schema import FeatureEntry, ProtectedEntry
 from lineage.models import Stage
 from lineage.schemas import StageTransitionPublic
+from lineage.scorecard import Scorecard
 
 # Decisions -------------------------------------------------------------------------------------
 
@@ -600,6 +601,9 @@ class ModelCard(Body):
         description="By every protected attribute together (their intersection), per endpoint"
     )
     live_fairness_by_attribute: list[LiveFairness | LiveFairnessNotComputed]
+    scorecard: Scorecard | None = Field(
+        default=None, description="A scorecard's points per bin (lineage.scorecard)"
+    )
     gate: GateResult | None
     lineage: LineageSummary
     rebuild: LastRebuild | None
