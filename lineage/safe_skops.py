@@ -203,4 +203,98 @@ def load_trusted(content: bytes, max_unpacked: int) -> Any:
     present = sorted(
         {f"{n['__module__']}.{n['__class__']}" for n in _nodes(schema) if "__class__" in n}
     )
-    return sio.loads(content, trusted=present)
+    model = sio.loads(content, trusted=present)
+    check_trees(model)
+    return model
+
+
+def _objects(value: Any, seen: set[int], depth: int = 0) -> Iterator[Any]:
+    """Every object the loaded model holds, through attributes, lists, tuples and dicts."""
+    if depth > 30 or id(value) in seen or isinstance(value, str | bytes | int | float):
+        return
+    seen.add(id(value))
+    yield value
+    if isinstance(value, dict):
+        children: Any = list(value.values())
+    elif isinstance(value, list | tuple):
+        children = value
+    elif hasattr(value, "__dict__") and not isinstance(value, type):
+        children = list(vars(value).values())
+    else:
+        return
+    for child in children:
+        yield from _objects(child, seen, depth + 1)
+
+
+def _check_nodes(
+    kind: str, left: Any, right: Any, feature: Any, leaf: Any, n_features: int
+) -> None:
+    """A split's children come after it and inside the array (so every walk ends at a leaf),
+    and it splits on a feature the model has. scikit-learn's predict trusts both."""
+    import numpy as np
+
+    n = len(left)
+    split = ~leaf
+    index = np.arange(n)
+    left, right, feature = (np.asarray(a, dtype=np.int64) for a in (left, right, feature))
+    bad = split & (
+        (left <= index)
+        | (left >= n)
+        | (right <= index)
+        | (right >= n)
+        | (feature < 0)
+        | (feature >= n_features)
+    )
+    if n == 0 or bad.any():
+        raise UnreadableArtifact(
+            f"a {kind}'s nodes point outside the tree or at a feature the model lacks"
+        )
+
+
+def check_trees(model: Any) -> None:
+    """Refuse a model whose trees scikit-learn would walk out of bounds at predict time.
+
+    A skops file sets a tree's node arrays freely, and scikit-learn indexes into them without
+    bounds checks when it predicts (skops 0.16 names ``TreePredictor`` for this: a crafted file
+    can crash the process or read memory outside the array). So govern checks every tree of a
+    loaded model before it is used: a decision tree's ``Tree`` and a histogram gradient
+    boosting model's ``TreePredictor``."""
+    from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+    from sklearn.tree._tree import Tree
+
+    seen: set[int] = set()
+    for found in list(_objects(model, seen)):
+        if isinstance(found, Tree):
+            leaf = found.children_left == -1
+            _check_nodes(
+                "decision tree",
+                found.children_left,
+                found.children_right,
+                found.feature,
+                leaf,
+                int(found.n_features),
+            )
+        predictors = getattr(found, "_predictors", None)
+        if isinstance(predictors, list):
+            n_features = int(getattr(found, "n_features_in_", 0))
+            for trees in predictors:
+                for tree in trees if isinstance(trees, list) else [trees]:
+                    if not isinstance(tree, TreePredictor):
+                        raise UnreadableArtifact("a gradient boosting model holds a non-tree")
+                    nodes = tree.nodes
+                    leaf = nodes["is_leaf"].astype(bool)
+                    _check_nodes(
+                        "gradient boosting tree",
+                        nodes["left"],
+                        nodes["right"],
+                        nodes["feature_idx"],
+                        leaf,
+                        n_features,
+                    )
+                    categorical = ~leaf & nodes["is_categorical"].astype(bool)
+                    limit = min(len(tree.raw_left_cat_bitsets), len(tree.binned_left_cat_bitsets))
+                    if categorical.any() and (nodes["bitset_idx"][categorical] >= limit).any():
+                        raise UnreadableArtifact(
+                            "a gradient boosting tree's categorical split points outside its "
+                            "bitsets"
+                        )

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import pickle
+from typing import Any
 
 import numpy as np
 import pytest
@@ -341,3 +342,40 @@ def test_a_generator_is_rebuilt_only_from_a_real_bit_generator() -> None:
     ) == ["numpy.random.seed"]
     node["content"]["bit_generator"]["content"]["bit_generator"]["content"] = '"PCG64"'
     assert untrusted_types(node) == []
+
+
+@pytest.mark.parametrize("kind", ["hist_gradient_boosting", "decision_tree"])
+def test_a_tree_whose_nodes_point_outside_it_is_refused_before_it_predicts(kind: str) -> None:
+    """scikit-learn walks a tree's node arrays without bounds checks when it predicts: a skops
+    file that points a child or a feature out of range could crash the process or read memory
+    it must not. The untouched model loads; each kind of corruption is refused."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.tree import DecisionTreeClassifier
+
+    rng = np.random.default_rng(0)
+    x = rng.random((300, 4))
+    y = (x[:, 0] + x[:, 1] > 1).astype(int)
+    if kind == "decision_tree":
+        fitted: Any = DecisionTreeClassifier(max_depth=4, random_state=0).fit(x, y)
+    else:
+        fitted = HistGradientBoostingClassifier(max_iter=3, random_state=0).fit(x, y)
+    assert load_trusted(sio.dumps(fitted), 10**9).predict(x).tolist() == fitted.predict(x).tolist()
+
+    corruptions = {
+        "left": 10**6,  # a child beyond the array
+        "right": 0,  # a child before its parent: a walk that never ends
+        "feature": 99,  # a feature the model does not have
+    }
+    for field_name, value in corruptions.items():
+        model = pickle.loads(pickle.dumps(fitted))
+        if kind == "decision_tree":
+            state = model.tree_.__getstate__()
+            nodes = state["nodes"].copy()
+            column = {"left": "left_child", "right": "right_child", "feature": "feature"}
+            nodes[column[field_name]][0] = value
+            model.tree_.__setstate__({**state, "nodes": nodes})
+        else:
+            nodes = model._predictors[0][0].nodes
+            nodes[{"feature": "feature_idx"}.get(field_name, field_name)][0] = value
+        with pytest.raises(UnreadableArtifact, match=r"outside the tree|feature the model lacks"):
+            load_trusted(sio.dumps(model), 10**9)
