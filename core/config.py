@@ -7,7 +7,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_VAR_DIR = Path("var")
@@ -259,6 +266,33 @@ class Settings(BaseSettings):
         description="Remote repository origins a dataset may name, each exactly "
         "'scheme://host' or 'scheme://host:port' (comma-separated). Empty: no remote URLs.",
     )
+    mlflow_tracking_uris: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="MLflow tracking servers POST /api/v1/imports/mlflow may read from, each "
+        "exactly as a caller gives it (comma-separated). Empty: imports only from the CLI.",
+    )
+    mlflow_timeout_s: float = Field(
+        default=30.0, gt=0, le=600, description="Timeout of each request to a tracking server"
+    )
+    openlineage_transport: Literal["off", "file", "http"] = Field(
+        default="off",
+        description="Where training runs, rebuilds and LDA searches send OpenLineage run "
+        "events: off, file (one JSON event per line) or http (a receiver such as Marquez).",
+    )
+    openlineage_file: Path | None = Field(
+        default=None, description="For file: the file (default var_dir/openlineage/events.jsonl)"
+    )
+    openlineage_url: str | None = Field(
+        default=None, description="For http: the receiver's base URL, e.g. http://marquez:5000"
+    )
+    openlineage_endpoint: str = Field(default="api/v1/lineage", max_length=500)
+    openlineage_api_key: SecretStr | None = Field(
+        default=None, description="For http: sent as a bearer token"
+    )
+    openlineage_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    openlineage_namespace: str = Field(
+        default="govern", min_length=1, max_length=200, description="The jobs' namespace"
+    )
     retention_days: int = Field(default=762, ge=1)
     creditor_name: str = Field(
         default="govern demo lender",
@@ -339,7 +373,7 @@ class Settings(BaseSettings):
             return [part for part in value.split(os.pathsep) if part.strip()]
         return value
 
-    @field_validator("data_remote_origins", mode="before")
+    @field_validator("data_remote_origins", "mlflow_tracking_uris", mode="before")
     @classmethod
     def _origin_list(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -360,6 +394,12 @@ class Settings(BaseSettings):
             self.database_url = "postgresql+psycopg://" + self.database_url.removeprefix(
                 "postgresql://"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _openlineage_needs_a_url(self) -> Settings:
+        if self.openlineage_transport == "http" and not self.openlineage_url:
+            raise ValueError("GOV_OPENLINEAGE_TRANSPORT=http needs GOV_OPENLINEAGE_URL")
         return self
 
     @property

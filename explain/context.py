@@ -33,6 +33,7 @@ from lineage.pipeline import (
     output_features,
     preprocessing_of,
 )
+from lineage.registration import trained_elsewhere
 from lineage.spec import ESTIMATORS, TrainingSpec
 from lineage.training import binary_target, indices_digest, split_frame
 from serving.model_cache import LoadedModel
@@ -84,7 +85,14 @@ class ModelContext:
 
     @property
     def owners(self) -> list[str]:
-        owners: list[str] = self.cached("owners", lambda: output_features(self.model.pipeline))
+        try:
+            owners: list[str] = self.cached("owners", lambda: output_features(self.model.pipeline))
+        except ValueError as exc:  # a Pipeline from elsewhere whose columns cannot be traced
+            raise GovernanceError(
+                f"attributions per feature are not available for this model: {exc}",
+                status_code=422,
+                code="not_explainable",
+            ) from None
         return owners
 
     @property
@@ -114,7 +122,7 @@ def training_rows(version: Any, dataset: Any) -> tuple[pd.DataFrame, str]:
     names = schema.feature_names
     lineage = version.lineage or {}
     resolved = lineage.get("spec")
-    if not resolved or lineage.get("source") == "external":
+    if not resolved or trained_elsewhere(lineage):
         # A model trained elsewhere: its lineage has the declared spec (no estimator, no split
         # govern could replay), and its training rows are the registered data version.
         return frame_from_table(schema, frame[names]), "all rows of the registered data version"

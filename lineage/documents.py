@@ -8,6 +8,8 @@ They describe what training (``lineage.training``, ``lineage.runner``) and regis
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from core.responses import Body, IsoTime, JsonValue, Number, Scalar
@@ -202,13 +204,52 @@ class RecordedTiming(Body):
     fit_s: Number | None = None
 
 
+class DataVerification(Body):
+    """Whether the data version is proven to be the data an MLflow run trained on."""
+
+    status: Literal["verified", "unverified"]
+    reason: str
+    mlflow_inputs: list[dict[str, JsonValue]]
+    govern_digest: str | None = None
+
+
+class MlflowRecord(Body):
+    """An imported version's MLflow record (``lineage.mlflow_import``)."""
+
+    tracking_uri: str = Field(description="Without any credentials")
+    model: str
+    version: int
+    model_uri: str
+    model_id: str | None
+    flavour: Literal["sklearn", "xgboost", "lightgbm"]
+    model_class: str
+    artifact_format: str
+    data_file: dict[str, str]
+    run_id: str
+    experiment_id: str | None
+    run_name: str | None
+    status: str | None
+    user: str | None
+    started_at: IsoTime | None
+    finished_at: IsoTime | None
+    params: dict[str, str] = Field(description="As MLflow holds them: text")
+    metrics: dict[str, JsonValue]
+    tags: dict[str, str]
+    git_commit: str | None
+    source_name: str | None
+    datasets: list[dict[str, JsonValue]]
+    data_verification: DataVerification
+
+
 class LineageDocument(Body):
     """A version's whole lineage document, as recorded: by a run (``lineage.runner``) or on
     registration of an external model (``lineage.external``). A key only one of them writes has
     a default and is shown only when recorded."""
 
     schema_version: int
-    source: str | None = Field(default=None, description="external, for a registered model")
+    source: str | None = Field(
+        default=None, description="external (registered) or mlflow (imported); none for a run"
+    )
     run_id: int | None
     dataset: RecordedDataset
     spec: dict[str, JsonValue] = Field(
@@ -236,6 +277,9 @@ class LineageDocument(Body):
     missing_values: dict[str, MissingValues] | None = None
     scorecard: Scorecard | None = Field(
         default=None, description="A scorecard's points per bin (lineage.scorecard)"
+    )
+    mlflow: MlflowRecord | None = Field(
+        default=None, description="An imported version's MLflow model version and run"
     )
     artifact: RecordedArtifact
     timing: RecordedTiming

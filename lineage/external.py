@@ -12,7 +12,7 @@ import base64
 import binascii
 import logging
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from sqlmodel import Session
@@ -256,13 +256,14 @@ def _lineage(
     estimator_class: str,
     metrics: dict[str, Any],
     evaluated: dict[str, Any],
+    source: Literal["external", "mlflow"],
 ) -> dict[str, Any]:
     """What the uploader declared, and what govern measured (``evaluated``: metrics by group,
     gate, outlier detector, proxies); the stored artifact and the timing are added on
     registration."""
     return {
         "schema_version": 1,
-        "source": "external",
+        "source": source,
         "run_id": None,
         "dataset": dataset_lineage(dataset),
         # Only what the uploader declared; how it trained is in estimator, seeds and code.
@@ -285,7 +286,11 @@ def register_external(
     actor: str,
     max_unpacked: int,
     policy: DataPolicy,
+    source: Literal["external", "mlflow"] = "external",
+    extra: dict[str, Any] | None = None,
 ) -> tuple[RegisteredModel, ModelVersion]:
+    """``source``: external (an upload) or mlflow (``lineage.mlflow_import``, whose run is
+    ``extra``'s to add to the lineage)."""
     reg = parse_registration(data)
     upload = _decode(reg.artifact)
     pipeline = _classifier(reg, upload, max_unpacked)
@@ -325,9 +330,12 @@ def register_external(
             estimator_class=estimator_class,
             input_schema=document,
             metrics=metrics,
-            lineage=_lineage(reg, spec, dataset, estimator_class, metrics, evaluated),
+            lineage={
+                **_lineage(reg, spec, dataset, estimator_class, metrics, evaluated, source),
+                **(extra or {}),
+            },
             timing=Timing(reg.started_at, reg.finished_at),
-            source="external",
+            source=source,
             dataset_version_id=dataset.id,
             run_id=None,
             gate_passed=gate["passed"],

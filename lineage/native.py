@@ -73,7 +73,7 @@ def _lightgbm(content: bytes) -> tuple[Any, int, list[str] | None]:
     return model, n, booster.feature_name()
 
 
-def _generic(names: list[str] | None) -> bool:
+def generic_names(names: list[str] | None) -> bool:
     """Names a library makes up when it was given none (f0, f1, ... or Column_0, ...)."""
     return not names or all(n in (f"f{i}", f"Column_{i}") for i, n in enumerate(names))
 
@@ -95,7 +95,7 @@ def load_native(fmt: str, content: bytes, features: list[Feature]) -> Pipeline:
     declared = [f.name for f in features]
     if n != len(declared):
         raise _refuse("features", f"the model takes {n} features; {len(declared)} are declared")
-    if not _generic(names) and list(names or []) != declared:
+    if not generic_names(names) and list(names or []) != declared:
         raise _refuse(
             "features",
             f"the model was trained on {names}, in that order; declared: {declared}",

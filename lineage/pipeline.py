@@ -18,7 +18,7 @@ from sklearn.preprocessing import (
 )
 
 from lineage.mitigation import ReductionClassifier, is_reduction
-from lineage.scorecard import WoeBinner, points_table
+from lineage.scorecard import points_table
 from lineage.spec import (
     DETERMINISTIC,
     ESTIMATORS,
@@ -30,6 +30,7 @@ from lineage.spec import (
     category_text,
     import_estimator,
 )
+from lineage.woe import WoeBinner
 
 _SCALERS: dict[str, type[Any]] = {
     "standard": StandardScaler,
@@ -248,8 +249,15 @@ def output_features(pipeline: Pipeline) -> list[str]:
     For a Pipeline trained elsewhere, its first ColumnTransformer is read the same way (one-hot
     columns belong to their input column; every other transformer keeps one column per input).
     """
-    preprocess = _column_transformer(preprocessing_of(pipeline))
+    steps = preprocessing_of(pipeline)
+    preprocess = _column_transformer(steps)
     if preprocess is None:
+        # A Pipeline trained elsewhere may scale or impute its columns without a
+        # ColumnTransformer: each output column is then its input column.
+        chain = [s for _n, s in steps.steps] if isinstance(steps, Pipeline) else [steps]
+        names = getattr(chain[0], "feature_names_in_", None)
+        if names is not None and all(_keeps_width(s) for s in chain):
+            return [str(n) for n in names]
         raise ValueError("the model's preprocessing does not map its columns to its features")
     owners: list[str] = []
     for _name, transformer, columns in preprocess.transformers_:

@@ -24,6 +24,14 @@ from lineage.models import DatasetVersion, ModelVersion, RegisteredModel
 ARTIFACT_FORMAT = f"pickle-{PICKLE_PROTOCOL}"
 
 
+# Versions whose training govern did not run: uploaded (external) or imported from MLflow.
+TRAINED_ELSEWHERE = frozenset({"external", "mlflow"})
+
+
+def trained_elsewhere(lineage: dict[str, Any]) -> bool:
+    return lineage.get("source") in TRAINED_ELSEWHERE
+
+
 @dataclass(frozen=True)
 class ModelArtifact:
     """A fitted model as govern stores it: its pickled bytes and its fingerprint."""
@@ -142,7 +150,7 @@ class NewVersion:
     metrics: dict[str, Any]
     lineage: dict[str, Any]
     timing: Timing
-    source: Literal["run", "external"]
+    source: Literal["run", "external", "mlflow"]
     dataset_version_id: int
     run_id: int | None
     gate_passed: bool

@@ -13,10 +13,11 @@ from core.bodies import parse_json_object
 from core.deps import SessionDep, SettingsDep, allow
 from core.errors import InvalidInput
 from core.pagination import Paged, PageDep, RowId, next_cursor
-from lineage import registry, service
+from lineage import mlflow_import, registry, service
 from lineage.artifacts import ArtifactStore
 from lineage.data_sources import DataPolicy
 from lineage.external import ExternalRegistration, register_external
+from lineage.mlflow_import import MlflowImport
 from lineage.models import ModelVersion, RegisteredModel, Stage
 from lineage.runner import execute_run
 from lineage.schemas import (
@@ -324,6 +325,47 @@ def register_external_version(
         store=ArtifactStore(settings.artifacts),
         name=name,
         data=body,
+        actor=principal.key_id,
+        max_unpacked=4 * settings.max_artifact_bytes,
+        policy=DataPolicy.from_settings(settings),
+    )
+    return registry.version_public(session, model, version)
+
+
+@router.post(
+    "/imports/mlflow",
+    response_model=ModelVersionPublic,
+    response_model_exclude_unset=True,
+    status_code=status.HTTP_201_CREATED,
+    tags=["models"],
+    summary="Import an MLflow model version (sklearn, xgboost or lightgbm flavour, in its safe "
+    "format) as a govern version, with its run's lineage",
+)
+def import_mlflow(
+    principal: Writer, body: MlflowImport, session: SessionDep, settings: SettingsDep
+) -> ModelVersionPublic:
+    uri = body.tracking_uri.rstrip("/")
+    if uri not in {u.rstrip("/") for u in settings.mlflow_tracking_uris}:
+        raise InvalidInput(
+            "tracking_uri: not a tracking server govern may read from",
+            details=[
+                {
+                    "field": "tracking_uri",
+                    "message": "not one of GOV_MLFLOW_TRACKING_URIS"
+                    + ("" if settings.mlflow_tracking_uris else " (none is configured)"),
+                }
+            ],
+        )
+    name = mlflow_import.govern_name(body.model, body.name)
+    fetched = mlflow_import.fetch(
+        uri, body.model, body.version, settings.max_artifact_bytes, settings.mlflow_timeout_s
+    )
+    model, version = mlflow_import.import_version(
+        session=session,
+        store=ArtifactStore(settings.artifacts),
+        fetched=fetched,
+        name=name,
+        described=body.describe,
         actor=principal.key_id,
         max_unpacked=4 * settings.max_artifact_bytes,
         policy=DataPolicy.from_settings(settings),

@@ -20,7 +20,7 @@ from sqlmodel import Session
 from core.config import Settings
 from core.db import make_engine, session_factory, transaction, utcnow
 from core.errors import GovernanceError
-from lineage import service
+from lineage import openlineage_events, service
 from lineage.artifacts import ArtifactStore
 from lineage.environment import capture_environment, code_version
 from lineage.executor import worker_id
@@ -142,8 +142,16 @@ def _execute(engine: Engine, settings: Settings, run_id: int, progress: Progress
 
     if not claim_job(factory, TrainingRun, run_id, worker_id(), started_at):
         return  # cancelled while it waited in the queue
+    events = openlineage_events.emitter_for(settings)
+    ref, inputs = None, []
     try:
         job = _load(factory, run_id)
+        ref = openlineage_events.JobRef(
+            "training", run_id, f"training.{job.spec.model_name}", job.spec.model_name
+        )
+        inputs = [dataset_lineage(job.dataset)]
+        if events is not None:
+            events.emit(ref, "START", inputs=inputs)
         trained = _fit(factory, job, deadline, report)
         report(0.85, "writing the artifact")
         stored = store_artifact(
@@ -151,12 +159,20 @@ def _execute(engine: Engine, settings: Settings, run_id: int, progress: Progress
         )
         timing = Timing(started_at, utcnow(), fit_s=trained.outcome.fit_seconds)
         report(0.95, "registering the model version")
-        _register(factory, job, trained.outcome, stored, timing, started)
+        model = _register(factory, job, trained.outcome, stored, timing, started)
+        if events is not None:
+            events.emit(ref, "COMPLETE", inputs=inputs, outputs=[model])
         progress(1.0, "done")
     except JobStopped as exc:
         _record_stop(factory, settings, run_id, exc)
+        if events is not None and ref is not None:
+            state = "ABORT" if exc.code == "cancelled" else "FAIL"
+            events.emit(ref, state, inputs=inputs, error=exc.message)
     except Exception as exc:
-        _record_failure(factory, run_id, exc)
+        error = _record_failure(factory, run_id, exc)
+        if events is not None:
+            ref = ref or openlineage_events.JobRef("training", run_id, "training")
+            events.emit(ref, "FAIL", inputs=inputs, error=error["message"])
 
 
 def _load(factory: sessionmaker[Session], run_id: int) -> _Job:
@@ -194,8 +210,9 @@ def _register(
     stored: StoredArtifact,
     timing: Timing,
     started: float,
-) -> None:
-    """Register the version and mark the run succeeded, in one transaction."""
+) -> dict[str, Any]:
+    """Register the version and mark the run succeeded, in one transaction; the version as
+    ``openlineage_events.model_output`` takes it."""
     spec, dataset = job.spec, job.dataset
     assert dataset.id is not None
     with transaction(factory) as session:
@@ -239,6 +256,7 @@ def _register(
         ):
             # Cancelled while the artifact was written: the version is not registered.
             raise JobStopped("cancelled", CANCELLED_BY_REQUEST)
+        return openlineage_events.model_record(spec.model_name, version)
 
 
 def _record_stop(
@@ -252,7 +270,7 @@ def _record_stop(
     record_stop(factory, TrainingRun, run_id, exc.code, message, error=error)
 
 
-def _record_failure(factory: sessionmaker[Session], run_id: int, exc: Exception) -> None:
+def _record_failure(factory: sessionmaker[Session], run_id: int, exc: Exception) -> dict[str, Any]:
     error = _describe(exc)
     log.warning("training run %s failed: %s", run_id, error["message"])
     _update(
@@ -263,6 +281,7 @@ def _record_failure(factory: sessionmaker[Session], run_id: int, exc: Exception)
         error=error,
         finished_at=utcnow(),
     )
+    return error
 
 
 def _describe(exc: Exception) -> dict[str, Any]:

@@ -82,14 +82,19 @@ class Training(Body):
 
 
 class ArtifactIdentity(Body):
-    sha256: str
-    fingerprint: str
+    sha256: str | None = Field(
+        default=None, description="An MLflow import's: its native file's (none for skops)"
+    )
+    fingerprint: str | None = None
+    format: str | None = Field(default=None, description="An MLflow import's native format")
 
 
 class ArtifactCheck(Body):
     recorded: ArtifactIdentity
     rebuilt: ArtifactIdentity
-    bytes_identical: bool
+    bytes_identical: bool | None = Field(
+        description="None for an imported skops Pipeline, compared by its fingerprint"
+    )
     fingerprint_identical: bool
 
 
@@ -123,7 +128,10 @@ class ValidationExample(Body):
 
 class ValidationComparison(Body):
     rows: int
-    split_matches_record: bool
+    split_matches_record: bool | None = Field(
+        default=None, description="None for an MLflow import, scored on every row instead"
+    )
+    scope: str | None = None
     changed: int
     max_score_difference: float
     examples: list[ValidationExample]
@@ -156,6 +164,22 @@ class Problem(Body):
     message: str
 
 
+class ImportRecipe(Body):
+    estimator: str
+    input: str | None = None
+    params: dict[str, str] | None = Field(
+        default=None, description="The run's params the estimator takes, as MLflow holds them"
+    )
+    params_not_taken: list[str] | None = None
+    rows: int
+    features: list[str]
+
+
+class ImportedRun(Body):
+    run_id: str
+    digest: str = Field(description="The MLflow digest of the data version's rows")
+
+
 class RebuildReport(Body):
     model: str
     version: int
@@ -165,6 +189,10 @@ class RebuildReport(Body):
     environment: EnvironmentDiff | None = None
     spec: SpecDiff | None = None
     training: Training | None = None
+    recipe: ImportRecipe | None = Field(
+        default=None, description="An MLflow import: the training re-run from its run's record"
+    )
+    mlflow: ImportedRun | None = None
     artifact: ArtifactCheck | None = None
     decision: DecisionReplay | None = Field(default=None, description="A decision's rebuild")
     predictions: Predictions | None = Field(

@@ -41,7 +41,7 @@ from core.config import Settings
 from core.db import make_engine, session_factory, transaction, utcnow
 from core.errors import GovernanceError, NotFound
 from core.pagination import Page
-from lineage import datasets
+from lineage import datasets, openlineage_events
 from lineage.artifacts import ArtifactStore
 from lineage.data_sources import DatasetError, is_url
 from lineage.environment import diff_environments
@@ -61,6 +61,7 @@ from lineage.jobs import (
 from lineage.models import ModelVersion, Rebuild, RegisteredModel, RunStatus
 from lineage.spec import ESTIMATORS, import_estimator, parse_spec, spec_hash
 from lineage.training import binary_target, indices_digest, split_frame
+from rebuild import imported
 from serving.lookups import get_decision
 from serving.models import DecisionRecord as D
 
@@ -195,7 +196,13 @@ def execute_rebuild(settings: Settings, rebuild_id: int, progress: Progress | No
 
         if not claim_job(factory, Rebuild, rebuild_id, worker_id(), utcnow()):
             return  # cancelled while it waited in the queue
+        events = openlineage_events.emitter_for(settings)
+        ref, inputs, outputs = _lineage_event_parts(factory, rebuild_id)
+        if events is not None:
+            events.emit(ref, "START", inputs=inputs)
         result = run(factory, settings, rebuild_id, report)
+        if events is not None:
+            _emit_end(events, ref, inputs, outputs, result)
         if result.get("stopped"):
             code, message = result["stopped"]["code"], result["stopped"]["message"]
             record_stop(factory, Rebuild, rebuild_id, code, message, verdict=FAILED, report=result)
@@ -233,6 +240,43 @@ def execute_rebuild(settings: Settings, rebuild_id: int, progress: Progress | No
             log.exception("rebuild %s: could not record the failure either", rebuild_id)
     finally:
         engine.dispose()
+
+
+def _lineage_event_parts(
+    factory: sessionmaker[Session], rebuild_id: int
+) -> tuple[openlineage_events.JobRef, list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rebuild as OpenLineage names it: its job, the data version it re-reads, and the
+    model version it checks."""
+    with transaction(factory) as session:
+        rebuild = session.get(Rebuild, rebuild_id)
+        assert rebuild is not None
+        version = session.get(ModelVersion, rebuild.model_version_id)
+        assert version is not None
+        model = session.get(RegisteredModel, version.model_id)
+        assert model is not None
+        name = f"rebuild.{model.name}.v{version.version}"
+        ref = openlineage_events.JobRef("rebuild", rebuild_id, name, model.name)
+        dataset = (version.lineage or {}).get("dataset")
+        inputs = [dataset] if isinstance(dataset, dict) and dataset.get("md5") else []
+        return ref, inputs, [openlineage_events.model_record(model.name, version)]
+
+
+def _emit_end(
+    events: openlineage_events.Emitter,
+    ref: openlineage_events.JobRef,
+    inputs: list[dict[str, Any]],
+    outputs: list[dict[str, Any]],
+    result: dict[str, Any],
+) -> None:
+    verdict = result.get("verdict")
+    if result.get("stopped"):
+        state = "ABORT" if result["stopped"]["code"] == "cancelled" else "FAIL"
+        events.emit(ref, state, inputs=inputs, error=result["stopped"]["message"])
+    elif verdict == FAILED:
+        reason = (result.get("reason") or {}).get("message") or "failed"
+        events.emit(ref, "FAIL", inputs=inputs, error=reason, verdict=verdict)
+    else:
+        events.emit(ref, "COMPLETE", inputs=inputs, outputs=outputs, verdict=verdict)
 
 
 def summarize(result: dict[str, Any]) -> str:
@@ -313,6 +357,8 @@ def _rebuild(
     stop: Stop,
 ) -> dict[str, Any]:
     lineage = version.lineage
+    if lineage.get("source") == "mlflow":
+        return _rebuild_imported(factory, settings, model_name, version, decision_id, progress)
     if lineage.get("source") == "external" or "spec" not in lineage or version.run_id is None:
         raise RebuildFailed(
             "not_rebuildable",
@@ -364,9 +410,54 @@ def _rebuild(
         "validation": compare_validation(spec, frame, schema, lineage, original, rebuilt),
         "decisions": compare_decisions(factory, model_name, version.version, schema, rebuilt),
     }
-    changed = sum(p["changed"] for p in facts["predictions"].values())
-    facts["verdict"] = EQUIVALENT if changed == 0 else DIVERGED
+    facts["verdict"] = _by_predictions(facts["predictions"])
     return facts
+
+
+def _rebuild_imported(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    model_name: str,
+    version: ModelVersion,
+    decision_id: str | None,
+    progress: Progress,
+) -> dict[str, Any]:
+    """An MLflow import: its run's training re-run on its verified data (``rebuild.imported``)."""
+    lineage = version.lineage
+    progress(0.05, f"fetching {lineage['dataset']['name']} at {lineage['dataset']['commit'][:12]}")
+    snapshot, data = fetch_data(lineage["dataset"])
+    facts: dict[str, Any] = {"data": data}
+    frame = snapshot.frame()
+    schema = InputSchema.from_document(version.input_schema)
+    store = ArtifactStore(settings.artifacts)
+    progress(0.20, "re-running the training the MLflow run recorded")
+    try:
+        found, rebuilt = imported.rebuild_imported(
+            lineage, schema, frame, store, version.fingerprint, version.artifact_sha256
+        )
+    except imported.NotRebuildable as exc:
+        raise RebuildFailed("not_rebuildable", exc.message, data=data) from None
+    facts.update(found)
+    if decision_id is not None:
+        facts["decision"] = rescore_on_rebuilt(factory, decision_id, rebuilt, schema)
+    artifact = facts["artifact"]
+    if artifact["fingerprint_identical"] and artifact["bytes_identical"] is not False:
+        facts["verdict"] = IDENTICAL
+        return facts
+    progress(0.80, "scoring every row and logged decision with both models")
+    original = store.load_model(version.artifact_sha256)
+    facts["predictions"] = {
+        "validation": imported.compare_all_rows(frame, schema, original, rebuilt),
+        "decisions": compare_decisions(factory, model_name, version.version, schema, rebuilt),
+    }
+    facts["verdict"] = _by_predictions(facts["predictions"])
+    return facts
+
+
+def _by_predictions(predictions: dict[str, Any]) -> str:
+    """Artifacts that differ: equivalent when no row and no logged decision changes label."""
+    changed = sum(p["changed"] for p in predictions.values())
+    return EQUIVALENT if changed == 0 else DIVERGED
 
 
 def _local_cache_has(repo: str, md5: str) -> bool | None:

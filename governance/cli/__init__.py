@@ -36,6 +36,7 @@ app.command("explain")(explain_cli.explain)
 app.command("fairness")(explain_cli.fairness)
 app.add_typer(lineage_cli.datasets_app, name="datasets")
 app.add_typer(lineage_cli.models_app, name="models")
+app.add_typer(lineage_cli.import_app, name="import")
 app.add_typer(audit_app, name="audit")
 app.add_typer(retention_app, name="retention")
 

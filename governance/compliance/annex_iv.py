@@ -100,12 +100,19 @@ def _data(base: str, c: dict[str, Any], lineage: dict[str, Any]) -> dict[str, An
 
 def _design(base: str, version: ModelVersion, lineage: dict[str, Any]) -> dict[str, Any]:
     spec = lineage.get("spec") or {}
-    external = lineage.get("source") == "external"
     missing = []
-    if external:
+    if lineage.get("source") == "external":
         missing.append(
             "how it was trained is what its uploader declared; govern did not run the training"
         )
+    elif lineage.get("source") == "mlflow":
+        missing.append(
+            "how it was trained is what its MLflow run recorded; govern did not run the training"
+            " (a rebuild re-runs it from that record)"
+        )
+        check = (lineage.get("mlflow") or {}).get("data_verification") or {}
+        if check.get("status") != "verified":
+            missing.append(f"the training data is unverified: {check.get('reason')}")
     if not lineage.get("seeds"):
         missing.append("the random seeds")
     return _section(

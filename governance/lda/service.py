@@ -35,7 +35,7 @@ from explain.fairness import stats as fairness
 from governance.changes import events
 from governance.lda import frontier
 from governance.lda.models import LdaSearch
-from lineage import registry
+from lineage import openlineage_events, registry
 from lineage import service as lineage_service
 from lineage.data_sources import DataPolicy
 from lineage.executor import Executor
@@ -180,12 +180,19 @@ def run(
     """The job: every candidate queued as a training run and run on the executor; each one's
     figures recorded as it finishes (the progress); then the report."""
     started = time.perf_counter()
+    events = openlineage_events.emitter_for(settings)
+    ref = openlineage_events.JobRef("lda_search", search_id, "lda_search")
+    inputs: list[dict[str, Any]] = []
     try:
         with transaction(sessions) as session:
             search = get(session, search_id)
             _m, version = registry.get_version(
                 session=session, name=search.base_model, version=search.base_version
             )
+            ref = openlineage_events.JobRef(
+                "lda_search", search_id, f"lda_search.{search.base_model}", search.base_model
+            )
+            inputs = [version.lineage["dataset"]]
             base_spec = version.lineage["spec"]
             planned = [_planned(c) for c in search.candidates]
             runs: dict[int, int] = {}
@@ -204,6 +211,8 @@ def run(
                 {**c, "run_id": runs[c["index"]], "status": "training"} for c in search.candidates
             ]
             session.add(search)
+        if events is not None:
+            events.emit(ref, "START", inputs=inputs)
         futures: dict[Future[Any], int] = {
             executor.submit(execute_run, settings, run_id): index for index, run_id in runs.items()
         }
@@ -219,12 +228,26 @@ def run(
             search.status, search.finished_at = SUCCEEDED, utcnow()
             search.report["elapsed_s"] = round(time.perf_counter() - started, 3)
             session.add(search)
+            trained = [
+                openlineage_events.model_record(
+                    search.candidate_model,
+                    registry.get_version(
+                        session=session, name=search.candidate_model, version=c["version"]
+                    )[1],
+                )
+                for c in search.candidates
+                if c.get("version") is not None
+            ]
+        if events is not None:
+            events.emit(ref, "COMPLETE", inputs=inputs, outputs=trained)
     except Exception as exc:
         log.exception("search %s failed", search_id)
         with transaction(sessions) as session:
             search = get(session, search_id)
             search.status, search.error, search.finished_at = FAILED, str(exc), utcnow()
             session.add(search)
+        if events is not None:
+            events.emit(ref, "FAIL", inputs=inputs, error=str(exc))
 
 
 def _record_candidate(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from tests.support.factories import (
     applicant,
     cached_model,
     decision_reports,
+    rebuilt,
     serve_live,
 )
 
@@ -48,17 +48,6 @@ CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         {"scorecard": {"binning": "monotone", "max_bins": 5}},
     ),
 }
-
-
-def _rebuilt(client: TestClient, headers: dict[str, str], model: str, version: int) -> Any:
-    started = client.post(f"/api/v1/models/{model}/versions/{version}/rebuilds", headers=headers)
-    assert started.status_code == 202, started.text
-    deadline = time.monotonic() + 180
-    while True:
-        found = client.get(f"/api/v1/rebuilds/{started.json()['id']}", headers=headers).json()
-        if found["status"] in {"succeeded", "failed"} or time.monotonic() > deadline:
-            return found
-        time.sleep(0.2)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -117,9 +106,9 @@ def test_each_estimator_trains_serves_explains_reports_and_rebuilds_identical(
     if case == "scorecard":
         _check_scorecard(client, auth, model, version, ids)
 
-    rebuilt = _rebuilt(client, scientist, model, version)
-    assert rebuilt["status"] == "succeeded", rebuilt
-    assert rebuilt["verdict"] == "identical", rebuilt
+    rebuild = rebuilt(client, scientist, model, version)
+    assert rebuild["status"] == "succeeded", rebuild
+    assert rebuild["verdict"] == "identical", rebuild
 
 
 def _check_scorecard(

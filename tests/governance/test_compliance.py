@@ -148,7 +148,7 @@ def test_csv_and_parquet_exports_equal_the_json_query(
     client: TestClient, auth: Any, book: list[dict[str, Any]]
 ) -> None:
     headers = auth(Role.compliance)
-    params = {"endpoint": "credit", "outlier": False}
+    params: dict[str, Any] = {"endpoint": "credit", "outlier": False}
     rows = _all(client, headers, **params)
     assert len(rows) == 11
     exported = client.get(DECISIONS, headers={**headers, "Accept": "text/csv"}, params=params)

@@ -96,6 +96,7 @@ TABLE: dict[str, Any] = {
     "GET /api/v1/models/{name}/versions/{version}/technical-documentation": {CO, DS},
     "GET /api/v1/inventory": {CO, DS},
     "POST /api/v1/models/{name}/versions": {DS},
+    "POST /api/v1/imports/mlflow": {DS},
     "POST /api/v1/models/{name}/versions/{version}/stage": {DS},
     "POST /api/v1/models/{name}/versions/{version}/rebuilds": {CO, DS},
     "GET /api/v1/models/{name}/versions/{version}/rebuilds": {CO, DS},

@@ -7,7 +7,6 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -17,10 +16,9 @@ from fastapi.testclient import TestClient
 
 from core.auth.models import Role
 from core.config import Settings
-from governance.app import create_app
 from lineage import datasets
 from lineage.dvc_repo import _git, clear_cache
-from tests.support.factories import DataRepo, loans_csv, make_data_repo, spec_for
+from tests.support.factories import DataRepo, client_with, loans_csv, make_data_repo, spec_for
 
 
 def _register(client: TestClient, headers: dict, **body: str):
@@ -235,14 +233,6 @@ def outside_repo() -> Iterator[DataRepo]:
         yield make_data_repo(base, versions=1, n=50)
     finally:
         shutil.rmtree(base, ignore_errors=True)
-
-
-@contextmanager
-def client_with(settings: Settings, **changes: object) -> Iterator[TestClient]:
-    """The API of an app whose settings differ from the test's in ``changes``."""
-    app = create_app(settings.model_copy(update=changes))
-    with TestClient(app, raise_server_exceptions=False) as client:
-        yield client
 
 
 def _write_config(repo: Path, remote_url: str, extra: str = "") -> None:

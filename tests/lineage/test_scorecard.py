@@ -13,10 +13,11 @@ from pydantic import ValidationError
 
 from explain.reasons import adverse_action_reasons
 from lineage.input_schema import InputSchema, frame_from_table, to_frame
-from lineage.scorecard import WoeBinner, bin_index, numeric_edges
+from lineage.scorecard import bin_index
 from lineage.spec import TrainingSpec, spec_hash
 from lineage.synthetic import demo_spec, generate_loans
 from lineage.training import train
+from lineage.woe import WoeBinner, numeric_edges
 
 
 def _spec(**scorecard: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from lineage.spec import parse_spec, spec_hash
 from tests.conftest import Served
 from tests.support.factories import DataRepo, applicant, cached_model, spec_for, train_via_api
 
-CONTEXT = {
+CONTEXT: dict[str, Any] = {
     "sex": "F",
     "age": 29,
     "ssn": "123-45-6789",

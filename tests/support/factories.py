@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,3 +235,25 @@ def decision_reports(
         "drift": client.get("/api/v1/drift", params={"endpoint": endpoint}, headers=compliance),
         "card": client.get(f"/api/v1/models/{model}/versions/{version}/card", headers=compliance),
     }
+
+
+@contextmanager
+def client_with(settings: Any, **changes: object) -> Iterator[TestClient]:
+    """The API of an app whose settings differ from the test's in ``changes``."""
+    from governance.app import create_app
+
+    app = create_app(settings.model_copy(update=changes))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+def rebuilt(client: TestClient, headers: dict[str, str], model: str, version: int) -> Any:
+    """Start a rebuild of a version through the API and wait for it to finish."""
+    started = client.post(f"/api/v1/models/{model}/versions/{version}/rebuilds", headers=headers)
+    assert started.status_code == 202, started.text
+    deadline = time.monotonic() + 180
+    while True:
+        found = client.get(f"/api/v1/rebuilds/{started.json()['id']}", headers=headers).json()
+        if found["status"] in {"succeeded", "failed"} or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
