@@ -288,9 +288,11 @@ def register_external(
     policy: DataPolicy,
     source: Literal["external", "mlflow"] = "external",
     extra: dict[str, Any] | None = None,
+    in_sample: bool = False,
 ) -> tuple[RegisteredModel, ModelVersion]:
     """``source``: external (an upload) or mlflow (``lineage.mlflow_import``, whose run is
-    ``extra``'s to add to the lineage)."""
+    ``extra``'s to add to the lineage). ``in_sample``: the data version is proven to be the
+    rows it was trained on, so its figures on them are training figures, and say so."""
     reg = parse_registration(data)
     upload = _decode(reg.artifact)
     pipeline = _classifier(reg, upload, max_unpacked)
@@ -308,8 +310,16 @@ def register_external(
     document["positive_index"] = _positive_index(pipeline, classes)
     schema = InputSchema.from_document(document)
     all_rows, by_group = _evaluate(spec, pipeline, frame, y, schema)
-    metrics = {"all_rows": all_rows, "note": "scored by govern on every row of the data version"}
+    note = "scored by govern on every row of the data version"
+    if in_sample:
+        note += (
+            ", which are the rows it was trained on (its MLflow training input): in-sample "
+            "figures, optimistic; no held-out rows are known"
+        )
+    metrics = {"all_rows": all_rows, "note": note}
     gate = _gate(reg, spec, all_rows)
+    if in_sample and gate["metric"] is not None:
+        gate["rule"] += " (in-sample: on its training rows)"
     native = reg.artifact.format if reg.artifact.format in FORMATS else None
     stored = store_artifact(
         store, ModelArtifact.of(pipeline), uploaded=upload, native_format=native

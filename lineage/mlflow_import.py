@@ -694,4 +694,5 @@ def import_version(
         policy=policy,
         source=SOURCE,
         extra={"mlflow": mlflow_lineage(fetched, verification)},
+        in_sample=verification["status"] == "verified",
     )

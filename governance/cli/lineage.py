@@ -419,8 +419,9 @@ def _print_import(name: str, version: int, lineage: dict[str, Any], schema: Inpu
     table.add_row(
         "scored by govern",
         f"roc_auc={metrics['roc_auc']:.4f} accuracy={metrics['accuracy']:.4f} "
-        f"brier={metrics['brier']:.4f}  (n={metrics['n']}, every row of the data version)",
+        f"brier={metrics['brier']:.4f}  (n={metrics['n']})",
     )
+    table.add_row("", Text(lineage["metrics"]["note"]))
     value = "" if gate["value"] is None else f" ({gate['value']:.4f})"
     table.add_row("gate", f"{gate['rule']}: {'passed' if gate['passed'] else 'FAILED'}{value}")
     env = lineage["environment"]

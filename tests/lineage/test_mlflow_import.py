@@ -178,8 +178,9 @@ def test_an_mlflow_model_is_imported_with_its_run_explained_and_rebuilt_identica
         assert record["artifact_format"] == (expected_format or "skops")
         if expected_format:
             assert lineage["artifact"]["uploaded"]["format"] == expected_format
-        # govern scored it itself, on every row of the data version
+        # govern scored it itself, on every row of the data version: its training rows
         assert lineage["metrics"]["all_rows"]["n"] == len(frame)
+        assert "in-sample" in lineage["metrics"]["note"]
 
         serve_live(client, admin, name, name, version)
         decided = client.post(
