@@ -5,6 +5,7 @@ scikit-learn Pipeline, each with its run's lineage, served, explained and rebuil
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ DESCRIBE: dict[str, Any] = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with tracking_server(tmp_path_factory.mktemp("mlflow")) as uri:
         yield uri
@@ -144,7 +145,8 @@ def test_an_mlflow_model_is_imported_with_its_run_explained_and_rebuilt_identica
     settings: Any, auth: Any, data_repo: DataRepo, mlflow_uri: str, kind: str
 ) -> None:
     path, frame = _book(data_repo)
-    run_id = _log(mlflow_uri, f"credit-{kind}", kind, frame, path)
+    name = f"credit-{kind}-{uuid.uuid4().hex[:8]}"  # one tracking server serves every test
+    run_id = _log(mlflow_uri, name, kind, frame, path)
     with client_with(settings, mlflow_tracking_uris=[mlflow_uri]) as client:
         _register_data(client, auth, data_repo)
         scientist, admin = auth(Role.data_scientist), auth(Role.admin)
@@ -153,14 +155,13 @@ def test_an_mlflow_model_is_imported_with_its_run_explained_and_rebuilt_identica
             headers=scientist,
             json={
                 "tracking_uri": mlflow_uri,
-                "model": f"credit-{kind}",
+                "model": name,
                 "version": 1,
                 "describe": DESCRIBE,
             },
         )
         assert imported.status_code == 201, imported.text
         version = imported.json()["version"]
-        name = f"credit-{kind}"
         lineage = client.get(
             f"/api/v1/models/{name}/versions/{version}/lineage", headers=scientist
         ).json()["lineage"]
@@ -217,13 +218,14 @@ def test_the_cli_imports_and_an_unverified_dataset_is_said_and_not_rebuilt(
 
     settings = env_settings
     path, frame = _book(data_repo)
-    _log(mlflow_uri, "credit-sample", "xgboost", frame.head(900), path)
+    sample = f"credit-sample-{uuid.uuid4().hex[:8]}"
+    _log(mlflow_uri, sample, "xgboost", frame.head(900), path)
     describe = tmp_path / "describe.yaml"
     dataset = {"name": "loans", "repo": str(data_repo.repo), "path": data_repo.path}
     describe.write_text(
         yaml.safe_dump({**DESCRIBE, "dataset": {**dataset, "rev": data_repo.commits[-1]}})
     )
-    arguments = ["import", "mlflow", "--tracking-uri", mlflow_uri, "--model", "credit-sample"]
+    arguments = ["import", "mlflow", "--tracking-uri", mlflow_uri, "--model", sample]
     result = CliRunner().invoke(app, [*arguments, "--version", "1", "--describe", str(describe)])
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
@@ -231,11 +233,11 @@ def test_the_cli_imports_and_an_unverified_dataset_is_said_and_not_rebuilt(
     assert "unverified: the declared data version loans" in said, result.output
     with client_with(settings) as client:
         headers = auth(Role.data_scientist)
-        lineage = client.get(
-            "/api/v1/models/credit-sample/versions/1/lineage", headers=headers
-        ).json()["lineage"]
+        lineage = client.get(f"/api/v1/models/{sample}/versions/1/lineage", headers=headers).json()[
+            "lineage"
+        ]
         assert lineage["mlflow"]["data_verification"]["status"] == "unverified"
-        rebuild = rebuilt(client, headers, "credit-sample", 1)
+        rebuild = rebuilt(client, headers, sample, 1)
         assert rebuild["verdict"] == "failed", rebuild
         assert rebuild["report"]["reason"]["code"] == "not_rebuildable", rebuild
         assert "unverified" in rebuild["report"]["reason"]["message"]
@@ -245,9 +247,11 @@ def test_what_govern_refuses_to_import_and_why(
     settings: Any, auth: Any, data_repo: DataRepo, mlflow_uri: str
 ) -> None:
     path, frame = _book(data_repo)
-    _log(mlflow_uri, "credit-pickle", "sklearn", frame, path, serialization="cloudpickle")
-    _log(mlflow_uri, "credit-noseed", "xgboost", frame, path, params=False)
-    _log(mlflow_uri, "credit-elsewhere", "xgboost", frame, "/nowhere/loans.csv", experiment="b")
+    tag = uuid.uuid4().hex[:8]
+    pickled, noseed, elsewhere = (f"credit-{k}-{tag}" for k in ("pickle", "noseed", "elsewhere"))
+    _log(mlflow_uri, pickled, "sklearn", frame, path, serialization="cloudpickle")
+    _log(mlflow_uri, noseed, "xgboost", frame, path, params=False)
+    _log(mlflow_uri, elsewhere, "xgboost", frame, "/nowhere/loans.csv", experiment="b")
     headers = auth(Role.data_scientist)
 
     def ask(client: TestClient, **body: Any) -> Any:
@@ -258,15 +262,15 @@ def test_what_govern_refuses_to_import_and_why(
         )
 
     with client_with(settings) as client:  # no tracking server allowed
-        refused = ask(client, model="credit-pickle")
+        refused = ask(client, model=pickled)
         assert refused.status_code == 422
         assert refused.json()["error"]["details"][0]["field"] == "tracking_uri"
     with client_with(settings, mlflow_tracking_uris=[mlflow_uri, "http://127.0.0.1:9"]) as client:
         _register_data(client, auth, data_repo)
         cases = {
-            "credit-pickle": ("version", "cloudpickle"),
-            "credit-noseed": ("describe.seeds", "seed"),
-            "credit-elsewhere": ("describe.dataset", "not a file govern tracks"),
+            pickled: ("version", "cloudpickle"),
+            noseed: ("describe.seeds", "seed"),
+            elsewhere: ("describe.dataset", "not a file govern tracks"),
             "credit-missing": ("version", "has no model"),
         }
         for model, (field, words) in cases.items():
@@ -274,8 +278,8 @@ def test_what_govern_refuses_to_import_and_why(
             assert answer.status_code == 422, (model, answer.text)
             detail = answer.json()["error"]["details"][0]
             assert detail["field"] == field and words in detail["message"], (model, detail)
-        assert client.get("/api/v1/models/credit-pickle", headers=headers).status_code == 404
-        down = ask(client, model="credit-pickle", tracking_uri="http://127.0.0.1:9")
+        assert client.get(f"/api/v1/models/{pickled}", headers=headers).status_code == 404
+        down = ask(client, model=pickled, tracking_uri="http://127.0.0.1:9")
         assert down.status_code == 502 and "127.0.0.1:9" in down.json()["error"]["message"]
         assert ask(client, model="credit-x", describe={"target": {}}).status_code == 422
         assert (

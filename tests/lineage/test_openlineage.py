@@ -27,11 +27,11 @@ from lineage.runner import execute_run
 from tests.support.factories import (
     DataRepo,
     cached_model,
+    cached_spec,
     client_with,
     make_data_repo,
     rebuilt,
     spec_for,
-    train_spec,
 )
 from tests.support.openlineage_spec import RUN_EVENT_SCHEMA
 
@@ -65,7 +65,7 @@ def test_a_training_run_and_its_rebuild_emit_start_and_complete_with_their_data_
     changed = settings.model_copy(
         update={"openlineage_transport": "file", "openlineage_file": events}
     )
-    version = train_spec(changed, spec_for(data_repo, model="credit-ol"))
+    version = cached_spec(changed, spec_for(data_repo, model="credit-ol"))
     with client_with(changed) as client:
         headers = auth(Role.data_scientist)
         lineage = client.get(
@@ -136,7 +136,7 @@ def test_a_failed_run_emits_fail_with_its_error_and_off_emits_nothing(
 
     quiet = tmp_path / "quiet.jsonl"
     off = settings.model_copy(update={"openlineage_file": quiet})  # the default: off
-    train_spec(off, spec_for(data_repo, model="credit-quiet"))
+    cached_spec(off, spec_for(data_repo, model="credit-quiet"))
     assert not quiet.exists()
 
 
@@ -178,7 +178,7 @@ def test_events_reach_an_http_receiver_and_a_receiver_that_is_down_fails_nothing
             "openlineage_api_key": SecretStr("s3cret-token"),
         }
     )
-    version = train_spec(changed, spec_for(data_repo, model="credit-http"))
+    version = cached_spec(changed, spec_for(data_repo, model="credit-http"))
     events = [body for _path, _headers, body in received]
     assert [e["eventType"] for e in events] == ["START", "COMPLETE"]
     for event in events:
@@ -190,7 +190,7 @@ def test_events_reach_an_http_receiver_and_a_receiver_that_is_down_fails_nothing
     down = settings.model_copy(
         update={"openlineage_transport": "http", "openlineage_url": "http://127.0.0.1:9"}
     )
-    assert train_spec(down, spec_for(data_repo, model="credit-down")) == 1
+    assert cached_spec(down, spec_for(data_repo, model="credit-down")) == 1
 
 
 def test_an_lda_search_emits_start_and_complete_with_every_candidate_version(
